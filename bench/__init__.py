@@ -1,0 +1,1 @@
+"""Benchmarks: the replay benchmark and the shared workload generator."""

@@ -1,0 +1,28 @@
+"""Every error msgstate raises derives from MsgstateError."""
+
+
+class MsgstateError(Exception):
+    """Root of all msgstate errors."""
+
+
+class ConfigError(MsgstateError):
+    """A setting (environment variable or option) has a value msgstate cannot use."""
+
+
+class StackError(MsgstateError):
+    """The local stack (Kafka broker or Redis server) could not be set up, started or stopped."""
+
+
+class ServiceUnreachable(MsgstateError):
+    """Kafka or Redis did not answer at the configured address."""
+
+    def __init__(self, service: str, address: str, reason: str = "") -> None:
+        self.service = service
+        self.address = address
+        self.reason = reason
+        text = f"{service} is unreachable at {address}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+
+
+class ValidationError(MsgstateError):
+    """A record or an SDK call breaks the wire contract (SPEC sections 2 and 3)."""

@@ -1,0 +1,276 @@
+"""Response Messages (SPEC section 2): the typed model and its decoder.
+
+`decode_response` makes the whole-response checks of SPEC section 3 in their
+order (too_large, malformed, invalid, unauthenticated) and returns either a
+`Response` or a rejection. Each change is checked on its own (`invalid_change`
+is decided here, once); the rules that need state are the engine's.
+
+The checks are written by hand, not with a schema library: this is the hot
+path of every worker and of `msgstate replay`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from schemas import rejections
+from schemas.limits import (
+    DEFAULT_PART,
+    INT_MAX,
+    INT_MIN,
+    MAX_CHANGES,
+    MAX_IDENTITY_ID,
+    MAX_MESSAGE_ID,
+    MAX_NAME,
+    MAX_PART_ID,
+    MAX_RECORD_BYTES,
+    MAX_RESPONSE_ID,
+    MAX_STATUS_TEXT,
+    NAME_CHARS,
+)
+from schemas.rejections import Rejection
+from schemas.values import SURELY_SHORT, checked_encoding, json_kind, value_problem
+
+STATE_TYPES: Final = ("Set", "FWW", "LWW", "LWWN")
+OPERATIONS: Final = ("add", "remove")
+
+_TYPES = frozenset(STATE_TYPES)
+_NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME}}}")
+_SHORT_VALUE = SURELY_SHORT
+_dumps = orjson.dumps
+
+
+_known_names: set[str] = set()  # names already found valid: most records reuse a few
+_KNOWN_NAMES_MAX = 65_536
+
+
+def is_state_name(name: Any) -> bool:
+    """Whether `name` is a valid state name (1-128 of ASCII A-Z a-z 0-9 _ . : -)."""
+    if type(name) is not str:
+        return False
+    if name in _known_names:
+        return True
+    if _NAME.fullmatch(name) is None:
+        return False
+    if len(_known_names) < _KNOWN_NAMES_MAX:
+        _known_names.add(name)
+    return True
+
+
+class Change(NamedTuple):
+    """One change of a response, checked for shape; `error` says why it is `invalid_change`.
+
+    A tuple, so the engine can unpack it in one step on its hot path.
+    """
+
+    is_add: bool
+    type: str
+    name: str
+    # The canonical encoding of the value, or None where the change carries none
+    # (an LWWN remove without value; FWW and LWW removes, whose value is never read).
+    value: bytes | None
+    raw: Any  # the change exactly as received, for rejections
+    error: str | None = None
+
+    @property
+    def operation(self) -> str:
+        return "add" if self.is_add else "remove"
+
+
+class Response(NamedTuple):
+    """A Response Message that passed the whole-response checks (not yet the dedupe)."""
+
+    id: str
+    message_id: str
+    part_id: str
+    identity_id: str
+    changes: tuple[Change, ...]
+    status_text: str | None = None
+    sent_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON data (changes as received, unknown fields dropped)."""
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "part_id": self.part_id,
+            "identity_id": self.identity_id,
+            "changes": [change.raw for change in self.changes],
+            "status_text": self.status_text,
+            "sent_at": self.sent_at,
+        }
+
+
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
+
+
+def _invalid_change(raw: Any, error: str) -> Change:
+    return Change(False, "", "", None, raw, error)
+
+
+def decode_change(raw: Any) -> Change:
+    """Check one change as received (SPEC section 2); never raises."""
+    if type(raw) is not dict:
+        return _invalid_change(raw, f"the change is {json_kind(raw)}, not a JSON object")
+    op = raw.get("operation")
+    if op == "add":
+        is_add = True
+    elif op == "remove":
+        is_add = False
+    else:
+        return _invalid_change(raw, 'the change\'s "operation" must be "add" or "remove"')
+    kind = raw.get("type")
+    if type(kind) is not str or kind not in _TYPES:
+        return _invalid_change(raw, 'the change\'s "type" must be one of Set, FWW, LWW, LWWN')
+    name = raw.get("name")
+    if not is_state_name(name):
+        return _invalid_change(
+            raw,
+            f'the change\'s "name" must be 1-{MAX_NAME} characters of A-Z a-z 0-9 _ . : -',
+        )
+    if is_add or kind == "Set":
+        if "value" not in raw:
+            return _invalid_change(raw, f"a {kind} {op} needs a value")
+        encoded = checked_encoding(raw["value"])
+        if encoded is None:
+            return _invalid_change(raw, f"bad value: {value_problem(raw['value'])}")
+    elif kind == "LWWN":
+        value = raw.get("value")
+        if value is None:
+            encoded = None
+        else:
+            encoded = checked_encoding(value)
+            if encoded is None:
+                return _invalid_change(raw, f"bad value: {value_problem(value)}")
+    else:
+        encoded = None  # FWW / LWW remove: rejected by the rules whatever the value
+    return _new(Change, (is_add, kind, name, encoded, raw, None))
+
+
+def _decode_changes(changes: list[Any]) -> tuple[Change, ...]:
+    """decode_change over a list, with the common case (an add of a short string) inline."""
+    decoded = []
+    for raw in changes:
+        if type(raw) is dict and raw.get("operation") == "add":
+            kind = raw.get("type")
+            name = raw.get("name")
+            value = raw.get("value")
+            if (
+                type(value) is str
+                and len(value) <= _SHORT_VALUE
+                and type(kind) is str
+                and kind in _TYPES
+                and type(name) is str
+                and name in _known_names
+            ):
+                decoded.append(_new(Change, (True, kind, name, _dumps(value), raw, None)))
+                continue
+        decoded.append(decode_change(raw))
+    return tuple(decoded)
+
+
+def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejection:
+    """Decode one record value: a Response, or the rejection of the whole record.
+
+    `authentic` is the signature verdict, decided by the caller (True when
+    signing is off). `duplicate` needs state and is the engine's to decide.
+    """
+    size = len(raw)
+    if size > MAX_RECORD_BYTES:
+        return rejections.too_large(size, MAX_RECORD_BYTES)
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return rejections.malformed(bytes(raw), f"the record is not UTF-8 JSON: {exc}")
+    if type(record) is not dict:
+        return rejections.malformed(
+            bytes(raw), f"the record is {json_kind(record)}, not a JSON object"
+        )
+    get = record.get
+    rid = get("id")
+    mid = get("message_id")
+    part = get("part_id")
+    ident = get("identity_id")
+    changes = get("changes")
+    status = get("status_text")
+    sent_at = get("sent_at")
+    # One combined test for the common, valid case; the slow path finds the reason.
+    if not (
+        type(rid) is str
+        and 0 < len(rid) <= MAX_RESPONSE_ID
+        and type(mid) is str
+        and 0 < len(mid) <= MAX_MESSAGE_ID
+        and type(ident) is str
+        and 0 < len(ident) <= MAX_IDENTITY_ID
+        and type(changes) is list
+        and 0 < len(changes) <= MAX_CHANGES
+        and (part is None or (type(part) is str and 0 < len(part) <= MAX_PART_ID))
+        and (status is None or (type(status) is str and len(status) <= MAX_STATUS_TEXT))
+        and (sent_at is None or (type(sent_at) is int and INT_MIN <= sent_at <= INT_MAX))
+    ):
+        return rejections.of_record(record, rejections.INVALID, _invalid_detail(record))
+    if not authentic:
+        return rejections.of_record(
+            record, rejections.UNAUTHENTICATED, "the record's signature is missing or wrong"
+        )
+    return _new(
+        Response,
+        (
+            rid,
+            mid,
+            DEFAULT_PART if part is None else part,
+            ident,
+            _decode_changes(changes),
+            status,
+            sent_at,
+        ),
+    )
+
+
+def _text_problem(record: dict[str, Any], key: str, low: int, high: int, optional: bool) -> str:
+    value = record.get(key)
+    if value is None and optional:
+        return ""
+    if type(value) is str and low <= len(value) <= high:
+        return ""
+    what = (
+        f"a string of {low}-{high} characters" if low else f"a string of at most {high} characters"
+    )
+    if optional:
+        what += " or null"
+    if key not in record:
+        return f'"{key}" is missing; it must be {what}'
+    if type(value) is str:
+        return f'"{key}" has {len(value)} characters; it must be {what}'
+    return f'"{key}" is {json_kind(value)}; it must be {what}'
+
+
+def _invalid_detail(record: dict[str, Any]) -> str:
+    """Why a record that failed the fast check is invalid (the first field at fault)."""
+    for key, low, high, optional in (
+        ("id", 1, MAX_RESPONSE_ID, False),
+        ("message_id", 1, MAX_MESSAGE_ID, False),
+        ("part_id", 1, MAX_PART_ID, True),
+        ("identity_id", 1, MAX_IDENTITY_ID, False),
+    ):
+        problem = _text_problem(record, key, low, high, optional)
+        if problem:
+            return problem
+    changes = record.get("changes")
+    if type(changes) is not list:
+        if "changes" not in record:
+            return f'"changes" is missing; it must be an array of 1-{MAX_CHANGES} changes'
+        return f'"changes" is {json_kind(changes)}; it must be an array of 1-{MAX_CHANGES} changes'
+    if not 0 < len(changes) <= MAX_CHANGES:
+        return f'"changes" has {len(changes)} items; it must have 1-{MAX_CHANGES}'
+    problem = _text_problem(record, "status_text", 0, MAX_STATUS_TEXT, True)
+    if problem:
+        return problem
+    sent_at = record.get("sent_at")
+    if sent_at is not None and not (type(sent_at) is int and INT_MIN <= sent_at <= INT_MAX):
+        what = "out of range" if type(sent_at) is int else json_kind(sent_at)
+        return f'"sent_at" is {what}; it must be an integer in the 64-bit signed range or null'
+    return "the record breaks the Response Message rules"

@@ -1,0 +1,1 @@
+"""The processing: the pure engine, the Redis store, the faust app, the client SDK."""

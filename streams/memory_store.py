@@ -1,0 +1,148 @@
+"""An in-memory store: a complete `StateView` that applies `StateDelta`s.
+
+Replay and the unit tests use it; the Redis store is its persistent twin.
+Layout is nested per part and per name so that the strings of a key are held
+once, and equal value encodings are shared, keeping a live value small.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from typing import Any
+
+from schemas.limits import DEDUPE_WINDOW
+from streams.state import Held, PartKey, PartMeta, StateDelta, ValueKey
+from streams.summary import render_summary
+
+
+class _Part:
+    __slots__ = ("holdings", "meta", "tallies")
+
+    def __init__(self) -> None:
+        self.meta = PartMeta()
+        self.holdings: dict[str, dict[str, Held]] = {}  # name -> identity -> holding
+        self.tallies: dict[str, dict[bytes, int]] = {}  # name -> encoded value -> count
+
+
+class _Window:
+    """The last `size` response ids taken for one message."""
+
+    __slots__ = ("ids", "order")
+
+    def __init__(self, size: int) -> None:
+        self.ids: set[str] = set()
+        self.order: deque[str] = deque(maxlen=size)
+
+    def add(self, rid: str) -> None:
+        if rid in self.ids:
+            return
+        order = self.order
+        if len(order) == order.maxlen:
+            self.ids.discard(order[0])  # the append below drops it from the deque
+        order.append(rid)
+        self.ids.add(rid)
+
+
+class MemoryStore:
+    """All state in process memory; `window` response ids are remembered per message."""
+
+    __slots__ = ("_encodings", "_parts", "_seen", "_window")
+
+    def __init__(self, window: int = DEDUPE_WINDOW) -> None:
+        if window < 1:
+            raise ValueError("the dedupe window must hold at least one id")
+        self._window = window
+        self._parts: dict[PartKey, _Part] = {}
+        self._seen: dict[str, _Window] = {}
+        self._encodings: dict[bytes, bytes] = {}  # shares equal value encodings
+
+    # -- StateView -------------------------------------------------------------
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        part = self._parts.get((message_id, part_id))
+        return PartMeta() if part is None else part.meta
+
+    def held(self, key: ValueKey) -> Held | None:
+        part = self._parts.get((key[0], key[1]))
+        if part is None:
+            return None
+        held_by = part.holdings.get(key[2])
+        return None if held_by is None else held_by.get(key[3])
+
+    def seen(self, message_id: str, response_id: str) -> bool:
+        window = self._seen.get(message_id)
+        return window is not None and response_id in window.ids
+
+    # -- writes ----------------------------------------------------------------
+
+    def apply(self, delta: StateDelta) -> None:
+        """Apply one batch's writes."""
+        parts = self._parts
+        share = self._encodings.setdefault
+        intern = sys.intern
+        for key, meta in delta.parts.items():
+            self._part(key).meta = meta.copy()
+        for (mid, pid, name, ident), held in delta.values.items():
+            part = parts.get((mid, pid)) or self._part((mid, pid))
+            held_by = part.holdings.get(name)
+            if held is None:
+                if held_by is not None:
+                    held_by.pop(ident, None)
+                continue
+            if held_by is None:
+                held_by = part.holdings[intern(name)] = {}
+            if isinstance(held, bytes):
+                held_by[intern(ident)] = share(held, held)
+            else:
+                held_by[intern(ident)] = tuple(map(share, held, held))
+        for (mid, pid, name, encoded), n in delta.tallies.items():
+            part = parts.get((mid, pid)) or self._part((mid, pid))
+            counts = part.tallies.get(name)
+            if counts is None:
+                counts = part.tallies[intern(name)] = {}
+            total = counts.get(encoded, 0) + n
+            if total > 0:
+                counts[share(encoded, encoded)] = total
+            else:
+                counts.pop(encoded, None)
+        seen = self._seen
+        for mid, rid in delta.taken:
+            window = seen.get(mid)
+            if window is None:
+                window = seen[intern(mid)] = _Window(self._window)
+            window.add(rid)
+
+    def _part(self, key: PartKey) -> _Part:
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[(sys.intern(key[0]), sys.intern(key[1]))] = _Part()
+        return part
+
+    # -- reads -----------------------------------------------------------------
+
+    def summary(self, message_id: str, part_id: str, clip: int | None = None) -> dict[str, Any]:
+        """The part's summary; a part nobody wrote has version 0 and no states."""
+        part = self._parts.get((message_id, part_id)) or _Part()
+        return render_summary(message_id, part_id, part.meta, part.holdings, part.tallies, clip)
+
+    def summaries(self, clip: int | None = None) -> list[dict[str, Any]]:
+        """Every summary of a part with at least one fixed name, by (message_id, part_id)."""
+        return [
+            self.summary(mid, pid, clip)
+            for mid, pid in sorted(self._parts)
+            if self._parts[(mid, pid)].meta.types
+        ]
+
+    def live_values(self) -> int:
+        """How many (identity, state, value) are held: one per scalar, one per Set member."""
+        total = 0
+        for part in self._parts.values():
+            for held_by in part.holdings.values():
+                for held in held_by.values():
+                    total += 1 if isinstance(held, bytes) else len(held)
+        return total
+
+    def forget_response_ids(self) -> None:
+        """Drop the dedupe memory (for measuring the state alone)."""
+        self._seen.clear()

@@ -1,0 +1,76 @@
+"""Replay: records from a byte stream through the engine into a MemoryStore.
+
+The same decode and engine as the workers, with no broker and no Redis
+(SPEC section 7). The command line in workers/replay.py only adds files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
+
+from schemas.records import decode_response
+from schemas.rejections import Rejection
+from streams.engine import Engine, Item
+from streams.memory_store import MemoryStore
+
+BATCH = 1024  # records per engine batch; any size gives the same result
+_CHUNK = 1 << 22
+
+EventSink = Callable[[dict[str, Any]], None]
+RejectionSink = Callable[[Rejection], None]
+
+
+def records_in(data: bytes) -> list[bytes]:
+    """The record values of a replay file: split on b"\\n" only, blank lines skipped."""
+    return [line for line in data.split(b"\n") if line and not line.isspace()]
+
+
+def read_records(stream: BinaryIO, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """`records_in` over a stream, read in chunks."""
+    rest = b""
+    while True:
+        block = stream.read(chunk)
+        if not block:
+            break
+        lines = (rest + block).split(b"\n") if rest else block.split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line and not line.isspace():
+                yield line
+    if rest and not rest.isspace():
+        yield rest
+
+
+def replay(
+    records: Iterable[bytes],
+    *,
+    registry: Mapping[str, str] | None = None,
+    on_event: EventSink | None = None,
+    on_rejection: RejectionSink | None = None,
+    store: MemoryStore | None = None,
+    batch: int = BATCH,
+) -> MemoryStore:
+    """Apply the records in order; events and rejections go to the sinks as they arise."""
+    engine = Engine(registry)
+    store = MemoryStore() if store is None else store
+    pending: list[Item] = []
+
+    def flush() -> None:
+        outcome = engine.apply_batch(pending, store)
+        store.apply(outcome.delta)
+        if on_event is not None:
+            for event in outcome.events:
+                on_event(event)
+        if on_rejection is not None:
+            for _, rejection in outcome.rejections:
+                on_rejection(rejection)
+        pending.clear()
+
+    for raw in records:
+        pending.append(decode_response(raw))
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return store

@@ -1,0 +1,1 @@
+"""What runs: the state worker, the apps worker, the CLI and the local stack."""

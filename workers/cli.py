@@ -1,0 +1,35 @@
+"""The `msgstate` command line: a thin click layer over workers/ and streams/."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from schemas.exceptions import MsgstateError
+from workers.replay import replay
+from workers.stack_command import stack
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """msgstate: typed per-user state on chat messages, from Kafka to Redis."""
+
+
+cli.add_command(stack)
+cli.add_command(replay)
+
+
+def main() -> None:
+    """Console-script entry point: msgstate errors become one line on stderr and exit 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MsgstateError as exc:
+        click.echo(f"msgstate: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,109 @@
+"""Settings, read from `MSGSTATE_*` environment variables at the edges only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from schemas.exceptions import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names of SPEC section 1; a prefix keeps parallel deployments (and tests) apart."""
+
+    prefix: str = "msgstate"
+
+    @property
+    def responses(self) -> str:
+        return f"{self.prefix}.responses"
+
+    @property
+    def summary_changes(self) -> str:
+        return f"{self.prefix}.summary-changes"
+
+    @property
+    def rejections(self) -> str:
+        return f"{self.prefix}.rejections"
+
+    @property
+    def messages(self) -> str:
+        return f"{self.prefix}.messages"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: str = "127.0.0.1:9092"
+    redis: str = "redis://127.0.0.1:6379/0"
+    stack_dir: Path = Path(".stack")
+    partitions: int = 12
+    replication: int = 1
+    topics: Topics = field(default_factory=Topics)
+    # Prefix of Redis keys, so several deployments can share one Redis.
+    key_prefix: str = "ms"
+    # Faust application id: the consumer group of the state workers.
+    app_id: str = "msgstate"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        base = cls()
+        kafka = env.get("MSGSTATE_KAFKA", base.kafka).strip()
+        if not kafka:
+            raise ConfigError("MSGSTATE_KAFKA is empty: give bootstrap servers as host:port[,host:port]")
+        for server in kafka.split(","):
+            split_host_port(server, "MSGSTATE_KAFKA")
+        redis = env.get("MSGSTATE_REDIS", base.redis).strip()
+        redis_port(redis)
+        prefix = env.get("MSGSTATE_TOPIC_PREFIX", base.topics.prefix)
+        return cls(
+            kafka=kafka,
+            redis=redis,
+            stack_dir=Path(env.get("MSGSTATE_STACK_DIR", str(base.stack_dir))),
+            partitions=_positive_int(env, "MSGSTATE_PARTITIONS", base.partitions),
+            replication=_positive_int(env, "MSGSTATE_REPLICATION", base.replication),
+            topics=Topics(prefix),
+            key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
+            app_id=env.get("MSGSTATE_APP_ID", base.app_id),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka.split(",")]
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def split_host_port(server: str, what: str) -> tuple[str, int]:
+    host, sep, port = server.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: {server!r} is not host:port")
+    return host, int(port)
+
+
+def redis_port(url: str) -> int:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"MSGSTATE_REDIS={url!r}: {exc}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"MSGSTATE_REDIS={url!r} is not a redis:// URL")
+    return port or 6379

@@ -1,0 +1,100 @@
+"""`msgstate replay INPUT [--changes FILE] [--rejections FILE]` (SPEC section 7)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from schemas.codec import dumps_line
+from schemas.registry import parse_registry
+from streams.replay import read_records
+from streams.replay import replay as run_replay
+
+
+def _open_output(stack: contextlib.ExitStack, path: Path | None) -> BinaryIO | None:
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(path.open("wb"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _open_input(stack: contextlib.ExitStack, name: str) -> BinaryIO:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return stack.enter_context(Path(name).open("rb"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+@click.command()
+@click.argument("input_name", metavar="INPUT")
+@click.option(
+    "--changes",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the summary-change events here, one JSON per line.",
+)
+@click.option(
+    "--rejections",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rejections here, one JSON per line.",
+)
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='State-type registry: a JSON object of name -> type, e.g. {"poll": "FWW"}.',
+)
+def replay(
+    input_name: str, changes: Path | None, rejections: Path | None, registry: Path | None
+) -> None:
+    """Apply a file of Response Messages with the engine, print every summary.
+
+    INPUT holds one record per line ("-" reads standard input). Summaries go to
+    standard output, one JSON line each, sorted by message and part.
+    """
+    types: dict[str, str] | None = None
+    if registry is not None:
+        try:
+            types = parse_registry(registry.read_bytes())
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {registry}: {exc.strerror or exc}") from exc
+    with contextlib.ExitStack() as stack:
+        source = _open_input(stack, input_name)
+        events_out = _open_output(stack, changes)
+        rejections_out = _open_output(stack, rejections)
+        store = run_replay(
+            _records(source, input_name),
+            registry=types,
+            on_event=None if events_out is None else _writer(events_out, changes),
+            on_rejection=None if rejections_out is None else _writer(rejections_out, rejections),
+        )
+    out = click.get_binary_stream("stdout")
+    for summary in store.summaries():
+        out.write(dumps_line(summary))
+    out.flush()
+
+
+def _records(source: BinaryIO, name: str) -> Iterator[bytes]:
+    try:
+        yield from read_records(source)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+def _writer(stream: BinaryIO, path: Path | None) -> Callable[[Any], None]:
+    write = stream.write
+
+    def emit(record: Any) -> None:
+        try:
+            write(dumps_line(record))
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    return emit
