@@ -26,3 +26,11 @@ class ServiceUnreachable(MsgstateError):
 
 class ValidationError(MsgstateError):
     """A record or an SDK call breaks the wire contract (SPEC sections 2 and 3)."""
+
+
+class Fenced(MsgstateError):
+    """Another worker now owns this input partition; this one must not write for it any more."""
+
+
+class AlreadyApplied(MsgstateError):
+    """The batch's offsets are at or below the partition's fence: they were applied before."""

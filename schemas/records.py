@@ -69,9 +69,10 @@ class Change(NamedTuple):
     is_add: bool
     type: str
     name: str
-    # The canonical encoding of the value, or None where the change carries none
-    # (an LWWN remove without value; FWW and LWW removes, whose value is never read).
-    value: bytes | None
+    # The canonical encoding of the value, or b"" where the change carries none (an
+    # LWWN remove without value; FWW and LWW removes, whose value is never read).
+    # Never empty otherwise: every encoding has at least one byte.
+    value: bytes
     raw: Any  # the change exactly as received, for rejections
     error: str | None = None
 
@@ -108,7 +109,7 @@ _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (ho
 
 
 def _invalid_change(raw: Any, error: str) -> Change:
-    return Change(False, "", "", None, raw, error)
+    return Change(False, "", "", b"", raw, error)
 
 
 def decode_change(raw: Any) -> Change:
@@ -140,13 +141,13 @@ def decode_change(raw: Any) -> Change:
     elif kind == "LWWN":
         value = raw.get("value")
         if value is None:
-            encoded = None
+            encoded = b""
         else:
             encoded = checked_encoding(value)
             if encoded is None:
                 return _invalid_change(raw, f"bad value: {value_problem(value)}")
     else:
-        encoded = None  # FWW / LWW remove: rejected by the rules whatever the value
+        encoded = b""  # FWW / LWW remove: rejected by the rules whatever the value
     return _new(Change, (is_add, kind, name, encoded, raw, None))
 
 

@@ -11,10 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.limits import MAX_MEMBERS, MAX_NAMES
 from schemas.records import Response
 from schemas.registry import check_registry
-from schemas.rejections import DUPLICATE, INVALID_CHANGE, Rejection, rejection
-from streams.rules import judge
+from schemas.rejections import (
+    DUPLICATE,
+    FWW_CONFLICT,
+    INVALID_CHANGE,
+    LIMIT_EXCEEDED,
+    REMOVE_NOT_ALLOWED,
+    TYPE_MISMATCH,
+    Rejection,
+    rejection,
+)
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, StateView
 from streams.summary import decode_held
 
@@ -34,16 +43,31 @@ class Outcome:
         self.delta = StateDelta()
 
 
+class _PartWork:
+    """A part's meta during a batch; the view's `types` dict is copied only to be changed."""
+
+    __slots__ = ("changed", "own_types", "types", "version")
+
+    def __init__(self, meta: PartMeta) -> None:
+        self.version = meta.version
+        self.types = meta.types
+        self.own_types = False
+        self.changed = False
+
+
 class Engine:
     """The rules of SPEC sections 3-5, with an optional registry of state types.
 
-    Raises ConfigError for a registry with a bad name or type.
+    Raises ConfigError for a registry with a bad name or type. With
+    `events=False` versions still count but no event is built (replay without
+    --changes).
     """
 
-    __slots__ = ("_registry",)
+    __slots__ = ("_events", "_registry")
 
-    def __init__(self, registry: Mapping[str, str] | None = None) -> None:
+    def __init__(self, registry: Mapping[str, str] | None = None, *, events: bool = True) -> None:
         self._registry = check_registry(registry or {})
+        self._events = events
 
     @property
     def registry(self) -> Mapping[str, str]:
@@ -53,7 +77,7 @@ class Engine:
         """Every key `apply_batch` may read for these items."""
         needs = StateNeeds()
         for item in items:
-            if not isinstance(item, Response):
+            if isinstance(item, dict):
                 continue
             mid, pid, ident = item.message_id, item.part_id, item.identity_id
             needs.parts.add((mid, pid))
@@ -71,101 +95,172 @@ class Engine:
         refused = out.rejections
         values = delta.values
         tallies = delta.tallies
+        taken_log = delta.taken
         registry = self._registry
-        metas: dict[PartKey, PartMeta] = {}  # overlay of every part touched
-        dirty: set[PartKey] = set()  # parts whose meta changed
+        with_events = self._events
+        seen = view.seen
+        view_held = view.held
+        parts: dict[PartKey, _PartWork] = {}
         taken: set[tuple[str, str]] = set()
 
+        # A long loop on purpose: this is the hot path of every record. The rule
+        # numbers below are those of SPEC section 3.
         for index, item in enumerate(items):
-            if not isinstance(item, Response):
+            if isinstance(item, dict):
                 refused.append((index, item))
                 continue
-            mid = item.message_id
-            rid = item.id
-            ident = item.identity_id
+            rid, mid, pid, ident, changes, status, _ = item
             id_key = (mid, rid)
-            if id_key in taken or view.seen(mid, rid):
+            if id_key in taken or seen(mid, rid):
                 refused.append((index, _whole(item, DUPLICATE, _duplicate_detail(rid))))
                 continue
             taken.add(id_key)
-            delta.taken.append(id_key)
+            taken_log.append(id_key)
 
-            pid = item.part_id
             part_key = (mid, pid)
-            meta = metas.get(part_key)
-            if meta is None:
-                meta = metas[part_key] = view.part_meta(mid, pid).copy()
-            types = meta.types
-            # name -> (type, holding before this response), in first-accepted order
+            part = parts.get(part_key)
+            if part is None:
+                part = parts[part_key] = _PartWork(view.part_meta(mid, pid))
+            types = part.types
+            # name -> (type, the author's holding before this response), in first-accepted order
             before: dict[str, tuple[str, Held | None]] = {}
 
-            for position, change in enumerate(item.changes):
-                if change.error is not None:
-                    refused.append((index, _refusal(item, position, INVALID_CHANGE, change.error)))
+            for position, (is_add, kind, name, value, _, error) in enumerate(changes):
+                if error is not None:  # 1
+                    refused.append((index, _refusal(item, position, INVALID_CHANGE, error)))
                     continue
-                name = change.name
                 fixed = types.get(name)
-                value_key = (mid, pid, name, ident)
-                held = values.get(value_key, _ABSENT)
-                if held is _ABSENT:
-                    held = view.held(value_key) if fixed is not None else None
-                reason, detail, new = judge(change, fixed, registry.get(name), len(types), held)
-                if reason is not None:
-                    refused.append((index, _refusal(item, position, reason, detail)))
+                if (fixed is not None and fixed != kind) or (  # 2
+                    registry and registry.get(name, kind) != kind
+                ):
+                    detail = _mismatch(name, kind, fixed, registry)
+                    refused.append((index, _refusal(item, position, TYPE_MISMATCH, detail)))
                     continue
+                if not is_add and (kind == "LWW" or kind == "FWW"):  # 3
+                    detail = f"a {kind} value cannot be removed"
+                    refused.append((index, _refusal(item, position, REMOVE_NOT_ALLOWED, detail)))
+                    continue
+                value_key = (mid, pid, name, ident)
                 if fixed is None:
-                    types[name] = change.type
-                    dirty.add(part_key)
+                    # Nobody holds a name that is not fixed yet: only the limit can refuse it.
+                    if len(types) >= MAX_NAMES:  # 5
+                        detail = _TOO_MANY_NAMES
+                        refused.append((index, _refusal(item, position, LIMIT_EXCEEDED, detail)))
+                        continue
+                    held = None
+                else:
+                    held = values.get(value_key, _ABSENT)
+                    if held is _ABSENT:
+                        held = view_held(value_key)
+
+                new: Held | None
+                if kind == "Set":
+                    if held is None:
+                        new = (value,) if is_add else None
+                    elif is_add:
+                        if value in held:
+                            new = held
+                        elif len(held) >= MAX_MEMBERS:  # 5
+                            detail = _full_set(name)
+                            refused.append(
+                                (index, _refusal(item, position, LIMIT_EXCEEDED, detail))
+                            )
+                            continue
+                        else:
+                            new = (*held, value)
+                    elif value in held:
+                        new = tuple([member for member in held if member != value]) or None
+                    else:
+                        new = held
+                elif is_add:
+                    if kind == "FWW" and held is not None:  # 4
+                        detail = f"{name} already holds {_shown(held)} for this identity"
+                        refused.append((index, _refusal(item, position, FWW_CONFLICT, detail)))
+                        continue
+                    new = value
+                else:  # an LWWN remove: unset when no value is given or the value is held
+                    new = None if not value or value == held else held
+
+                # Accepted, even when it has no effect: the name is fixed from now on.
+                if fixed is None:
+                    if not part.own_types:
+                        types = part.types = dict(types)
+                        part.own_types = True
+                    types[name] = kind
+                    part.changed = True
                 if name not in before:
-                    before[name] = (change.type, held)
-                if new is not held and new != held:
-                    values[value_key] = new
-                    if isinstance(held, bytes):
-                        tally = (mid, pid, name, held)
-                        tallies[tally] = tallies.get(tally, 0) - 1
-                    if isinstance(new, bytes):
-                        tally = (mid, pid, name, new)
-                        tallies[tally] = tallies.get(tally, 0) + 1
-                    elif change.type == "Set":
-                        # A Set change adds or removes exactly its own member.
-                        member = change.value
-                        assert member is not None
-                        tally = (mid, pid, name, member)
-                        tallies[tally] = tallies.get(tally, 0) + (1 if change.is_add else -1)
+                    before[name] = (kind, held)
+                if new is held or new == held:
+                    continue
+                values[value_key] = new
+                if kind == "Set":  # a Set change adds or removes exactly its own member
+                    tally = (mid, pid, name, value)
+                    tallies[tally] = tallies.get(tally, 0) + (1 if is_add else -1)
+                    continue
+                if isinstance(held, bytes):
+                    tally = (mid, pid, name, held)
+                    tallies[tally] = tallies.get(tally, 0) - 1
+                if isinstance(new, bytes):
+                    tally = (mid, pid, name, new)
+                    tallies[tally] = tallies.get(tally, 0) + 1
 
-            changed = []
-            for name, (kind, old) in before.items():
-                new = values.get((mid, pid, name, ident), old)
-                if new != old:
-                    changed.append((name, kind, old, new))
-            if changed:
-                meta.version += 1
-                dirty.add(part_key)
-                version = meta.version
-                status = item.status_text
-                for name, kind, old, new in changed:
-                    events.append(
-                        {
-                            "event_id": f"{mid}/{rid}/{name}",
-                            "message_id": mid,
-                            "part_id": pid,
-                            "response_id": rid,
-                            "identity_id": ident,
-                            "name": name,
-                            "type": kind,
-                            "old": decode_held(old),
-                            "new": decode_held(new),
-                            "version": version,
-                            "status_text": status,
-                        }
-                    )
+            if not before:
+                continue
+            # One event per state whose value for the author changed over the whole response.
+            changed = [
+                (name, kind, old, now)
+                for name, (kind, old) in before.items()
+                if (now := values.get((mid, pid, name, ident), old)) != old
+            ]
+            if not changed:
+                continue
+            part.version += 1
+            part.changed = True
+            if not with_events:
+                continue
+            version = part.version
+            for name, kind, old, now in changed:
+                events.append(
+                    {
+                        "event_id": f"{mid}/{rid}/{name}",
+                        "message_id": mid,
+                        "part_id": pid,
+                        "response_id": rid,
+                        "identity_id": ident,
+                        "name": name,
+                        "type": kind,
+                        "old": decode_held(old),
+                        "new": decode_held(now),
+                        "version": version,
+                        "status_text": status,
+                    }
+                )
 
-        for part_key in dirty:
-            delta.parts[part_key] = metas[part_key]
+        metas = delta.parts
+        for part_key, part in parts.items():
+            if part.changed:
+                metas[part_key] = PartMeta(part.version, part.types)
         if tallies:
             for tally in [tally for tally, n in tallies.items() if n == 0]:
                 del tallies[tally]
         return out
+
+
+_TOO_MANY_NAMES = f"this part already has {MAX_NAMES} state names"
+
+
+def _mismatch(name: str, kind: str, fixed: str | None, registry: Mapping[str, str]) -> str:
+    if fixed is not None and fixed != kind:
+        return f"{name} is a {fixed} state in this part, not {kind}"
+    return f"{name} is registered as a {registry[name]} state, not {kind}"
+
+
+def _full_set(name: str) -> str:
+    return f"{name} already has {MAX_MEMBERS} members for this identity"
+
+
+def _shown(held: Held) -> str:
+    return held.decode() if isinstance(held, bytes) else repr(held)
 
 
 def _duplicate_detail(rid: str) -> str:

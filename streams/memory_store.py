@@ -1,8 +1,10 @@
 """An in-memory store: a complete `StateView` that applies `StateDelta`s.
 
 Replay and the unit tests use it; the Redis store is its persistent twin.
-Layout is nested per part and per name so that the strings of a key are held
-once, and equal value encodings are shared, keeping a live value small.
+Holdings are nested per part and per name, so the strings of a key are held
+once, and equal value encodings are shared: a live value costs one dict
+entry. Tallies are not kept but counted from the holdings when a summary is
+rendered (the Redis store keeps them, from `StateDelta.tallies`).
 """
 
 from __future__ import annotations
@@ -13,35 +15,27 @@ from typing import Any
 
 from schemas.limits import DEDUPE_WINDOW
 from streams.state import Held, PartKey, PartMeta, StateDelta, ValueKey
-from streams.summary import render_summary
+from streams.summary import count_tallies, render_summary
+
+_EMPTY = PartMeta()
 
 
 class _Part:
-    __slots__ = ("holdings", "meta", "tallies")
+    __slots__ = ("holdings", "meta")
 
     def __init__(self) -> None:
-        self.meta = PartMeta()
+        self.meta = _EMPTY
         self.holdings: dict[str, dict[str, Held]] = {}  # name -> identity -> holding
-        self.tallies: dict[str, dict[bytes, int]] = {}  # name -> encoded value -> count
 
 
 class _Window:
-    """The last `size` response ids taken for one message."""
+    """The response ids taken for one message: the last `size` of them, at least."""
 
     __slots__ = ("ids", "order")
 
     def __init__(self, size: int) -> None:
         self.ids: set[str] = set()
         self.order: deque[str] = deque(maxlen=size)
-
-    def add(self, rid: str) -> None:
-        if rid in self.ids:
-            return
-        order = self.order
-        if len(order) == order.maxlen:
-            self.ids.discard(order[0])  # the append below drops it from the deque
-        order.append(rid)
-        self.ids.add(rid)
 
 
 class MemoryStore:
@@ -61,7 +55,7 @@ class MemoryStore:
 
     def part_meta(self, message_id: str, part_id: str) -> PartMeta:
         part = self._parts.get((message_id, part_id))
-        return PartMeta() if part is None else part.meta
+        return _EMPTY if part is None else part.meta
 
     def held(self, key: ValueKey) -> Held | None:
         part = self._parts.get((key[0], key[1]))
@@ -77,12 +71,12 @@ class MemoryStore:
     # -- writes ----------------------------------------------------------------
 
     def apply(self, delta: StateDelta) -> None:
-        """Apply one batch's writes."""
+        """Apply one batch's writes. The delta's PartMeta objects are kept, not copied."""
         parts = self._parts
         share = self._encodings.setdefault
         intern = sys.intern
         for key, meta in delta.parts.items():
-            self._part(key).meta = meta.copy()
+            self._part(key).meta = meta
         for (mid, pid, name, ident), held in delta.values.items():
             part = parts.get((mid, pid)) or self._part((mid, pid))
             held_by = part.holdings.get(name)
@@ -93,25 +87,26 @@ class MemoryStore:
             if held_by is None:
                 held_by = part.holdings[intern(name)] = {}
             if isinstance(held, bytes):
-                held_by[intern(ident)] = share(held, held)
+                held = share(held, held)
             else:
-                held_by[intern(ident)] = tuple(map(share, held, held))
-        for (mid, pid, name, encoded), n in delta.tallies.items():
-            part = parts.get((mid, pid)) or self._part((mid, pid))
-            counts = part.tallies.get(name)
-            if counts is None:
-                counts = part.tallies[intern(name)] = {}
-            total = counts.get(encoded, 0) + n
-            if total > 0:
-                counts[share(encoded, encoded)] = total
+                held = tuple(map(share, held, held))
+            if ident in held_by:
+                held_by[ident] = held
             else:
-                counts.pop(encoded, None)
+                held_by[intern(ident)] = held
         seen = self._seen
         for mid, rid in delta.taken:
             window = seen.get(mid)
             if window is None:
                 window = seen[intern(mid)] = _Window(self._window)
-            window.add(rid)
+            ids = window.ids
+            if rid in ids:
+                continue
+            order = window.order
+            if len(order) == order.maxlen:
+                ids.discard(order[0])  # the append below drops it from the deque
+            order.append(rid)
+            ids.add(rid)
 
     def _part(self, key: PartKey) -> _Part:
         part = self._parts.get(key)
@@ -124,7 +119,14 @@ class MemoryStore:
     def summary(self, message_id: str, part_id: str, clip: int | None = None) -> dict[str, Any]:
         """The part's summary; a part nobody wrote has version 0 and no states."""
         part = self._parts.get((message_id, part_id)) or _Part()
-        return render_summary(message_id, part_id, part.meta, part.holdings, part.tallies, clip)
+        return render_summary(
+            message_id,
+            part_id,
+            part.meta,
+            part.holdings,
+            count_tallies(part.holdings, part.meta.types),
+            clip,
+        )
 
     def summaries(self, clip: int | None = None) -> list[dict[str, Any]]:
         """Every summary of a part with at least one fixed name, by (message_id, part_id)."""
@@ -144,5 +146,5 @@ class MemoryStore:
         return total
 
     def forget_response_ids(self) -> None:
-        """Drop the dedupe memory (for measuring the state alone)."""
+        """Drop the dedupe memory (to measure the state alone)."""
         self._seen.clear()

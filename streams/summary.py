@@ -6,14 +6,18 @@ in-memory store in replay and tests, the Redis store after loading its hashes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from itertools import chain
+from typing import Any, cast
 
 import orjson
 
 from schemas.exceptions import ValidationError
 from schemas.values import Value, tally_key
 from streams.state import Held, PartMeta
+
+_ABSENT: Any = object()
 
 
 def decode_held(held: Held | None) -> Value | list[Value] | None:
@@ -51,9 +55,21 @@ def render_summary(
         clipped = clip is not None and total > clip
         if clipped:
             identities = identities[:clip]
+        if kind == "Set":
+            shown = {ident: decode_held(held_by[ident]) for ident in identities}
+        else:
+            # Scalars repeat across identities: decode each distinct encoding once.
+            decoded: dict[Held, Any] = {}
+            shown = {}
+            for ident in identities:
+                held = held_by[ident]
+                value = decoded.get(held, _ABSENT)
+                if value is _ABSENT:
+                    value = decoded[held] = decode_held(held)
+                shown[ident] = value
         state: dict[str, Any] = {
             "type": kind,
-            "values": {ident: decode_held(held_by[ident]) for ident in identities},
+            "values": shown,
             "tally": render_tally(tallies.get(name) or {}),
         }
         if clipped:
@@ -66,6 +82,20 @@ def render_summary(
         "version": meta.version,
         "states": states,
     }
+
+
+def count_tallies(
+    holdings: Mapping[str, Mapping[str, Held]], types: Mapping[str, str]
+) -> dict[str, Counter[bytes]]:
+    """Tallies counted from holdings (name -> encoded value -> identities holding it)."""
+    tallies: dict[str, Counter[bytes]] = {}
+    for name, held_by in holdings.items():
+        if types.get(name) == "Set":
+            members = cast("Iterable[tuple[bytes, ...]]", held_by.values())
+            tallies[name] = Counter(chain.from_iterable(members))
+        else:
+            tallies[name] = Counter(cast("Iterable[bytes]", held_by.values()))
+    return tallies
 
 
 def render_tally(counts: Mapping[bytes, int]) -> list[dict[str, Any]]:

@@ -7,8 +7,11 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.publish_command import publish
+from workers.read_commands import summary
 from workers.replay import replay
 from workers.stack_command import stack
+from workers.worker_command import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +21,9 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(replay)
+cli.add_command(worker)
+cli.add_command(publish)
+cli.add_command(summary)
 
 
 def main() -> None:

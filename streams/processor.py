@@ -1,0 +1,159 @@
+"""One input partition's batches: the engine decides, Redis persists (fenced, with an outbox),
+then the outputs go to Kafka and leave the outbox.
+
+A worker that dies after the Redis step and before Kafka acknowledged the outputs leaves them
+in the outbox; the partition's next holder produces them first. Events are therefore at least
+once, with stable ids; state changes exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from schemas.exceptions import AlreadyApplied, Fenced
+from schemas.records import Response, decode_response
+from streams.engine import Engine
+from streams.redis_store import Assignment, RedisStateStore
+
+log = logging.getLogger(__name__)
+
+EVENT = b"e"
+REJECTION = b"r"
+_LEN = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    offset: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    kind: bytes  # EVENT or REJECTION
+    key: bytes  # b"" for a record without a message id
+    value: bytes
+
+    def encode(self) -> bytes:
+        return self.kind + _LEN.pack(len(self.key)) + self.key + self.value
+
+    @classmethod
+    def decode(cls, raw: bytes) -> OutRecord:
+        (size,) = _LEN.unpack_from(raw, 1)
+        return cls(raw[:1], raw[5:5 + size], raw[5 + size:])
+
+
+# Sends the records to their topics and returns once Kafka acknowledged all of them.
+Sink = Callable[[Sequence[OutRecord]], Awaitable[None]]
+
+
+class PartitionProcessor:
+    def __init__(self, engine: Engine, store: RedisStateStore, sink: Sink, topic: str,
+                 partition: int, retry_max: float = 5.0) -> None:
+        self.engine = engine
+        self.store = store
+        self.sink = sink
+        self.topic = topic
+        self.partition = partition
+        self.retry_max = retry_max
+        self.assignment: Assignment | None = None
+
+    async def process(self, records: Sequence[InRecord]) -> None:
+        """Apply one batch; returns once it is persisted and its outputs acknowledged.
+
+        Redis errors are retried with backoff (the batch is recomputed from what Redis holds,
+        so a lost reply never applies it twice). Fenced propagates: this worker lost the
+        partition and must stop writing for it.
+        """
+        delay = 0.05
+        while True:
+            try:
+                if self.assignment is None:
+                    await self._take()
+                outputs = await self._apply(records)
+                break
+            except AlreadyApplied:
+                # The reply to our own write was lost: take the partition again to flush the outbox.
+                self.assignment = None
+            except (RedisError, OSError) as exc:
+                log.warning("Redis step for %s/%d failed (%s); retrying in %.2f s",
+                            self.topic, self.partition, exc, delay)
+                self.assignment = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+        await self._deliver(outputs)
+
+    async def _deliver(self, outputs: Sequence[OutRecord]) -> None:
+        """Produce until Kafka acknowledges, then drop them from the outbox.
+
+        They are in the outbox already, so a retry may produce some twice (at least once),
+        never zero times.
+        """
+        if not outputs:
+            return
+        delay = 0.05
+        while True:
+            try:
+                await self.sink(outputs)
+                assert self.assignment is not None
+                await self.store.ack(self.assignment, len(outputs))
+                return
+            except Fenced:
+                raise
+            except Exception as exc:
+                log.warning("delivering %d outputs of %s/%d failed (%r); retrying in %.2f s",
+                            len(outputs), self.topic, self.partition, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    async def _take(self) -> None:
+        assignment = await self.store.take(self.topic, self.partition)
+        if assignment.pending:
+            log.info("%s/%d: producing %d outputs left by an earlier holder",
+                     self.topic, self.partition, len(assignment.pending))
+            await self.sink([OutRecord.decode(raw) for raw in assignment.pending])
+            await self.store.ack(assignment, len(assignment.pending))
+            assignment.pending = []
+        self.assignment = assignment
+
+    async def _apply(self, records: Sequence[InRecord]) -> list[OutRecord]:
+        """Decide and persist; returns the outputs to deliver."""
+        assignment = self.assignment
+        assert assignment is not None
+        # Re-deliveries (offsets at or below the fence) change nothing and say nothing.
+        fresh = [r for r in records if r.offset > assignment.applied]
+        if not fresh:
+            return []
+        items = [decode_response(r.value) for r in fresh]
+        snapshot = await self.store.load(self.engine.needs(items))
+        outcome = self.engine.apply_batch(items, snapshot)
+        outputs = [OutRecord(EVENT, e["message_id"].encode(), orjson.dumps(e))
+                   for e in outcome.events]
+        for index, rejection in outcome.rejections:
+            outputs.append(self._rejection(rejection, fresh[index].offset))
+        offsets: dict[tuple[str, str], int] = {}
+        for record, item in zip(fresh, items, strict=True):
+            if isinstance(item, Response):
+                offsets.setdefault((item.message_id, item.id), record.offset)
+        encoded = [o.encode() for o in outputs]
+        await self.store.persist(assignment, fresh[0].offset, fresh[-1].offset, outcome.delta,
+                                 snapshot, encoded, offsets)
+        return outputs
+
+    def _rejection(self, rejection: dict[str, Any], offset: int) -> OutRecord:
+        # The pipeline says where the record is, so even a too_large one can be found.
+        rejection = {**rejection, "partition": self.partition, "offset": offset}
+        message_id = rejection.get("message_id")
+        key = message_id.encode() if isinstance(message_id, str) else b""
+        return OutRecord(REJECTION, key, orjson.dumps(rejection))
+
+
+__all__ = ["EVENT", "REJECTION", "Fenced", "InRecord", "OutRecord", "PartitionProcessor", "Sink"]

@@ -1,0 +1,184 @@
+"""The workers' Redis store: load what a batch needs in one round trip, persist its delta in one
+atomic script together with the partition's fence and outbox.
+
+Correctness rests on the fence, not on Kafka's committed offsets: every partition assignment
+takes a new token, and the script refuses a caller whose token is not the current one, and a
+batch at or below the last applied offset. Outputs (events, rejections) are written to the
+partition's outbox in the same step and dropped only after Kafka acknowledged them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from schemas.exceptions import AlreadyApplied, Fenced
+from streams.redis_codec import decode_held, decode_meta, encode_held
+from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, tally_field, value_field
+from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+
+DEDUPE_WINDOW = 10_000
+
+_TAKE = """
+local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
+local offset = redis.call('HGET', KEYS[1], 'offset') or '-1'
+return {token, offset, redis.call('LRANGE', KEYS[2], 0, -1)}
+"""
+
+
+def _lua(name: str) -> str:
+    return (resources.files("streams") / "lua" / name).read_text()
+
+
+@dataclass(slots=True)
+class Assignment:
+    """This worker's hold on one input partition."""
+
+    topic: str
+    partition: int
+    token: int
+    applied: int  # last applied offset; -1 before the first
+    pending: list[bytes]  # outbox entries persisted by an earlier holder, not yet acknowledged
+
+
+class Snapshot:
+    """The state a batch reads, as loaded from Redis (a StateView)."""
+
+    def __init__(self, metas: dict[PartKey, PartMeta], held: dict[ValueKey, Held],
+                 seen: set[tuple[str, str]]) -> None:
+        self.metas = metas
+        self._held = held
+        self._seen = seen
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        return self.metas.get((message_id, part_id)) or PartMeta()
+
+    def held(self, key: ValueKey) -> Held | None:
+        return self._held.get(key)
+
+    def seen(self, message_id: str, response_id: str) -> bool:
+        return (message_id, response_id) in self._seen
+
+
+class RedisStateStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys, window: int = DEDUPE_WINDOW) -> None:
+        self.client = client
+        self.keys = keys
+        self.window = window
+        self._take = client.register_script(_TAKE)
+        self._apply = client.register_script(_lua("apply_batch.lua"))
+        self._ack = client.register_script(_lua("ack_outbox.lua"))
+
+    async def take(self, topic: str, partition: int) -> Assignment:
+        """Take the partition: a new token fences every earlier holder."""
+        token, applied, pending = await self._take(
+            keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
+        return Assignment(topic, partition, int(token), int(applied), list(pending))
+
+    async def load(self, needs: StateNeeds) -> Snapshot:
+        parts = sorted(needs.parts)
+        by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
+        for key in needs.values:
+            by_part[key[:2]].append(key)
+        by_message: dict[str, list[str]] = defaultdict(list)
+        for message_id, response_id in needs.response_ids:
+            by_message[message_id].append(response_id)
+        value_parts = list(by_part.items())
+        messages = list(by_message.items())
+        pipe = self.client.pipeline(transaction=False)
+        for message_id, part_id in parts:
+            pipe.hgetall(self.keys.meta(message_id, part_id))
+        for (message_id, part_id), vkeys in value_parts:
+            pipe.hmget(self.keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
+        for message_id, ids in messages:
+            pipe.zmscore(self.keys.seen(message_id), ids)
+        replies = await pipe.execute()
+        metas = {part: decode_meta(raw) for part, raw in zip(parts, replies, strict=False)}
+        at = len(parts)
+        held: dict[ValueKey, Held] = {}
+        for (_, vkeys), raw in zip(value_parts, replies[at:at + len(value_parts)], strict=True):
+            for key, value in zip(vkeys, raw, strict=True):
+                if value is not None:
+                    held[key] = decode_held(value)
+        at += len(value_parts)
+        seen = {
+            (message_id, rid)
+            for (message_id, ids), scores in zip(messages, replies[at:], strict=True)
+            for rid, score in zip(ids, scores, strict=True) if score is not None
+        }
+        return Snapshot(metas, held, seen)
+
+    async def persist(self, assignment: Assignment, first: int, last: int, delta: StateDelta,
+                      before: Snapshot, outbox: Sequence[bytes],
+                      offsets: dict[tuple[str, str], int]) -> None:
+        """Write the batch, its outbox entries and the new fence offset, atomically.
+
+        `offsets` gives the input offset of each taken response id (its dedupe score).
+        """
+        keys = [self.keys.fence(assignment.topic, assignment.partition),
+                self.keys.outbox(assignment.topic, assignment.partition)]
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            found = index.get(key)
+            if found is None:
+                keys.append(key)
+                found = index[key] = len(keys)
+            return found
+
+        ops: list[bytes | str | int] = []
+        for (message_id, part_id), meta in delta.parts.items():
+            old = before.part_meta(message_id, part_id)
+            k = at(self.keys.meta(message_id, part_id))
+            if meta.version != old.version:
+                ops += ["H", k, VERSION_FIELD, meta.version]
+            for name, kind in meta.types.items():
+                if name not in old.types:
+                    ops += ["H", k, TYPE_FIELD_PREFIX + name.encode(), kind]
+        for (message_id, part_id, name, identity), held in delta.values.items():
+            k = at(self.keys.values(message_id, part_id))
+            if held is None:
+                ops += ["D", k, value_field(name, identity), ""]
+            else:
+                ops += ["H", k, value_field(name, identity), encode_held(held)]
+        for (message_id, part_id, name, encoded), change in delta.tallies.items():
+            ops += ["I", at(self.keys.tally(message_id, part_id)), tally_field(name, encoded), change]
+        trimmed: set[str] = set()
+        for message_id, response_id in delta.taken:
+            k = at(self.keys.seen(message_id))
+            ops += ["Z", k, response_id, offsets.get((message_id, response_id), last)]
+            trimmed.add(message_id)
+        for message_id in trimmed:
+            ops += ["T", at(self.keys.seen(message_id)), "", self.window]
+        try:
+            await self._apply(keys=keys, args=[assignment.token, first, last, len(outbox),
+                                               *outbox, *ops])
+        except ResponseError as exc:
+            _raise_fence_error(exc)
+            raise
+        assignment.applied = last
+
+    async def ack(self, assignment: Assignment, count: int) -> None:
+        """Drop the first `count` outbox entries: Kafka has them."""
+        if count == 0:
+            return
+        try:
+            await self._ack(keys=[self.keys.fence(assignment.topic, assignment.partition),
+                                  self.keys.outbox(assignment.topic, assignment.partition)],
+                            args=[assignment.token, count])
+        except ResponseError as exc:
+            _raise_fence_error(exc)
+            raise
+
+
+def _raise_fence_error(exc: ResponseError) -> None:
+    text = str(exc)
+    if text.startswith("FENCED"):
+        raise Fenced(text) from exc
+    if text.startswith("REAPPLY"):
+        raise AlreadyApplied(text) from exc

@@ -1,0 +1,161 @@
+"""Drive the real pipeline and compare it with `msgstate replay` on the same records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+
+from bench.workload import responses
+from streams.reader import SummaryReader
+from streams.redis_keys import Keys
+from workers.config import Settings
+from workers.publish_command import record_key
+from workers.topics import ensure_topics
+
+from ..conftest import ROOT
+from ..waiting import wait_for
+from .processes import WorkerProcess
+
+
+def workload(count: int, seed: int) -> list[bytes]:
+    """A random workload with duplicates, malformed and invalid records and type clashes."""
+    records = list(responses(count, messages=max(5, count // 40), identities=25,
+                             bad_share=0.08, seed=seed))
+    hostile = [
+        b"\xff\xfe not utf-8",
+        b"[1, 2, 3]",
+        b'{"id": "x", "message_id": "m-big", "identity_id": "u", "changes": [{"operation": "add",'
+        b' "type": "LWW", "name": "n", "value": "' + b"a" * 70_000 + b'"}]}',
+        b'{"id": 5, "message_id": "m-bad", "identity_id": "u", "changes": []}',
+    ]
+    step = max(1, len(records) // (len(hostile) + 1))
+    for i, bad in enumerate(hostile, start=1):
+        records.insert(i * step, bad)
+    return records
+
+
+class Expected:
+    """What `msgstate replay` says of the records."""
+
+    def __init__(self, records: list[bytes], tmp: Path) -> None:
+        source, changes, rejections = tmp / "in.jsonl", tmp / "changes.jsonl", tmp / "rejections.jsonl"
+        source.write_bytes(b"".join(r + b"\n" for r in records))
+        done = subprocess.run(
+            [sys.executable, "-m", "workers", "replay", str(source), "--changes", str(changes),
+             "--rejections", str(rejections)], cwd=ROOT, capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        self.summaries = [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        self.events = [orjson.loads(line) for line in changes.read_bytes().splitlines()]
+        self.rejections = [orjson.loads(line) for line in rejections.read_bytes().splitlines()]
+
+
+class Pipeline:
+    """Topics, a producer that remembers the last offset per partition, and worker processes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        ensure_topics(settings)
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all",
+                                      enable_idempotence=True, linger_ms=5)
+        self.last_offsets: dict[int, int] = {}
+        self.workers: list[WorkerProcess] = []
+        self.redis = redis.Redis.from_url(settings.redis)
+
+    def start_worker(self) -> WorkerProcess:
+        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "warn"])
+        self.workers.append(proc)
+        return proc
+
+    def publish(self, records: list[bytes]) -> None:
+        futures = [self.producer.send(self.settings.topics.responses, key=record_key(r), value=r)
+                   for r in records]
+        self.producer.flush(timeout=60)
+        for future in futures:
+            meta = future.get(timeout=60)
+            self.last_offsets[meta.partition] = max(self.last_offsets.get(meta.partition, -1),
+                                                    meta.offset)
+
+    def applied(self) -> dict[int, int]:
+        keys = Keys(self.settings.key_prefix)
+        topic = self.settings.topics.responses
+        return {p: int(self.redis.hget(keys.fence(topic, p), "offset") or -1)
+                for p in self.last_offsets}
+
+    def await_applied(self, timeout: float = 120) -> None:
+        """Until the fence of every partition reaches its last published offset."""
+        def probe() -> dict[int, int]:
+            for proc in self.workers:
+                if proc.proc.returncode not in (None, -9, -15, 0):
+                    proc.check()
+            return self.applied()
+
+        wait_for(probe, lambda seen: all(seen[p] >= o for p, o in self.last_offsets.items()),
+                 timeout=timeout,
+                 what=lambda: f"offsets {self.last_offsets}\n" + "\n".join(
+                     w.output() for w in self.workers))
+
+    def outputs(self, topic: str, at_least: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """Every record of an output topic, once at least `at_least` distinct ones arrived."""
+        consumer = KafkaConsumer(topic, bootstrap_servers=self.settings.kafka,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 consumer_timeout_ms=500)
+        seen: list[dict[str, Any]] = []
+
+        def more() -> int:
+            for message in consumer:
+                seen.append(orjson.loads(message.value))
+            return len({orjson.dumps(s, option=orjson.OPT_SORT_KEYS) for s in seen})
+
+        try:
+            wait_for(more, lambda n: n >= at_least, timeout=timeout,
+                     what=f"{at_least} distinct records on {topic}")
+        finally:
+            consumer.close()
+        return seen
+
+    def close(self) -> None:
+        for proc in self.workers:
+            proc.stop()
+        self.producer.close(timeout=5)
+        self.redis.close()
+
+
+def assert_same_as_replay(pipeline: Pipeline, expected: Expected) -> None:
+    settings = pipeline.settings
+    reader = SummaryReader(pipeline.redis, settings.key_prefix)
+    for want in expected.summaries:
+        got = reader.get_summary(want["message_id"], want["part_id"])
+        assert got == want, f"summary of {want['message_id']}/{want['part_id']} differs"
+    # No part exists in Redis that replay does not print.
+    parts = {(s["message_id"], s["part_id"]) for s in expected.summaries}
+    meta_keys = list(pipeline.redis.scan_iter(match=f"{settings.key_prefix}:*:meta:*", count=1000))
+    assert len(meta_keys) == len(parts)
+
+    events = pipeline.outputs(settings.topics.summary_changes, len(expected.events))
+    by_id: dict[str, dict[str, Any]] = {}
+    order: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        known = by_id.setdefault(event["event_id"], event)
+        assert known == event, f"two payloads for one event id {event['event_id']}"
+        if order[event["message_id"]][-1:] != [event["event_id"]] and \
+                event["event_id"] not in order[event["message_id"]]:
+            order[event["message_id"]].append(event["event_id"])
+    assert sorted(by_id) == sorted(e["event_id"] for e in expected.events)
+    assert all(by_id[e["event_id"]] == e for e in expected.events)
+    # Per message, events come out in the order replay produced them.
+    want_order: dict[str, list[str]] = defaultdict(list)
+    for event in expected.events:
+        want_order[event["message_id"]].append(event["event_id"])
+    assert dict(order) == dict(want_order)
+
+    rejections = pipeline.outputs(settings.topics.rejections, len(expected.rejections))
+    unique = {(r.pop("partition"), r.pop("offset"), r["change_index"]): r for r in rejections}
+    key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
+    assert sorted(map(key, unique.values())) == sorted(map(key, expected.rejections))

@@ -1,0 +1,94 @@
+"""`msgstate stack up | status | down` on a stack of its own, and what commands say when a
+service is unreachable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workers import stack
+from workers.config import Settings
+
+from ..conftest import ROOT
+
+
+def msgstate(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def env_for(kafka: str, redis_url: str, stack_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"MSGSTATE_KAFKA": kafka, "MSGSTATE_REDIS": redis_url,
+                "MSGSTATE_STACK_DIR": str(stack_dir), "PYTHONPATH": str(ROOT)})
+    return env
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_up_is_idempotent_and_down_leaves_nothing_behind(stack_settings: Settings) -> None:
+    kafka_port, redis_port = stack.free_port_pair(), stack.free_port_pair()
+    settings = stack_settings.with_(kafka=f"127.0.0.1:{kafka_port}",
+                                    redis=f"redis://127.0.0.1:{redis_port}/0")
+    env = env_for(settings.kafka, settings.redis, settings.stack_dir)
+    try:
+        first = msgstate("stack", "up", env=env)
+        assert first.returncode == 0, first.stderr
+        assert f"127.0.0.1:{kafka_port}" in first.stdout and f"127.0.0.1:{redis_port}" in first.stdout
+        pids = [s.pid for s in stack.status(settings)]
+        assert all(pids), pids
+
+        again = msgstate("stack", "up", env=env)
+        assert again.returncode == 0, again.stderr
+        assert [s.pid for s in stack.status(settings)] == pids, "a second `up` must not restart"
+
+        status = msgstate("stack", "status", env=env)
+        assert status.returncode == 0 and status.stdout.count("answers") == 2, status.stdout
+
+        down = msgstate("stack", "down", env=env)
+        assert down.returncode == 0, down.stderr
+        for pid in pids:
+            assert pid is not None and not pid_running(pid), f"pid {pid} still runs after down"
+        for port in (kafka_port, kafka_port + 1, redis_port):
+            assert not stack.port_in_use(port), f"port {port} still listens after down"
+        after = msgstate("stack", "status", env=env)
+        assert after.returncode == 1 and after.stdout.count("stopped") == 2, after.stdout
+    finally:
+        stack.down(settings, echo=lambda _line: None)
+        for service in (stack.kafka_service(settings), stack.redis_service(settings)):
+            shutil.rmtree(service.home, ignore_errors=True)
+
+
+# Every command that needs a service, with each service it needs.
+NEEDS = [
+    (("stack", "status"), "Kafka"),
+    (("stack", "status"), "Redis"),
+]
+
+
+@pytest.mark.parametrize(("argv", "missing"), NEEDS, ids=[f"{' '.join(a)}-{m}" for a, m in NEEDS])
+def test_an_unreachable_service_is_named_with_its_address(
+    stack_settings: Settings, tmp_path: Path, argv: tuple[str, ...], missing: str
+) -> None:
+    dead = stack.free_port_pair()
+    kafka = f"127.0.0.1:{dead}" if missing == "Kafka" else stack_settings.kafka
+    redis_url = f"redis://127.0.0.1:{dead}/0" if missing == "Redis" else stack_settings.redis
+    started = time.monotonic()
+    done = msgstate(*argv, env=env_for(kafka, redis_url, tmp_path), timeout=60)
+    elapsed = time.monotonic() - started
+    assert done.returncode != 0
+    text = done.stdout + done.stderr
+    assert missing in text and f"127.0.0.1:{dead}" in text, text
+    assert elapsed < 30, f"took {elapsed:.1f} s"

@@ -1,0 +1,5 @@
+"""`python -m workers` is `msgstate`."""
+
+from workers.cli import main
+
+main()

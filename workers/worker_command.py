@@ -1,0 +1,24 @@
+"""`msgstate worker`: run a state worker until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import click
+import faust
+
+from workers import probes
+from workers.config import Settings
+from workers.state_worker import build_app
+from workers.topics import ensure_topics
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="warn", show_default=True,
+              type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+def worker(loglevel: str) -> None:
+    """Run a state worker; several share the partitions of the responses topic."""
+    settings = Settings.from_env()
+    probes.require_kafka(settings.kafka)
+    probes.require_redis(settings.redis)
+    ensure_topics(settings)
+    app = build_app(settings)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
