@@ -32,7 +32,14 @@ from schemas.limits import (
     NAME_CHARS,
 )
 from schemas.rejections import Rejection
-from schemas.values import SURELY_SHORT, checked_encoding, json_kind, value_problem
+from schemas.values import (
+    FALSE,
+    SURELY_SHORT,
+    TRUE,
+    checked_encoding,
+    json_kind,
+    value_problem,
+)
 
 STATE_TYPES: Final = ("Set", "FWW", "LWW", "LWWN")
 OPERATIONS: Final = ("add", "remove")
@@ -152,23 +159,32 @@ def decode_change(raw: Any) -> Change:
 
 
 def _decode_changes(changes: list[Any]) -> tuple[Change, ...]:
-    """decode_change over a list, with the common case (an add of a short string) inline."""
+    """decode_change over a list, with the common cases inline (hot path)."""
     decoded = []
     for raw in changes:
-        if type(raw) is dict and raw.get("operation") == "add":
-            kind = raw.get("type")
-            name = raw.get("name")
-            value = raw.get("value")
-            if (
-                type(value) is str
-                and len(value) <= _SHORT_VALUE
-                and type(kind) is str
-                and kind in _TYPES
-                and type(name) is str
-                and name in _known_names
-            ):
-                decoded.append(_new(Change, (True, kind, name, _dumps(value), raw, None)))
-                continue
+        if type(raw) is dict:
+            get = raw.get
+            kind = get("type")
+            name = get("name")
+            if type(kind) is str and kind in _TYPES and type(name) is str and name in _known_names:
+                value = get("value")
+                of = type(value)
+                if of is str:
+                    encoded = _dumps(value) if len(value) <= _SHORT_VALUE else None
+                elif of is bool:
+                    encoded = TRUE if value else FALSE
+                elif of is int and INT_MIN <= value <= INT_MAX:
+                    encoded = _dumps(value)
+                else:
+                    encoded = None
+                if encoded is not None:
+                    op = get("operation")
+                    if op == "add":
+                        decoded.append(_new(Change, (True, kind, name, encoded, raw, None)))
+                        continue
+                    if op == "remove" and (kind == "Set" or kind == "LWWN"):
+                        decoded.append(_new(Change, (False, kind, name, encoded, raw, None)))
+                        continue
         decoded.append(decode_change(raw))
     return tuple(decoded)
 

@@ -10,12 +10,11 @@ rendered (the Redis store keeps them, from `StateDelta.tallies`).
 from __future__ import annotations
 
 import sys
-from collections import deque
 from typing import Any
 
 from schemas.limits import DEDUPE_WINDOW
 from streams.state import Held, PartKey, PartMeta, StateDelta, ValueKey
-from streams.summary import count_tallies, render_summary
+from streams.summary import SummaryRenderer
 
 _EMPTY = PartMeta()
 
@@ -29,13 +28,17 @@ class _Part:
 
 
 class _Window:
-    """The response ids taken for one message: the last `size` of them, at least."""
+    """The response ids taken for one message: the last `size` of them, at least.
+
+    Ids are only appended; when twice `size` are held the older half is dropped,
+    which keeps each add O(1) amortized.
+    """
 
     __slots__ = ("ids", "order")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self) -> None:
         self.ids: set[str] = set()
-        self.order: deque[str] = deque(maxlen=size)
+        self.order: list[str] = []
 
 
 class MemoryStore:
@@ -86,27 +89,23 @@ class MemoryStore:
                 continue
             if held_by is None:
                 held_by = part.holdings[intern(name)] = {}
-            if isinstance(held, bytes):
-                held = share(held, held)
-            else:
-                held = tuple(map(share, held, held))
+            held = share(held, held) if isinstance(held, bytes) else tuple(map(share, held, held))
             if ident in held_by:
                 held_by[ident] = held
             else:
                 held_by[intern(ident)] = held
         seen = self._seen
+        size = self._window
         for mid, rid in delta.taken:
             window = seen.get(mid)
             if window is None:
-                window = seen[intern(mid)] = _Window(self._window)
-            ids = window.ids
-            if rid in ids:
-                continue
+                window = seen[intern(mid)] = _Window()
+            window.ids.add(rid)
             order = window.order
-            if len(order) == order.maxlen:
-                ids.discard(order[0])  # the append below drops it from the deque
             order.append(rid)
-            ids.add(rid)
+            if len(order) >= 2 * size:
+                del order[:-size]
+                window.ids = set(order)
 
     def _part(self, key: PartKey) -> _Part:
         part = self._parts.get(key)
@@ -119,21 +118,16 @@ class MemoryStore:
     def summary(self, message_id: str, part_id: str, clip: int | None = None) -> dict[str, Any]:
         """The part's summary; a part nobody wrote has version 0 and no states."""
         part = self._parts.get((message_id, part_id)) or _Part()
-        return render_summary(
-            message_id,
-            part_id,
-            part.meta,
-            part.holdings,
-            count_tallies(part.holdings, part.meta.types),
-            clip,
-        )
+        return SummaryRenderer().render(message_id, part_id, part.meta, part.holdings, None, clip)
 
     def summaries(self, clip: int | None = None) -> list[dict[str, Any]]:
         """Every summary of a part with at least one fixed name, by (message_id, part_id)."""
+        render = SummaryRenderer().render
+        parts = self._parts
         return [
-            self.summary(mid, pid, clip)
-            for mid, pid in sorted(self._parts)
-            if self._parts[(mid, pid)].meta.types
+            render(mid, pid, parts[(mid, pid)].meta, parts[(mid, pid)].holdings, None, clip)
+            for mid, pid in sorted(parts)
+            if parts[(mid, pid)].meta.types
         ]
 
     def live_values(self) -> int:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.demo import demo
 from workers.publish_command import publish
 from workers.read_commands import summary
 from workers.replay import replay
@@ -24,6 +25,7 @@ cli.add_command(replay)
 cli.add_command(worker)
 cli.add_command(publish)
 cli.add_command(summary)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -101,7 +101,8 @@ def redis_service(settings: Settings) -> Service:
 
 
 def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
-    """Start what is not running, return when both answer. Idempotent."""
+    """Start what is not running, return when both answer. Idempotent; a service that already
+    answers at its address (started elsewhere) is used as it is, and `down` leaves it alone."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
     redis = redis_service(settings)
     kafka = kafka_service(settings)
@@ -113,7 +114,8 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceS
            KAFKA_START_TIMEOUT)
     result = status(settings)
     for s in result:
-        echo(f"{s.name:<6} {s.address}  pid {s.pid}  log {s.log}")
+        where = f"pid {s.pid}  log {s.log}" if s.pid else "already running (not started here)"
+        echo(f"{s.name:<6} {s.address}  {where}")
     return result
 
 
@@ -141,7 +143,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
 
 
 def _start_redis(service: Service) -> None:
-    if service.pid() is not None:
+    if service.pid() is not None or probes.redis_answers(service.address, timeout=1.0):
         return
     binary = shutil.which("redis-server")
     if binary is None:
@@ -159,7 +161,8 @@ def _start_redis(service: Service) -> None:
 
 
 def _start_kafka(service: Service, settings: Settings) -> None:
-    if service.pid() is not None:
+    if service.pid() is not None or (port_in_use(service.ports[0])
+                                     and probes.kafka_answers(service.address, timeout=2.0)):
         return
     libs = kafka_dist.fetch(settings.stack_dir)
     java = kafka_dist.java()

@@ -75,6 +75,10 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(stack_settings: Setting
 NEEDS = [
     (("stack", "status"), "Kafka"),
     (("stack", "status"), "Redis"),
+    (("worker",), "Kafka"),
+    (("worker",), "Redis"),
+    (("publish", "/dev/null"), "Kafka"),
+    (("summary", "some-message"), "Redis"),
 ]
 
 
@@ -92,3 +96,16 @@ def test_an_unreachable_service_is_named_with_its_address(
     text = done.stdout + done.stderr
     assert missing in text and f"127.0.0.1:{dead}" in text, text
     assert elapsed < 30, f"took {elapsed:.1f} s"
+
+
+def test_demo_runs_on_a_running_stack_and_prints_the_tallies(settings: Settings) -> None:
+    env = env_for(settings.kafka, settings.redis, settings.stack_dir)
+    env.update({"MSGSTATE_TOPIC_PREFIX": settings.topics.prefix,
+                "MSGSTATE_KEY_PREFIX": settings.key_prefix, "MSGSTATE_APP_ID": settings.app_id,
+                "COLUMNS": "160"})
+    done = msgstate("demo", env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "final tallies" in done.stdout
+    assert "poll_choice" in done.stdout and "reactions" in done.stdout
+    # It used the running stack, so it left it running.
+    assert all(s.answers for s in stack.status(settings))
