@@ -167,7 +167,7 @@ def _decode_changes(changes: list[Any]) -> tuple[Change, ...]:
             kind = get("type")
             name = get("name")
             if type(kind) is str and kind in _TYPES and type(name) is str and name in _known_names:
-                value = get("value")
+                value: Any = get("value")
                 of = type(value)
                 if of is str:
                     encoded = _dumps(value) if len(value) <= _SHORT_VALUE else None

@@ -19,6 +19,7 @@ class SummaryReader:
     """Sync reads for the CLI, the SDK and services; one round trip per call."""
 
     def __init__(self, client: redis.Redis, key_prefix: str = "ms") -> None:
+        # Holdings are bytes: a client made with decode_responses=True would garble them.
         self.client = client
         self.keys = Keys(key_prefix)
 
@@ -44,4 +45,6 @@ class SummaryReader:
                   ) -> Value | list[Value] | None:
         """One identity's value of one state: a value, a Set's members, or None."""
         raw = self.client.hget(self.keys.values(message_id, part), value_field(name, identity_id))
-        return None if raw is None else held_as_json(decode_held(raw))
+        if raw is None:
+            return None
+        return held_as_json(decode_held(raw if isinstance(raw, bytes) else raw.encode()))

@@ -67,5 +67,6 @@ def fetch(stack_dir: Path) -> Path:
 def java() -> str:
     path = shutil.which("java")
     if path is None:
-        raise StackError("Java 17+ is needed to run the Kafka broker: apt-get install -y openjdk-17-jre-headless")
+        raise StackError("Java 17+ is needed to run the Kafka broker: "
+                         "apt-get install -y openjdk-17-jre-headless")
     return path

@@ -215,7 +215,7 @@ def _server_properties(port: int, controller: int, data: Path, partitions: int) 
 def _spawn(service: Service, argv: list[str]) -> None:
     service.log_file.parent.mkdir(parents=True, exist_ok=True)
     with service.log_file.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv built from fixed parts and paths
+        proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -224,7 +224,7 @@ def _spawn(service: Service, argv: list[str]) -> None:
 
 
 def _run(argv: list[str], service: Service, what: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         with service.log_file.open("a") as log:
             log.write(done.stdout + done.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -29,11 +30,10 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
-            try:
+            # Another worker may create them at the same time.
+            with suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(n, settings.partitions, settings.replication)
                                      for n in missing])
-            except TopicAlreadyExistsError:
-                pass  # another worker created them at the same time
         return missing
     except KafkaError as exc:
         raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
