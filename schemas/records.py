@@ -12,6 +12,7 @@ path of every worker and of `msgstate replay`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -95,7 +96,7 @@ class Response(NamedTuple):
     message_id: str
     part_id: str
     identity_id: str
-    changes: tuple[Change, ...]
+    changes: Sequence[Change]  # in array order
     status_text: str | None = None
     sent_at: int | None = None
 
@@ -158,9 +159,9 @@ def decode_change(raw: Any) -> Change:
     return _new(Change, (is_add, kind, name, encoded, raw, None))
 
 
-def _decode_changes(changes: list[Any]) -> tuple[Change, ...]:
+def _decode_changes(changes: list[Any]) -> list[Change]:
     """decode_change over a list, with the common cases inline (hot path)."""
-    decoded = []
+    decoded: list[Change] = []
     for raw in changes:
         if type(raw) is dict:
             get = raw.get
@@ -186,7 +187,7 @@ def _decode_changes(changes: list[Any]) -> tuple[Change, ...]:
                         decoded.append(_new(Change, (False, kind, name, encoded, raw, None)))
                         continue
         decoded.append(decode_change(raw))
-    return tuple(decoded)
+    return decoded
 
 
 def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejection:

@@ -60,14 +60,22 @@ class Engine:
 
     Raises ConfigError for a registry with a bad name or type. With
     `events=False` versions still count but no event is built (replay without
-    --changes).
+    --changes); with `tallies=False` the delta carries no tally changes (for a
+    store that counts tallies itself, like MemoryStore).
     """
 
-    __slots__ = ("_events", "_registry")
+    __slots__ = ("_events", "_registry", "_tallies")
 
-    def __init__(self, registry: Mapping[str, str] | None = None, *, events: bool = True) -> None:
+    def __init__(
+        self,
+        registry: Mapping[str, str] | None = None,
+        *,
+        events: bool = True,
+        tallies: bool = True,
+    ) -> None:
         self._registry = check_registry(registry or {})
         self._events = events
+        self._tallies = tallies
 
     @property
     def registry(self) -> Mapping[str, str]:
@@ -98,6 +106,7 @@ class Engine:
         taken_log = delta.taken
         registry = self._registry
         with_events = self._events
+        with_tallies = self._tallies
         seen = view.seen
         view_held = view.held
         parts: dict[PartKey, _PartWork] = {}
@@ -122,8 +131,9 @@ class Engine:
             if part is None:
                 part = parts[part_key] = _PartWork(view.part_meta(mid, pid))
             types = part.types
-            # name -> (type, the author's holding before this response), in first-accepted order
-            before: dict[str, tuple[str, Held | None]] = {}
+            # name -> [type, the author's holding before this response, and after it so far],
+            # in the order of each name's first accepted change
+            touched: dict[str, list[Any]] = {}
 
             for position, (is_add, kind, name, value, _, error) in enumerate(changes):
                 if error is not None:  # 1
@@ -188,11 +198,16 @@ class Engine:
                         part.own_types = True
                     types[name] = kind
                     part.changed = True
-                if name not in before:
-                    before[name] = (kind, held)
+                entry = touched.get(name)
+                if entry is None:
+                    touched[name] = [kind, held, new]
+                else:
+                    entry[2] = new
                 if new is held or new == held:
                     continue
                 values[value_key] = new
+                if not with_tallies:
+                    continue
                 if kind == "Set":  # a Set change adds or removes exactly its own member
                     tally = (mid, pid, name, value)
                     tallies[tally] = tallies.get(tally, 0) + (1 if is_add else -1)
@@ -204,22 +219,16 @@ class Engine:
                     tally = (mid, pid, name, new)
                     tallies[tally] = tallies.get(tally, 0) + 1
 
-            if not before:
-                continue
             # One event per state whose value for the author changed over the whole response.
-            changed = [
-                (name, kind, old, now)
-                for name, (kind, old) in before.items()
-                if (now := values.get((mid, pid, name, ident), old)) != old
-            ]
-            if not changed:
-                continue
-            part.version += 1
-            part.changed = True
-            if not with_events:
-                continue
-            version = part.version
-            for name, kind, old, now in changed:
+            bumped = False
+            for name, (kind, old, now) in touched.items():
+                if now == old:
+                    continue
+                if not bumped:
+                    part.version += 1
+                    part.changed = bumped = True
+                    if not with_events:
+                        break
                 events.append(
                     {
                         "event_id": f"{mid}/{rid}/{name}",
@@ -231,7 +240,7 @@ class Engine:
                         "type": kind,
                         "old": decode_held(old),
                         "new": decode_held(now),
-                        "version": version,
+                        "version": part.version,
                         "status_text": status,
                     }
                 )

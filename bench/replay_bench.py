@@ -1,0 +1,228 @@
+"""Replay benchmark: responses/s of `msgstate replay` against a bare orjson parse.
+
+    python -m bench.replay_bench [--responses 200000] [--values 1000000] [--repeat 3]
+
+1. Writes the generated workload (bench/workload.py) to a temporary file.
+2. Times, in the same run and interleaved, on the same lines:
+   - a bare `orjson.loads` of every line;
+   - replay: decode + engine + MemoryStore + every summary rendered and encoded
+     as a JSON line (what `msgstate replay INPUT` does);
+   - replay with change events, each encoded as a JSON line (`--changes`).
+   Each figure is the best of `--repeat` runs, in CPU time of this process.
+3. Grows a MemoryStore to `--values` live values and reports the bytes per
+   live value: a deep size of the store's state (dedupe memory apart), and the
+   process RSS growth as a cross-check.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import os
+import platform
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from bench import workload
+from schemas.codec import dumps_line
+from streams.memory_store import MemoryStore
+from streams.replay import records_in, replay
+
+TARGET_RATE = 100_000  # responses/s on one core
+TARGET_RATIO = 10.0  # replay time over bare-parse time
+
+
+def bare_parse(lines: list[bytes]) -> None:
+    loads = orjson.loads
+    for line in lines:
+        try:
+            loads(line)
+        except orjson.JSONDecodeError:
+            pass
+
+
+def full_replay(lines: list[bytes]) -> None:
+    store = replay(lines)
+    for summary in store.summaries():
+        dumps_line(summary)
+
+
+def replay_with_events(lines: list[bytes]) -> None:
+    out: list[bytes] = []
+
+    def emit(record: dict[str, Any]) -> None:
+        out.append(dumps_line(record))
+
+    store = replay(lines, on_event=emit, on_rejection=emit)
+    for summary in store.summaries():
+        dumps_line(summary)
+
+
+def cpu_seconds(run: Callable[[list[bytes]], None], lines: list[bytes]) -> float:
+    gc.collect()
+    start = time.process_time()
+    run(lines)
+    return time.process_time() - start
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def deep_size(root: Any) -> int:
+    """Bytes of every object reachable from `root` through containers, each counted once."""
+    seen: set[int] = set()
+    total = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__slots__"):
+            stack.extend(getattr(obj, slot) for slot in obj.__slots__ if hasattr(obj, slot))
+    return total
+
+
+def rss_bytes() -> int | None:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def grow_store(target: int, seed: int) -> tuple[MemoryStore, int, int | None]:
+    """A store holding at least `target` live values; (store, responses fed, RSS growth)."""
+    store = MemoryStore()
+    fed = 0
+    step = 100_000
+    gc.collect()
+    rss_before = rss_bytes()
+    source: Iterator[bytes] = workload.responses(
+        10**9, messages=max(1000, target // 40), identities=max(50_000, target // 4), seed=seed
+    )
+    while store.live_values() < target:
+        chunk = [next(source) for _ in range(step)]
+        replay(chunk, store=store)
+        fed += step
+    gc.collect()
+    rss_after = rss_bytes()
+    growth = None if rss_before is None or rss_after is None else rss_after - rss_before
+    return store, fed, growth
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    cpu = platform.processor() or platform.machine()
+    try:
+        for row in Path("/proc/cpuinfo").read_text().splitlines():
+            if row.startswith("model name"):
+                cpu = row.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"Python {platform.python_version()} on {cpu}, {os.cpu_count()} CPUs, "
+        f"load average {load:.2f}"
+    )
+
+
+@click.command()
+@click.option("--responses", "count", default=200_000, show_default=True, help="Responses to replay.")
+@click.option("--values", default=1_000_000, show_default=True, help="Live values for the memory figure (0: skip).")
+@click.option("--repeat", default=3, show_default=True, help="Runs of each timing; the best counts.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--profile", is_flag=True, help="Also print a cProfile of one replay.")
+def main(count: int, values: int, repeat: int, seed: int, profile: bool) -> None:
+    """Benchmark `msgstate replay` (see the module docstring)."""
+    console = Console()
+    console.print(_machine())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "responses.jsonl"
+        size = workload.write(path, count, seed=seed)
+        lines = records_in(path.read_bytes())
+    console.print(f"workload: {len(lines):,} responses, {size / 1e6:.1f} MB, seed {seed}")
+
+    runs: dict[str, list[float]] = {"parse": [], "replay": [], "events": []}
+    for _ in range(repeat):
+        runs["parse"].append(cpu_seconds(bare_parse, lines))
+        runs["replay"].append(cpu_seconds(full_replay, lines))
+        runs["events"].append(cpu_seconds(replay_with_events, lines))
+    best = {name: min(times) for name, times in runs.items()}
+
+    table = Table(title=f"replay of {len(lines):,} responses (best of {repeat}, CPU seconds)")
+    for column in ("measure", "seconds", "responses/s", "× bare parse"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    labels = {
+        "parse": "bare orjson parse",
+        "replay": "replay: decode + engine + summaries",
+        "events": "replay with change events (--changes)",
+    }
+    for name, label in labels.items():
+        seconds = best[name]
+        table.add_row(
+            label,
+            f"{seconds:.3f}",
+            f"{len(lines) / seconds:,.0f}",
+            f"{seconds / best['parse']:.1f}",
+        )
+    console.print(table)
+    rate = len(lines) / best["replay"]
+    ratio = best["replay"] / best["parse"]
+    console.print(
+        f"targets: ≥{TARGET_RATE:,} responses/s → {rate:,.0f} "
+        f"[{'green' if rate >= TARGET_RATE else 'red'}]{'met' if rate >= TARGET_RATE else 'missed'}[/]; "
+        f"within {TARGET_RATIO:.0f}× of bare parse → {ratio:.1f}× "
+        f"[{'green' if ratio <= TARGET_RATIO else 'red'}]"
+        f"{'met' if ratio <= TARGET_RATIO else 'missed'}[/]"
+    )
+
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(full_replay, lines)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+    if values:
+        store, fed, growth = grow_store(values, seed)
+        live = store.live_values()
+        everything = deep_size(store)
+        store.forget_response_ids()
+        state = deep_size(store)
+        memory = Table(title=f"memory at {live:,} live values ({fed:,} responses fed)")
+        memory.add_column("measure")
+        memory.add_column("bytes", justify="right")
+        memory.add_column("bytes per live value", justify="right")
+        memory.add_row("state (deep size of the MemoryStore)", f"{state:,}", f"{state / live:.1f}")
+        memory.add_row(
+            "dedupe memory (response ids)", f"{everything - state:,}",
+            f"{(everything - state) / live:.1f}",
+        )
+        if growth is not None:
+            memory.add_row("process RSS growth (all of it)", f"{growth:,}", f"{growth / live:.1f}")
+        console.print(memory)
+
+
+if __name__ == "__main__":
+    main()

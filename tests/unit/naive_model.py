@@ -1,0 +1,265 @@
+"""A deliberately naive model of SPEC sections 2-6, written apart from the engine.
+
+It shares no code with `schemas/` or `streams/`: the stdlib json parser, plain
+dicts, one record at a time, and every summary recomputed from scratch. Values
+are tagged tuples (("str", "1"), ("int", 1), ("bool", True)) so that Python's
+1 == True cannot blur them. Property tests compare the engine with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from typing import Any
+
+INT_LO, INT_HI = -(2**63), 2**63 - 1
+NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
+TYPES = ["Set", "FWW", "LWW", "LWWN"]
+Tagged = tuple[str, Any]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _has_surrogate(data: Any) -> bool:
+    if isinstance(data, str):
+        return any(0xD800 <= ord(ch) <= 0xDFFF for ch in data)
+    if isinstance(data, list):
+        return any(_has_surrogate(item) for item in data)
+    if isinstance(data, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in data.items())
+    return False
+
+
+def tag(value: Any) -> Tagged | None:
+    """A valid value, tagged; None when the value is not valid."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", value) if INT_LO <= value <= INT_HI else None
+    if isinstance(value, str):
+        return ("str", value) if len(value.encode("utf-8")) <= 1024 else None
+    return None
+
+
+def untag(tagged: Tagged) -> Any:
+    return tagged[1]
+
+
+def plain(held: Any) -> Any:
+    """A holding as JSON data."""
+    if held is None:
+        return None
+    if isinstance(held, list):
+        return [untag(t) for t in held]
+    return untag(held)
+
+
+def text_ok(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, str) and low <= len(value) <= high
+
+
+class NaiveModel:
+    def __init__(self, registry: dict[str, str] | None = None) -> None:
+        self.registry = dict(registry or {})
+        # (message, part) -> {"version", "types" (ordered), "held": {name: {identity: holding}}}
+        self.parts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.taken: dict[str, list[str]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.rejections: list[dict[str, Any]] = []
+
+    # -- whole records -----------------------------------------------------------
+
+    def reject(self, reason: str, record: Any = None, index: Any = None, change: Any = None,
+               raw: Any = None) -> None:
+        def copied(key: str) -> Any:
+            if isinstance(record, dict) and isinstance(record.get(key), str):
+                return record[key]
+            return None
+
+        self.rejections.append({
+            "response_id": copied("id"),
+            "message_id": copied("message_id"),
+            "identity_id": copied("identity_id"),
+            "reason": reason,
+            "change_index": index,
+            "change": change,
+            "raw": raw,
+        })
+
+    def feed(self, line: bytes, authentic: bool = True) -> None:
+        if len(line) > 65536:
+            self.reject("too_large")
+            return
+        try:
+            record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+            if _has_surrogate(record):
+                raise ValueError("lone surrogate")
+        except ValueError:
+            record = None
+            malformed = True
+        else:
+            malformed = not isinstance(record, dict)
+        if malformed:
+            self.reject("malformed", raw=base64.b64encode(line).decode())
+            return
+        if not self.valid_record(record):
+            self.reject("invalid", record)
+            return
+        if not authentic:
+            self.reject("unauthenticated", record)
+            return
+        mid = record["message_id"]
+        if record["id"] in self.taken.get(mid, []):
+            self.reject("duplicate", record)
+            return
+        self.taken.setdefault(mid, []).append(record["id"])
+        self.apply(record)
+
+    def valid_record(self, r: dict[str, Any]) -> bool:
+        if not (text_ok(r.get("id"), 1, 128) and text_ok(r.get("message_id"), 1, 256)
+                and text_ok(r.get("identity_id"), 1, 256)):
+            return False
+        if r.get("part_id") is not None and not text_ok(r["part_id"], 1, 128):
+            return False
+        changes = r.get("changes")
+        if not isinstance(changes, list) or not 1 <= len(changes) <= 100:
+            return False
+        if r.get("status_text") is not None and not text_ok(r["status_text"], 0, 4096):
+            return False
+        sent_at = r.get("sent_at")
+        return sent_at is None or (
+            isinstance(sent_at, int) and not isinstance(sent_at, bool)
+            and INT_LO <= sent_at <= INT_HI
+        )
+
+    # -- the rules ---------------------------------------------------------------
+
+    def change_shape_ok(self, c: Any) -> bool:
+        if not isinstance(c, dict):
+            return False
+        if c.get("operation") not in ("add", "remove"):
+            return False
+        if c.get("type") not in TYPES or not isinstance(c.get("type"), str):
+            return False
+        name = c.get("name")
+        if not isinstance(name, str) or len(name) > 128 or not NAME_RE.fullmatch(name):
+            return False
+        if c["operation"] == "add" or c["type"] == "Set":
+            return "value" in c and tag(c["value"]) is not None
+        if c["type"] == "LWWN":
+            return c.get("value") is None or tag(c["value"]) is not None
+        return True
+
+    def apply(self, r: dict[str, Any]) -> None:
+        mid, ident = r["message_id"], r["identity_id"]
+        pid = r.get("part_id") or "root"
+        part = self.parts.setdefault((mid, pid), {"version": 0, "types": {}, "held": {}})
+        before = copy.deepcopy({name: held.get(ident) for name, held in part["held"].items()})
+        order: list[str] = []
+        for index, c in enumerate(r["changes"]):
+            reason = self.rule(part, ident, c)
+            if reason is not None:
+                self.reject(reason, r, index, c)
+                continue
+            if c["name"] not in order:
+                order.append(c["name"])
+        changed = []
+        for name in order:
+            old = before.get(name)
+            new = part["held"].get(name, {}).get(ident)
+            if old != new:
+                changed.append((name, old, new))
+        if not changed:
+            return
+        part["version"] += 1
+        for name, old, new in changed:
+            self.events.append({
+                "event_id": f"{mid}/{r['id']}/{name}",
+                "message_id": mid,
+                "part_id": pid,
+                "response_id": r["id"],
+                "identity_id": ident,
+                "name": name,
+                "type": part["types"][name],
+                "old": plain(old),
+                "new": plain(new),
+                "version": part["version"],
+                "status_text": r.get("status_text"),
+            })
+
+    def rule(self, part: dict[str, Any], ident: str, c: Any) -> str | None:
+        """Apply one change to the part; return its rejection reason, if any."""
+        if not self.change_shape_ok(c):
+            return "invalid_change"
+        op, kind, name = c["operation"], c["type"], c["name"]
+        types = part["types"]
+        if name in types and types[name] != kind:
+            return "type_mismatch"
+        if name in self.registry and self.registry[name] != kind:
+            return "type_mismatch"
+        if op == "remove" and kind in ("FWW", "LWW"):
+            return "remove_not_allowed"
+        holders = part["held"].get(name, {})
+        current = holders.get(ident)
+        if kind == "FWW" and op == "add" and current is not None:
+            return "fww_conflict"
+        if name not in types and len(types) >= 64:
+            return "limit_exceeded"
+        value = tag(c.get("value"))
+        if kind == "Set" and op == "add" and value not in (current or []) and \
+                len(current or []) >= 256:
+            return "limit_exceeded"
+        # accepted
+        types.setdefault(name, kind)
+        holders = part["held"].setdefault(name, {})
+        if kind == "Set":
+            members = list(current or [])
+            if op == "add" and value not in members:
+                members.append(value)
+            if op == "remove" and value in members:
+                members.remove(value)
+            new: Any = members or None
+        elif op == "add":
+            new = value
+        elif value is None or value == current:  # an LWWN remove
+            new = None
+        else:
+            new = current
+        if new is None:
+            holders.pop(ident, None)
+        else:
+            holders[ident] = new
+        return None
+
+    # -- reads -------------------------------------------------------------------
+
+    def summary(self, mid: str, pid: str) -> dict[str, Any]:
+        part = self.parts.get((mid, pid), {"version": 0, "types": {}, "held": {}})
+        states = {}
+        for name, kind in part["types"].items():
+            holders = part["held"].get(name, {})
+            counts: dict[Tagged, int] = {}
+            for held in holders.values():
+                for value in (held if isinstance(held, list) else [held]):
+                    counts[value] = counts.get(value, 0) + 1
+
+            def order(entry: tuple[Tagged, int]) -> tuple[int, int, Any]:
+                (kind_of, value), count = entry
+                rank = {"bool": 0 if value is False else 1, "int": 2, "str": 3}[kind_of]
+                return (-count, rank, value if kind_of != "bool" else 0)
+
+            states[name] = {
+                "type": kind,
+                "values": {ident: plain(held) for ident, held in holders.items()},
+                "tally": [{"value": untag(v), "count": n} for v, n in sorted(counts.items(),
+                                                                              key=order)],
+            }
+        return {"message_id": mid, "part_id": pid, "version": part["version"], "states": states}
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [self.summary(mid, pid) for mid, pid in sorted(self.parts)
+                if self.parts[(mid, pid)]["types"]]
