@@ -49,9 +49,8 @@ def responses(
     rng = random.Random(seed)
     messages = messages or max(1, count // 20)
     message_ids = [f"layer:///messages/{rng.getrandbits(64):016x}" for _ in range(messages)]
-    message_picks = rng.choices(range(messages), cum_weights=zipf_weights(messages), k=count)
     previous: bytes | None = None
-    for n, pick in enumerate(message_picks):
+    for n, pick in enumerate(_zipf_picks(rng, messages, count)):
         roll = rng.random()
         if roll < bad_share and previous is not None:
             yield _bad(rng, previous)
@@ -70,6 +69,16 @@ def responses(
             record["status_text"] = f"user{author} responded"
         previous = orjson.dumps(record)
         yield previous
+
+
+def _zipf_picks(rng: random.Random, count: int, picks: int) -> Iterator[int]:
+    """`picks` Zipf-distributed ranks in [0, count), drawn a block at a time."""
+    weights = zipf_weights(count)
+    population = range(count)
+    while picks > 0:
+        block = min(picks, 65_536)
+        yield from rng.choices(population, cum_weights=weights, k=block)
+        picks -= block
 
 
 def _change(rng: random.Random) -> dict[str, Any]:
