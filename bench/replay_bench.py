@@ -9,6 +9,8 @@
      as a JSON line (what `msgstate replay INPUT` does);
    - replay with change events, each encoded as a JSON line (`--changes`).
    Each figure is the best of `--repeat` runs, in CPU time of this process.
+   The ratio that counts is timed interleaved, batch by batch (`interleaved`),
+   so that a busy machine slows both sides alike.
 3. Grows a MemoryStore to `--values` live values and reports the bytes per
    live value: the deep size of every object the store holds (shared strings and
    encodings once), the dedupe memory apart.
@@ -36,7 +38,7 @@ from rich.table import Table
 from bench import workload
 from schemas.codec import dumps_line
 from streams.memory_store import MemoryStore
-from streams.replay import records_in, replay
+from streams.replay import BATCH, Replayer, gc_paused, records_in, replay
 
 TARGET_RATE = 100_000  # responses/s on one core
 TARGET_RATIO = 10.0  # replay time over bare-parse time
@@ -66,6 +68,43 @@ def replay_with_events(lines: list[bytes]) -> None:
     store = replay(lines, on_event=emit, on_rejection=emit)
     for summary in store.summaries():
         dumps_line(summary)
+
+
+def interleaved(lines: list[bytes], batch: int = BATCH) -> tuple[float, float]:
+    """(bare-parse seconds, replay seconds), timed batch by batch in turn.
+
+    Both see the same moments of machine load, so their ratio holds on a busy
+    machine too; the order within each pair alternates so neither always finds
+    the lines in the cache.
+    """
+    replayer = Replayer()
+    clock = time.process_time
+    parse_time = replay_time = 0.0
+    gc.collect()
+    with gc_paused():
+        for turn, start in enumerate(range(0, len(lines), batch)):
+            chunk = lines[start : start + batch]
+            if turn % 2:
+                t0 = clock()
+                bare_parse(chunk)
+                t1 = clock()
+                replayer.feed(chunk)
+                t2 = clock()
+                parse_time += t1 - t0
+                replay_time += t2 - t1
+            else:
+                t0 = clock()
+                replayer.feed(chunk)
+                t1 = clock()
+                bare_parse(chunk)
+                t2 = clock()
+                replay_time += t1 - t0
+                parse_time += t2 - t1
+        t0 = clock()
+        for summary in replayer.store.summaries():
+            dumps_line(summary)
+        replay_time += clock() - t0
+    return parse_time, replay_time
 
 
 def cpu_seconds(run: Callable[[list[bytes]], None], lines: list[bytes]) -> float:
@@ -158,11 +197,14 @@ def main(count: int, values: int, repeat: int, seed: int, profile: bool) -> None
     console.print(f"workload: {len(lines):,} responses, {size / 1e6:.1f} MB, seed {seed}")
 
     runs: dict[str, list[float]] = {"parse": [], "replay": [], "events": []}
+    pairs: list[tuple[float, float]] = []
     for _ in range(repeat):
         runs["parse"].append(cpu_seconds(bare_parse, lines))
         runs["replay"].append(cpu_seconds(full_replay, lines))
         runs["events"].append(cpu_seconds(replay_with_events, lines))
+        pairs.append(interleaved(lines))
     best = {name: min(times) for name, times in runs.items()}
+    pair_parse, pair_replay = min(pairs, key=lambda pair: pair[1] / pair[0])
 
     table = Table(title=f"replay of {len(lines):,} responses (best of {repeat}, CPU seconds)")
     for column in ("measure", "seconds", "responses/s", "× bare parse"):
@@ -180,12 +222,27 @@ def main(count: int, values: int, repeat: int, seed: int, profile: bool) -> None
             f"{len(lines) / seconds:,.0f}",
             f"{seconds / best['parse']:.1f}",
         )
+    table.add_row(
+        "interleaved, batch by batch: bare parse",
+        f"{pair_parse:.3f}",
+        f"{len(lines) / pair_parse:,.0f}",
+        "1.0",
+    )
+    table.add_row(
+        "interleaved, batch by batch: replay",
+        f"{pair_replay:.3f}",
+        f"{len(lines) / pair_replay:,.0f}",
+        f"{pair_replay / pair_parse:.1f}",
+    )
     console.print(table)
     rate = len(lines) / best["replay"]
-    ratio = best["replay"] / best["parse"]
+    apart = best["replay"] / best["parse"]
+    together = pair_replay / pair_parse
+    console.print(f"target ≥{TARGET_RATE:,} responses/s: {rate:,.0f} {_verdict(rate >= TARGET_RATE)}")
     console.print(
-        f"targets: ≥{TARGET_RATE:,} responses/s → {rate:,.0f} {_verdict(rate >= TARGET_RATE)}; "
-        f"within {TARGET_RATIO:.0f}× of bare parse → {ratio:.1f}× {_verdict(ratio <= TARGET_RATIO)}"
+        f"target within {TARGET_RATIO:.0f}× of bare parse: {apart:.1f}× timed apart "
+        f"{_verdict(apart <= TARGET_RATIO)}, {together:.1f}× interleaved "
+        f"{_verdict(together <= TARGET_RATIO)}"
     )
 
     if profile:

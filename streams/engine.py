@@ -4,6 +4,9 @@ Pure: it reads the state through a `StateView` and never mutates it; every
 write goes into the returned `StateDelta`, which doubles as the overlay that
 lets later records of the batch see the writes of earlier ones. Replay, unit
 tests and the workers all run this one implementation of SPEC sections 3-5.
+
+A delta's PartMeta may share its `types` dict with the view's PartMeta (the
+engine copies one only to change it): stores treat both as read-only.
 """
 
 from __future__ import annotations

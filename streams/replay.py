@@ -7,7 +7,7 @@ The same decode and engine as the workers, with no broker and no Redis
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any, BinaryIO
@@ -47,6 +47,42 @@ def read_records(stream: BinaryIO, chunk: int = _CHUNK) -> Iterator[bytes]:
         yield rest
 
 
+class Replayer:
+    """Replay fed a batch at a time; `replay` is the usual way to drive it.
+
+    Call `feed` with consecutive slices of the records, in order; `store` holds
+    the state so far. The caller pauses the garbage collector (see `gc_paused`).
+    """
+
+    __slots__ = ("_engine", "_on_event", "_on_rejection", "store")
+
+    def __init__(
+        self,
+        *,
+        registry: Mapping[str, str] | None = None,
+        on_event: EventSink | None = None,
+        on_rejection: RejectionSink | None = None,
+        store: MemoryStore | None = None,
+    ) -> None:
+        # The MemoryStore counts tallies when it renders: the engine need not track them.
+        self._engine = Engine(registry, events=on_event is not None, tallies=False)
+        self._on_event = on_event
+        self._on_rejection = on_rejection
+        self.store = MemoryStore() if store is None else store
+
+    def feed(self, records: Sequence[bytes]) -> None:
+        """Apply one batch of record values."""
+        store = self.store
+        outcome = self._engine.apply_batch([decode_response(raw) for raw in records], store)
+        store.apply(outcome.delta)
+        if self._on_event is not None:
+            for event in outcome.events:
+                self._on_event(event)
+        if self._on_rejection is not None:
+            for _, rejection in outcome.rejections:
+                self._on_rejection(rejection)
+
+
 def replay(
     records: Iterable[bytes],
     *,
@@ -57,8 +93,14 @@ def replay(
     batch: int = BATCH,
 ) -> MemoryStore:
     """Apply the records in order; events and rejections go to the sinks as they arise."""
+    replayer = Replayer(
+        registry=registry, on_event=on_event, on_rejection=on_rejection, store=store
+    )
+    source = iter(records)
     with gc_paused():
-        return _replay(records, registry, on_event, on_rejection, store, batch)
+        while chunk := list(islice(source, batch)):
+            replayer.feed(chunk)
+    return replayer.store
 
 
 @contextmanager
@@ -77,27 +119,3 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _replay(
-    records: Iterable[bytes],
-    registry: Mapping[str, str] | None,
-    on_event: EventSink | None,
-    on_rejection: RejectionSink | None,
-    store: MemoryStore | None,
-    batch: int,
-) -> MemoryStore:
-    # The MemoryStore counts tallies when it renders: the engine need not track them.
-    engine = Engine(registry, events=on_event is not None, tallies=False)
-    store = MemoryStore() if store is None else store
-    source = iter(records)
-    while chunk := list(islice(source, batch)):
-        outcome = engine.apply_batch([decode_response(raw) for raw in chunk], store)
-        store.apply(outcome.delta)
-        if on_event is not None:
-            for event in outcome.events:
-                on_event(event)
-        if on_rejection is not None:
-            for _, rejection in outcome.rejections:
-                on_rejection(rejection)
-    return store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,9 +77,14 @@ def replay(
             on_rejection=None if rejections_out is None else _writer(rejections_out, rejections),
         )
     out = click.get_binary_stream("stdout")
-    for summary in store.summaries():
-        out.write(dumps_line(summary))
-    out.flush()
+    try:
+        for summary in store.summaries():
+            out.write(dumps_line(summary))
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Python docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def _records(source: BinaryIO, name: str) -> Iterator[bytes]:

@@ -46,6 +46,14 @@ def test_a_good_record_decodes_with_defaults() -> None:
     assert [c.raw for c in out.changes] == GOOD["changes"]
 
 
+def test_to_dict_round_trips() -> None:
+    out = decode(with_(part_id="p", status_text="s", sent_at=5, unknown=1))
+    assert isinstance(out, Response)
+    again = decode(out.to_dict())
+    assert isinstance(again, Response)
+    assert again.to_dict() == out.to_dict() == {**with_(part_id="p", status_text="s", sent_at=5)}
+
+
 # -- too_large ----------------------------------------------------------------------------
 
 
