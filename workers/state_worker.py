@@ -35,6 +35,8 @@ def build_app(settings: Settings, registry: dict[str, str] | None = None) -> fau
         broker_commit_every=BATCH_MAX,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        # faust makes a data folder even with no tables: keep it out of the working directory.
+        datadir=str(settings.stack_dir / "faust" / "{conf.name}-data"),
     )
     responses = app.topic(settings.topics.responses, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")

@@ -18,6 +18,7 @@ app = faust.App(
     web_enabled=False,
     topic_partitions=int(os.environ.get("MSGSTATE_PARTITIONS", "4")),
     broker_commit_every=100,
+    datadir=os.path.join(os.environ.get("MSGSTATE_STACK_DIR", ".stack"), "faust", "{conf.name}-data"),
 )
 topic = app.topic(f"{PREFIX}.chain", key_type=bytes, value_type=bytes,
                   key_serializer="raw", value_serializer="raw")
