@@ -24,6 +24,8 @@ BATCH_WITHIN = 0.02  # seconds: a short wait keeps latency low while batches fil
 
 
 def build_app(settings: Settings, registry: dict[str, str] | None = None) -> faust.App:
+    data = settings.stack_dir / "faust"
+    data.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.kafka_servers],
@@ -36,7 +38,7 @@ def build_app(settings: Settings, registry: dict[str, str] | None = None) -> fau
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         # faust makes a data folder even with no tables: keep it out of the working directory.
-        datadir=str(settings.stack_dir / "faust" / "{conf.name}-data"),
+        datadir=str(data / "{conf.name}-data"),
     )
     responses = app.topic(settings.topics.responses, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")

@@ -12,13 +12,15 @@ import redis.asyncio as aioredis
 
 PREFIX = os.environ["MSGSTATE_TOPIC_PREFIX"]
 
+DATA = os.path.join(os.environ.get("MSGSTATE_STACK_DIR", ".stack"), "faust")
+os.makedirs(DATA, exist_ok=True)
 app = faust.App(
     os.environ["MSGSTATE_APP_ID"],
     broker=f"kafka://{os.environ['MSGSTATE_KAFKA']}",
     web_enabled=False,
     topic_partitions=int(os.environ.get("MSGSTATE_PARTITIONS", "4")),
     broker_commit_every=100,
-    datadir=os.path.join(os.environ.get("MSGSTATE_STACK_DIR", ".stack"), "faust", "{conf.name}-data"),
+    datadir=os.path.join(DATA, "{conf.name}-data"),
 )
 topic = app.topic(f"{PREFIX}.chain", key_type=bytes, value_type=bytes,
                   key_serializer="raw", value_serializer="raw")
