@@ -10,6 +10,7 @@ from schemas.exceptions import MsgstateError
 from workers.demo import demo
 from workers.publish_command import publish
 from workers.read_commands import summary
+from workers.reliability_command import reliability
 from workers.replay import replay
 from workers.stack_command import stack
 from workers.worker_command import worker
@@ -26,6 +27,7 @@ cli.add_command(worker)
 cli.add_command(publish)
 cli.add_command(summary)
 cli.add_command(demo)
+cli.add_command(reliability)
 
 
 def main() -> None:

@@ -107,3 +107,17 @@ def redis_port(url: str) -> int:
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"MSGSTATE_REDIS={url!r} is not a redis:// URL")
     return port or 6379
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The `MSGSTATE_*` variables that make a child process join the same deployment."""
+    return {
+        "MSGSTATE_KAFKA": settings.kafka,
+        "MSGSTATE_REDIS": settings.redis,
+        "MSGSTATE_STACK_DIR": str(settings.stack_dir),
+        "MSGSTATE_PARTITIONS": str(settings.partitions),
+        "MSGSTATE_REPLICATION": str(settings.replication),
+        "MSGSTATE_TOPIC_PREFIX": settings.topics.prefix,
+        "MSGSTATE_KEY_PREFIX": settings.key_prefix,
+        "MSGSTATE_APP_ID": settings.app_id,
+    }

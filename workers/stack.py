@@ -11,6 +11,7 @@ for them to exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from workers.config import Settings, redis_port, split_host_port
 KAFKA_START_TIMEOUT = 90.0
 REDIS_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
+SERVICES = ("kafka", "redis")
 
 # Processes started by this Python process: kept referenced (and polled) while they run.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -71,6 +73,10 @@ class Service:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
+        child = _children.get(pid)
+        if child is not None and child.poll() is None:
+            # Started by this process: trust it even before Redis retitles its command line.
+            return pid
         if _cmdline(pid) is not None and self.marker in (_cmdline(pid) or ""):
             return pid
         self.pid_file.unlink(missing_ok=True)
@@ -104,14 +110,10 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceS
     """Start what is not running, return when both answer. Idempotent; a service that already
     answers at its address (started elsewhere) is used as it is, and `down` leaves it alone."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
-    redis = redis_service(settings)
-    kafka = kafka_service(settings)
-    _start_redis(redis)
-    _start_kafka(kafka, settings)
-    _await(redis, lambda: probes.redis_answers(settings.redis), REDIS_START_TIMEOUT)
-    # A metadata request only once the port is open: fewer failed client connections.
-    _await(kafka, lambda: port_in_use(kafka.ports[0]) and probes.kafka_answers(kafka.address),
-           KAFKA_START_TIMEOUT)
+    start_service(settings, "redis", wait=False)
+    start_service(settings, "kafka", wait=False)
+    start_service(settings, "redis")
+    start_service(settings, "kafka")
     result = status(settings)
     for s in result:
         where = f"pid {s.pid}  log {s.log}" if s.pid else "already running (not started here)"
@@ -121,14 +123,46 @@ def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceS
 
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Stop the processes this stack started (by pid file) and wait until they are gone."""
-    for service in (kafka_service(settings), redis_service(settings)):
-        pid = service.pid()
-        if pid is None:
-            echo(f"{service.name:<6} not running")
-            continue
-        _stop(pid, service)
-        service.pid_file.unlink(missing_ok=True)
-        echo(f"{service.name:<6} stopped (pid {pid})")
+    for which in SERVICES:
+        service = _service(settings, which)
+        pid = stop_service(settings, which)
+        echo(f"{service.name:<6} stopped (pid {pid})" if pid else f"{service.name:<6} not running")
+
+
+def start_service(settings: Settings, which: str, wait: bool = True) -> None:
+    """Start one service of the stack ("kafka" or "redis") unless it runs; with `wait`, return
+    once it answers. Fault-injection runs restart one service while the other stays up."""
+    service = _service(settings, which)
+    if which == "redis":
+        _start_redis(service)
+        if wait:
+            _await(service, lambda: probes.redis_answers(settings.redis), REDIS_START_TIMEOUT)
+    else:
+        _start_kafka(service, settings)
+        if wait:
+            # A metadata request only once the port is open: fewer failed client connections.
+            _await(service, lambda: port_in_use(service.ports[0])
+                   and probes.kafka_answers(service.address), KAFKA_START_TIMEOUT)
+
+
+def stop_service(settings: Settings, which: str, kill: bool = False) -> int | None:
+    """Stop one service this stack started (SIGTERM, or SIGKILL as a crash would) and wait until
+    it is gone; returns its pid, or None when it was not running."""
+    service = _service(settings, which)
+    pid = service.pid()
+    if pid is None:
+        return None
+    if kill:
+        os.kill(pid, signal.SIGKILL)
+    _stop(pid, service)
+    service.pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _service(settings: Settings, which: str) -> Service:
+    if which not in SERVICES:
+        raise StackError(f"unknown service {which!r}: one of {', '.join(SERVICES)}")
+    return kafka_service(settings) if which == "kafka" else redis_service(settings)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
@@ -252,7 +286,8 @@ def _refuse_busy_ports(service: Service) -> None:
 
 
 def _stop(pid: int, service: Service) -> None:
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # gone already (killed by a fault run)
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while _alive(pid):
         if time.monotonic() > deadline:
