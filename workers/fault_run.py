@@ -200,20 +200,17 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
                 futures.append((value, producer.send(settings.topics.responses,
                                                      key=record_key(value), value=value)))
             fleet.running()
+            if chunk == 0:
+                # Faults only mean something once the workers are consuming: wait for chunk 0.
+                producer.flush(timeout=60)
+                _await_fences(settings, client, fleet, _last_offsets(futures)[1], timeout)
+                progress("workers are consuming; publishing the rest with faults")
             for action in actions.get(chunk, []):
                 progress(f"after chunk {chunk + 1}/{CHUNKS}: {getattr(action, '__name__', 'fault')}")
                 action()
             time.sleep(max(0.0, size / rate - (time.monotonic() - began)))
         producer.flush(timeout=300)
-        acked: dict[tuple[int, int], bytes] = {}
-        last: dict[int, int] = {}
-        for value, future in futures:
-            try:
-                meta = future.get(timeout=1)
-            except Exception:  # not acknowledged: not counted as published
-                continue
-            acked[(meta.partition, meta.offset)] = value
-            last[meta.partition] = max(last.get(meta.partition, -1), meta.offset)
+        acked, last = _last_offsets(futures)
         progress(f"{len(acked)} of {len(values)} records acknowledged; waiting for the workers")
         _await_fences(settings, client, fleet, last, timeout)
         topic = read_topic(settings, settings.topics.responses)
@@ -229,6 +226,21 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
         fleet.close()
         producer.close(timeout=10)
         client.close()
+
+
+def _last_offsets(futures: list[tuple[bytes, FutureRecordMetadata]]
+                  ) -> tuple[dict[tuple[int, int], bytes], dict[int, int]]:
+    """The acknowledged records by (partition, offset), and the last offset per partition."""
+    acked: dict[tuple[int, int], bytes] = {}
+    last: dict[int, int] = {}
+    for value, future in futures:
+        try:
+            meta = future.get(timeout=1)
+        except Exception:  # not acknowledged: not counted as published
+            continue
+        acked[(meta.partition, meta.offset)] = value
+        last[meta.partition] = max(last.get(meta.partition, -1), meta.offset)
+    return acked, last
 
 
 def _await_fences(settings: Settings, client: redis.Redis, fleet: Fleet, last: dict[int, int],

@@ -1,0 +1,128 @@
+"""Faults injected into the real stack: each run must end equal to a replay of the topic.
+
+The broker and Redis scenarios stop and start services, so this module runs on a stack of
+its own (private_stack), not the session's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from schemas.exceptions import Fenced
+from streams.engine import Engine
+from streams.processor import InRecord, OutRecord, PartitionProcessor
+from streams.reader import SummaryReader
+from streams.redis_keys import Keys
+from streams.redis_store import RedisStateStore
+from workers.config import Settings, Topics
+from workers.fault_check import Record, compare, replay_topic
+from workers.fault_run import SCENARIOS, run
+from workers.reliability_command import private_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def own_stack(stack_settings: Settings) -> Iterator[Settings]:
+    with private_stack(stack_settings, partitions=4) as settings:
+        yield settings
+
+
+def fresh(settings: Settings) -> Settings:
+    tag = f"f{uuid.uuid4().hex[:10]}"
+    return settings.with_(topics=Topics(tag), key_prefix=tag, app_id=f"{tag}-app")
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_fault_scenario_loses_nothing_and_applies_nothing_twice(
+        own_stack: Settings, tmp_path: Path, scenario: str) -> None:
+    figures = run(fresh(own_stack), scenario, records=1600, rate=400, logs=tmp_path)
+    assert figures.acknowledged == figures.published == figures.in_topic
+    assert figures.faults >= 2
+    assert figures.worker_crashes == 0, f"a worker died by itself; logs in {tmp_path}"
+    assert figures.events_expected > 1000 and figures.rejections_expected > 0
+    assert figures.clean, figures.as_dict()
+
+
+VALUES = [
+    orjson.dumps({"id": f"r{i}", "message_id": "m1", "identity_id": f"u{i % 3}", "changes": [
+        {"operation": "add", "type": "Set", "name": "reactions", "value": f"v{i % 4}"}]})
+    for i in range(12)
+] + [b"not json"]
+
+
+async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_application(
+        settings: Settings) -> None:
+    """The comparison used by the fault runs can fail: corrupt a correct result three ways."""
+    expected = replay_topic([Record(0, offset, b"m1", value) for offset, value in enumerate(VALUES)])
+    # The worker's own processor writes the same records into Redis.
+    async_client = aioredis.from_url(settings.redis)
+    try:
+        async def sink(out: Sequence[OutRecord]) -> None:
+            pass
+
+        processor = PartitionProcessor(Engine(None), RedisStateStore(async_client, Keys(settings.key_prefix)),
+                                       sink, settings.topics.responses, 0)
+        await processor.process([InRecord(i, v) for i, v in enumerate(VALUES)])
+    finally:
+        await async_client.aclose()
+    client = redis.Redis.from_url(settings.redis)
+    try:
+        events = list(expected.events.values())
+        rejections = list(expected.rejections.values())
+        clean = compare(settings, client, expected, events, rejections)
+        assert (clean.parts, clean.parts_differing, clean.events_missing) == (1, 0, 0)
+        assert (len(events), len(rejections), clean.rejections_missing) == (12, 1, 0)
+
+        keys = Keys(settings.key_prefix)
+        client.hdel(keys.values("m1", "root"), next(iter(client.hkeys(keys.values("m1", "root")))))
+        twice = {**rejections[0], "partition": 0, "offset": 3, "reason": "duplicate"}
+        bad = compare(settings, client, expected, events[1:], [*rejections, twice])
+        assert bad.parts_differing == 1
+        assert bad.events_missing == 1
+        assert bad.rejections_unexpected == 1
+    finally:
+        client.close()
+
+
+async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: Settings) -> None:
+    """Worker A holds partition 0; B takes it over (rebalance). A's next batch is refused
+    inside the Redis script, and nothing of it reaches Redis or Kafka."""
+    client = aioredis.from_url(settings.redis)
+    try:
+        keys = Keys(settings.key_prefix)
+        outputs: dict[str, list[OutRecord]] = {"a": [], "b": []}
+
+        def sink_for(name: str) -> Callable[[Sequence[OutRecord]], Awaitable[None]]:
+            async def sink(out: Sequence[OutRecord]) -> None:
+                outputs[name].extend(out)
+            return sink
+
+        def record(i: int, who: str) -> InRecord:
+            return InRecord(i, orjson.dumps({
+                "id": f"r{i}", "message_id": "m", "identity_id": who,
+                "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
+
+        a = PartitionProcessor(Engine(None), RedisStateStore(client, keys), sink_for("a"), "t", 0)
+        b = PartitionProcessor(Engine(None), RedisStateStore(client, keys), sink_for("b"), "t", 0)
+        await a.process([record(0, "alice")])
+        await b.process([record(1, "bob")])  # B takes the partition: a new token
+        with pytest.raises(Fenced):
+            await a.process([record(2, "mallory")])
+        summary = SummaryReader(redis.Redis.from_url(settings.redis), settings.key_prefix
+                                ).get_summary("m")
+        assert summary["states"]["pick"]["values"] == {"alice": "alice", "bob": "bob"}
+        assert summary["version"] == 2
+        assert len(outputs["a"]) == 1 and len(outputs["b"]) == 1
+        fence = await client.hgetall(keys.fence("t", 0))
+        assert int(fence[b"offset"]) == 1
+    finally:
+        await client.aclose()
