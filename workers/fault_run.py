@@ -29,6 +29,7 @@ from streams.redis_keys import Keys
 from workers import stack
 from workers.config import Settings, environment
 from workers.fault_check import Differences, compare, json_values, read_topic, replay_topic
+from workers.hostile import blend, hostile_records
 from workers.publish_command import record_key
 from workers.topics import ensure_topics
 
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, str] = {
     "redis": "stop Redis mid-run (AOF on), keep publishing, start it again",
     "redis-cut": "stop Redis, SIGKILL the worker while it retries, start Redis and the worker",
     "scale": "scale from one worker to three and back to one during the run",
+    "fuzz": "one record in five hostile (random bytes, deep nesting, huge strings, bad UTF-8, ...)",
 }
 CHUNKS = 20
 
@@ -168,23 +170,27 @@ def plan(scenario: str, fleet: Fleet, settings: Settings, rng: random.Random
         return 1, {6: [stop("redis")], 9: [start("redis")]}
     if scenario == "redis-cut":
         return 1, {6: [stop("redis")], 8: [lambda: fleet.kill(rng)], 10: [start("redis"), fleet.start]}
+    if scenario == "fuzz":
+        return 1, {}
     if scenario == "scale":
         return 1, {5: [fleet.start, fleet.start], 12: [fleet.stop_one], 15: [fleet.stop_one]}
     raise FaultRunError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
 
 
 def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path, seed: int = 1,
-        progress: Callable[[str], None] = lambda _line: None, timeout: float = 240.0) -> Figures:
+        progress: Callable[[str], None] = lambda _line: None, timeout: float = 240.0,
+        values: list[bytes] | None = None) -> Figures:
     """Run one scenario on `settings` (topics and keys of its own) and return its figures."""
     rng = random.Random(seed)
     started = time.monotonic()
-    values = list(responses(records, messages=max(5, records // 40), identities=200,
-                            bad_share=0.05, seed=seed))
+    hostile = records // 4 if scenario == "fuzz" and values is None else 0
+    if values is None:
+        values = workload(records, seed, hostile)
     ensure_topics(settings)
     logs.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(settings, logs)
     initial, actions = plan(scenario, fleet, settings, rng)
-    faults = sum(len(a) for a in actions.values())
+    faults = sum(len(a) for a in actions.values()) + hostile
     producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
                              enable_idempotence=True, linger_ms=5, delivery_timeout_ms=300_000,
                              request_timeout_ms=15_000, max_block_ms=120_000)
@@ -226,6 +232,14 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
         fleet.close()
         producer.close(timeout=10)
         client.close()
+
+
+def workload(records: int, seed: int, hostile: int = 0) -> list[bytes]:
+    """The benchmark's chat-like workload (with its own share of bad records), plus `hostile`
+    records from workers/hostile.py blended in."""
+    valid = list(responses(records, messages=max(5, records // 40), identities=200,
+                           bad_share=0.05, seed=seed))
+    return blend(valid, hostile_records(hostile, seed), seed) if hostile else valid
 
 
 def _last_offsets(futures: list[tuple[bytes, FutureRecordMetadata]]
