@@ -1,5 +1,10 @@
 """Every error msgstate raises derives from MsgstateError."""
 
+import re
+
+# user:password@ in a URL (redis://:secret@host): never printed.
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+
 
 class MsgstateError(Exception):
     """Root of all msgstate errors."""
@@ -18,7 +23,7 @@ class ServiceUnreachable(MsgstateError):
 
     def __init__(self, service: str, address: str, reason: str = "") -> None:
         self.service = service
-        self.address = address
+        self.address = address = _CREDENTIALS.sub("***@", address)
         self.reason = reason
         text = f"{service} is unreachable at {address}"
         super().__init__(f"{text}: {reason}" if reason else text)
