@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from workers import stack
 from workers.config import Settings, Topics
 from workers.fault_run import SCENARIOS, Figures, run
+from workers.stack import private_stack
 
 ROWS = ("published", "acknowledged", "in_topic", "faults", "worker_crashes", "parts",
         "parts_differing", "events_expected", "events_missing", "events_unexpected",
         "events_conflicting", "rejections_expected", "rejections_missing", "rejections_unexpected",
         "acknowledged_not_in_topic", "lost", "applied_twice", "seconds")
-
-
-@contextlib.contextmanager
-def private_stack(base: Settings, partitions: int) -> Iterator[Settings]:
-    """Kafka and Redis of their own on free ports (the jar cache is shared), removed after."""
-    settings = base.with_(kafka=f"127.0.0.1:{stack.free_port_pair()}",
-                          redis=f"redis://127.0.0.1:{stack.free_port_pair()}/0",
-                          partitions=partitions)
-    stack.up(settings, echo=lambda _line: None)
-    try:
-        yield settings
-    finally:
-        stack.down(settings, echo=lambda _line: None)
-        for service in (stack.kafka_service(settings), stack.redis_service(settings)):
-            shutil.rmtree(service.home, ignore_errors=True)
 
 
 def table(figures: list[Figures]) -> Table:

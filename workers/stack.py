@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,21 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         service = _service(settings, which)
         pid = stop_service(settings, which)
         echo(f"{service.name:<6} stopped (pid {pid})" if pid else f"{service.name:<6} not running")
+
+
+@contextlib.contextmanager
+def private_stack(base: Settings, partitions: int) -> Iterator[Settings]:
+    """Kafka and Redis of their own on free ports (the jar cache is shared), removed after."""
+    settings = base.with_(kafka=f"127.0.0.1:{free_port_pair()}",
+                          redis=f"redis://127.0.0.1:{free_port_pair()}/0",
+                          partitions=partitions)
+    try:
+        up(settings, echo=lambda _line: None)  # inside: a half-started stack is stopped too
+        yield settings
+    finally:
+        down(settings, echo=lambda _line: None)
+        for service in (kafka_service(settings), redis_service(settings)):
+            shutil.rmtree(service.home, ignore_errors=True)
 
 
 def start_service(settings: Settings, which: str, wait: bool = True) -> None:

@@ -24,7 +24,7 @@ from streams.redis_store import RedisStateStore
 from workers.config import Settings, Topics
 from workers.fault_check import Record, compare, replay_topic
 from workers.fault_run import SCENARIOS, run
-from workers.reliability_command import private_stack
+from workers.stack import private_stack
 
 pytestmark = pytest.mark.integration
 
