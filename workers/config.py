@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.exceptions import ConfigError
+from workers.kafka_security import KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Settings:
     key_prefix: str = "ms"
     # Faust application id: the consumer group of the state workers.
     app_id: str = "msgstate"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +71,7 @@ class Settings:
             topics=Topics(prefix),
             key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
             app_id=env.get("MSGSTATE_APP_ID", base.app_id),
+            kafka_security=KafkaSecurity.from_env(env),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -76,6 +80,14 @@ class Settings:
     @property
     def kafka_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka.split(",")]
+
+    def kafka_client(self) -> dict[str, Any]:
+        """Bootstrap servers and security options for a kafka-python client."""
+        return {"bootstrap_servers": self.kafka_servers, **self.kafka_security.kafka_python()}
+
+    def aiokafka_client(self) -> dict[str, Any]:
+        """Bootstrap servers and security options for an aiokafka client."""
+        return {"bootstrap_servers": self.kafka_servers, **self.kafka_security.aiokafka()}
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -95,7 +95,7 @@ def demo(worker_count: int) -> None:
         local_stack.up(settings, echo=lambda line: console.print("  " + line))
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        probes.require_kafka(settings.kafka)
+        probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
         probes.require_redis(settings.redis)
         ensure_topics(settings)
         logs = settings.stack_dir.resolve() / "demo-logs"
@@ -133,8 +133,8 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 def _publish_and_follow(console: Console, settings: Settings, records: list[bytes], want: int,
                         workers: list[subprocess.Popen[bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
-    consumer = KafkaConsumer(settings.topics.summary_changes, bootstrap_servers=settings.kafka_servers,
+    producer = KafkaProducer(**settings.kafka_client(), acks="all", linger_ms=5)
+    consumer = KafkaConsumer(settings.topics.summary_changes, **settings.kafka_client(),
                              auto_offset_reset="earliest", consumer_timeout_ms=200)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     sent_task = progress.add_task("published responses", total=len(records))

@@ -59,7 +59,7 @@ class Differences:
 
 def read_topic(settings: Settings, topic: str) -> list[Record]:
     """Every record of a topic, partition by partition in offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka_client(), enable_auto_commit=False,
                              group_id=None)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -191,7 +191,7 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
     fleet = Fleet(settings, logs)
     initial, actions = plan(scenario, fleet, settings, rng)
     faults = sum(len(a) for a in actions.values()) + hostile
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
+    producer = KafkaProducer(**settings.kafka_client(), acks="all",
                              enable_idempotence=True, linger_ms=5, delivery_timeout_ms=300_000,
                              request_timeout_ms=15_000, max_block_ms=120_000)
     client = redis.Redis.from_url(settings.redis)

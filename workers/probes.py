@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from kafka import KafkaAdminClient
@@ -15,10 +17,11 @@ from schemas.exceptions import ServiceUnreachable
 DEFAULT_TIMEOUT = 10.0
 
 
-def kafka_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+def kafka_answers(bootstrap: str, timeout: float = 3.0, options: Mapping[str, Any] | None = None
+                  ) -> bool:
     """One metadata request; True when an unfenced broker answers."""
     try:
-        _describe_brokers(bootstrap, timeout)
+        _describe_brokers(bootstrap, timeout, options)
     except ServiceUnreachable:
         return False
     return True
@@ -32,9 +35,12 @@ def redis_answers(url: str, timeout: float = 2.0) -> bool:
     return True
 
 
-def require_kafka(bootstrap: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Raise ServiceUnreachable naming Kafka and its address unless a broker answers in time."""
-    _retry_until(lambda: _describe_brokers(bootstrap, min(3.0, timeout)), timeout)
+def require_kafka(bootstrap: str, timeout: float = DEFAULT_TIMEOUT,
+                  options: Mapping[str, Any] | None = None) -> None:
+    """Raise ServiceUnreachable naming Kafka and its address unless a broker answers in time.
+
+    `options`: kafka-python security options (`Settings.kafka_security.kafka_python()`)."""
+    _retry_until(lambda: _describe_brokers(bootstrap, min(3.0, timeout), options), timeout)
 
 
 def require_redis(url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -55,7 +61,8 @@ def _retry_until(check: object, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def _describe_brokers(bootstrap: str, timeout: float) -> None:
+def _describe_brokers(bootstrap: str, timeout: float, options: Mapping[str, Any] | None = None
+                      ) -> None:
     ms = max(500, int(timeout * 1000))
     # kafka-python logs every failed connection attempt; the error below says it once.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -65,6 +72,7 @@ def _describe_brokers(bootstrap: str, timeout: float) -> None:
             request_timeout_ms=ms,
             bootstrap_timeout_ms=ms,
             client_id="msgstate-probe",
+            **(options or {}),
         )
     except KafkaError as exc:
         raise ServiceUnreachable("Kafka", bootstrap, type(exc).__name__) from exc

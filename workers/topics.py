@@ -22,7 +22,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     wanted = names or topic_names(settings)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id="msgstate-admin",
+        admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-admin",
                                  request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
     except KafkaError as exc:
         raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc

@@ -17,7 +17,7 @@ from workers.topics import ensure_topics
 def worker(loglevel: str) -> None:
     """Run a state worker; several share the partitions of the responses topic."""
     settings = Settings.from_env()
-    probes.require_kafka(settings.kafka)
+    probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     probes.require_redis(settings.redis)
     ensure_topics(settings)
     app = build_app(settings)
