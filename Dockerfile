@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY schemas schemas
 COPY streams streams
 COPY workers workers
+COPY bench bench
 RUN pip install --no-cache-dir .
 USER nobody
 ENTRYPOINT []
