@@ -139,7 +139,11 @@ class Responses:
             timer.cancel()
         record = self._record(changes, text, future.response_id)
         record["sent_at"] = time.time_ns() // 1_000_000
-        encoded = validation.encode_record(record)
+        try:
+            encoded = validation.encode_record(record)
+        except ValidationError as exc:  # the checks per operation make this unreachable
+            future.set_exception(exc)
+            return future
         sending = SendingEvent(record)
         self._model.trigger(SENDING, sending)
         if sending.canceled:

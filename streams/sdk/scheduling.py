@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Timer(Protocol):
@@ -65,7 +68,10 @@ class ThreadScheduler:
                     return
                 _, _, entry = heapq.heappop(self._heap)
             if not entry.canceled:
-                entry.callback()  # callers catch their own errors: see Responses._send_due
+                try:
+                    entry.callback()
+                except Exception:  # the timer thread serves every model: it must outlive a bug
+                    log.exception("a scheduled msgstate SDK call failed")
 
 
 class AsyncioScheduler:

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from schemas.exceptions import DeliveryError
+from schemas.exceptions import DeliveryError, ValidationError
 from streams.sdk import (
     CHANGE,
     CRDT_TYPES,
@@ -28,7 +28,7 @@ from streams.sdk import (
     MessageTypeModel,
     Publisher,
 )
-from streams.signing import Keyring, verify
+from streams.signing import Keyring, SigningKey, verify
 from workers.config import Settings
 from workers.stack import free_port_pair
 from workers.topics import ensure_topics
@@ -217,3 +217,26 @@ def test_msgstate_publish_signs_when_a_key_is_set(settings: Settings, tmp_path: 
     bad = subprocess.run([sys.executable, "-m", "workers", "publish", str(source)], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1 and "not base64" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_signing_client_signs_every_response_and_bad_records_never_leave(settings: Settings) -> None:
+    ensure_topics(settings, [settings.topics.responses])
+    key = SigningKey("2026-02", os.urandom(32))
+    with client_for(settings, signing_key=key) as client:
+        model = client.model(PollModel, "msg-4", "frodo", watch=False)
+        model.responses.add_state("colors", "red")
+        sent = model.responses.send_response_message()
+        assert sent is not None
+        direct = client.publish({"message_id": "msg-4", "identity_id": "sam",
+                                 "changes": [{"operation": "add", "type": "Set", "name": "colors",
+                                              "value": "blue"}]})
+        with pytest.raises(ValidationError, match="invalid"):
+            client.publish({"message_id": "msg-4", "identity_id": "sam", "changes": []})
+        direct.result(timeout=60)
+        sent.result(timeout=60)
+    records = records_of(settings, settings.topics.responses, 2)
+    assert [orjson.loads(r.value)["id"] for r in records] == [sent.response_id, direct.response_id]
+    rotation = Keyring({"2026-01": os.urandom(32), "2026-02": key.secret})
+    assert all(verify(r.headers, r.key, r.value, rotation) for r in records)
+    assert not any(verify(r.headers, r.key, r.value, Keyring({"2026-02": os.urandom(32)}))
+                   for r in records)
