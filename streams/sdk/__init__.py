@@ -10,6 +10,7 @@ from streams.sdk.model import MessageTypeModel
 from streams.sdk.publisher import Delivery, DeliveryFuture, Publisher, record_key
 from streams.sdk.scheduling import AsyncioScheduler, ManualScheduler, ThreadScheduler
 from streams.sdk.states import CRDT_TYPES, StateRegistry, custom_states, export_registry, registry_json
+from streams.signing import SigningKey, parse_key
 
 __all__ = [
     "CHANGE",
@@ -27,11 +28,13 @@ __all__ = [
     "Publisher",
     "SendFailedEvent",
     "SendingEvent",
+    "SigningKey",
     "StateRegistry",
     "ThreadScheduler",
     "custom_states",
     "export_registry",
     "new_response_id",
+    "parse_key",
     "record_key",
     "registry_json",
 ]
