@@ -37,6 +37,7 @@ class ChangeFeed:
         self._poll_ms = poll_ms
         self._watchers: dict[tuple[str, str], list[MessageTypeModel]] = defaultdict(list)
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -62,14 +63,19 @@ class ChangeFeed:
             self._thread.join(timeout=self._timeout + 5)
 
     def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="msgstate-sdk-changes",
-                                                daemon=True)
-                self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
+        """Start the consumer thread and wait until its positions are set; a failed start is
+        raised here and tried again at the next watch."""
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            self._ready.clear()
+            self._error = None
+            thread = threading.Thread(target=self._run, name="msgstate-sdk-changes", daemon=True)
+            thread.start()
+            self._ready.wait()
+            if self._error is not None:
+                raise self._error
+            self._thread = thread
 
     def _run(self) -> None:
         try:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from schemas.exceptions import ServiceUnreachable
 from schemas.limits import DEFAULT_PART
 from schemas.values import Value
 from streams.reader import SummaryReader
@@ -22,6 +23,34 @@ from streams.sdk.validation import encode_record
 from streams.signing import SigningKey
 
 M = TypeVar("M", bound=MessageTypeModel)
+
+
+class _NamedReader(SummaryReader):
+    """A SummaryReader whose Redis errors name Redis and its address."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, address: str) -> None:
+        super().__init__(client, key_prefix)
+        self.address = address
+
+    def get_summary(self, message_id: str, part: str = DEFAULT_PART, clip: int | None = None
+                    ) -> dict[str, Any]:
+        try:
+            return super().get_summary(message_id, part, clip)
+        except redis.RedisError as exc:
+            raise ServiceUnreachable("Redis", self.address, str(exc)) from exc
+
+    def get_state(self, message_id: str, name: str, identity_id: str, part: str = DEFAULT_PART
+                  ) -> Value | list[Value] | None:
+        try:
+            return super().get_state(message_id, name, identity_id, part)
+        except redis.RedisError as exc:
+            raise ServiceUnreachable("Redis", self.address, str(exc)) from exc
+
+
+def _redis_address(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}" if "host" in kwargs \
+        else str(kwargs.get("path", "redis"))
 
 
 class Client:
@@ -45,7 +74,8 @@ class Client:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=connect_timeout,
                                           socket_connect_timeout=connect_timeout) \
             if isinstance(redis_url, str) else redis_url
-        self.reader = SummaryReader(self.redis, key_prefix)
+        address = redis_url if isinstance(redis_url, str) else _redis_address(redis_url)
+        self.reader: SummaryReader = _NamedReader(self.redis, key_prefix, address)
         self._own_scheduler = ThreadScheduler() if scheduler is None else None
         self.scheduler: Scheduler = scheduler or self._own_scheduler  # type: ignore[assignment]
         self.send_delay = send_delay
@@ -74,7 +104,11 @@ class Client:
             # Watched first: a change made after the read below reaches the model as an event;
             # one made before it is in the summary (workers write Redis before the event).
             self.feed.watch(model)
-        model.responses.load(self.reader.get_summary(model.message_id, model.part_id))
+        try:
+            model.responses.load(self.reader.get_summary(model.message_id, model.part_id))
+        except BaseException:
+            self.feed.unwatch(model)
+            raise
         self._models.add(model)
 
     def close_model(self, model: MessageTypeModel) -> None:

@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from schemas.exceptions import ValidationError
 from schemas.limits import DEFAULT_PART
 from streams.sdk import validation
 from streams.sdk.events import CHANGE, ChangeEvent, Emitter
@@ -74,6 +71,3 @@ class MessageTypeModel(Emitter):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.message_id!r}, {self.identity_id!r}, "
                 f"part_id={self.part_id!r})")
-
-    def __getstate__(self) -> Any:
-        raise ValidationError("models hold live connections and cannot be pickled")
