@@ -24,7 +24,8 @@ MAC_DOMAIN = b"msgstate-response-v1\x00"  # a MAC made for anything else never v
 MIN_SECRET_BYTES = 16
 MAX_KEY_ID = 64
 
-Headers = Sequence[tuple[str, bytes]]  # Kafka record headers, as kafka-python gives them
+# Kafka record headers: (name, value) pairs as kafka-python and aiokafka give them, or a mapping.
+Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes]
 _LENGTH = struct.Struct(">Q")
 
 
@@ -111,8 +112,9 @@ def verify(headers: Headers | None, key: bytes | None, value: bytes, keyring: Ke
     False when a header is missing or repeated, the key id is unknown or the signature does
     not match; the comparison takes constant time.
     """
-    key_ids = [v for k, v in headers or () if k == KEY_ID_HEADER]
-    signatures = [v for k, v in headers or () if k == SIGNATURE_HEADER]
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+    key_ids = [v for k, v in pairs if k == KEY_ID_HEADER]
+    signatures = [v for k, v in pairs if k == SIGNATURE_HEADER]
     if len(key_ids) != 1 or len(signatures) != 1:
         return False
     try:

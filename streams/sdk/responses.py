@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.exceptions import ValidationError
-from schemas.limits import MAX_CHANGES, MAX_STATUS_TEXT
+from schemas.limits import INT_MIN, MAX_CHANGES, MAX_STATUS_TEXT
 from schemas.values import encode_value
 from streams.reader import SummaryReader
 from streams.sdk import validation
@@ -26,6 +26,7 @@ from streams.summary import count_tallies, render_tally
 if TYPE_CHECKING:
     from streams.sdk.model import MessageTypeModel
 
+ID_PLACEHOLDER = new_response_id()  # every id has this length
 SEEN_EVENTS = 4096  # event ids remembered to drop re-deliveries (events are at least once)
 
 
@@ -92,7 +93,7 @@ class Responses:
             raise ValidationError(f"the response text must be a string of at most {MAX_STATUS_TEXT} "
                                   "characters")
         with self._lock:
-            if self._changes and not validation.fits(self._record(self._changes, text, "r")):
+            if self._changes and not validation.fits(self._record(self._changes, text)):
                 raise ValidationError("with this text the pending response would exceed the record "
                                       "size limit; send it first")
             self._text = text
@@ -115,7 +116,7 @@ class Responses:
         with self._lock:
             validation.check_against_summary(self.summary, change, model.identity_id, self._changes)
             if self._changes and (len(self._changes) >= MAX_CHANGES or not validation.fits(
-                    self._record([*self._changes, change], self._text, "r"))):
+                    self._record([*self._changes, change], self._text))):
                 self._send_locked()  # full: this change starts the next response
             if not self._changes:
                 self._future = DeliveryFuture(response_id=new_response_id())
@@ -165,11 +166,13 @@ class Responses:
         event = SendFailedEvent(future.response_id, error, future)
         self._need_wiring().dispatch(lambda: model.trigger(SEND_FAILED, event))
 
-    def _record(self, changes: list[dict[str, Any]], text: str | None, rid: str) -> dict[str, Any]:
+    def _record(self, changes: list[dict[str, Any]], text: str | None,
+                rid: str = ID_PLACEHOLDER) -> dict[str, Any]:
+        """The record; with the defaults, as large as it can be once sent (for size checks)."""
         model = self._model
         return {"id": rid, "message_id": model.message_id, "part_id": model.part_id,
                 "identity_id": model.identity_id, "changes": changes, "status_text": text,
-                "sent_at": 0}
+                "sent_at": INT_MIN}
 
     def _need_wiring(self) -> Wiring:
         if self._wiring is None:

@@ -211,6 +211,7 @@ def test_a_response_never_passes_the_record_size_limit() -> None:
     model.responses.send_response_message()
     sizes = [len(value) for _, value, _ in wiring.publisher.sent]
     assert len(sizes) == 2 and max(sizes) <= MAX_RECORD_BYTES
+    assert sizes[0] > MAX_RECORD_BYTES - 1100  # the first was sent because one more would not fit
     assert sum(len(r["changes"]) for r in wiring.publisher.records) == 90
 
 
@@ -310,3 +311,17 @@ def test_changed_reparses_then_tells_the_listeners() -> None:
     assert change is not None
     model.changed(change)
     assert calls == ["parse", "change latest x"]
+
+
+def test_a_text_that_would_pass_the_size_limit_raises() -> None:
+    wiring = Wiring()
+    model = open_poll(wiring)
+    for i in range(59):
+        model.responses.add_state("colors", f"{i:02}" + "v" * 1000)
+    assert wiring.publisher.sent == []
+    with pytest.raises(ValidationError, match="exceed the record size limit"):
+        model.responses.set_response_message_text("t" * 4000)
+    model.responses.set_response_message_text("short")
+    model.responses.send_response_message()
+    assert wiring.publisher.records[0]["status_text"] == "short"
+    assert len(wiring.publisher.sent[0][1]) <= MAX_RECORD_BYTES

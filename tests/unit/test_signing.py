@@ -31,6 +31,7 @@ def test_a_signed_record_verifies_and_any_tampering_fails() -> None:
     assert not verify(headers, b"m2", b'{"id":"r"}', ring)
     assert not verify(headers, b"m1", b'{"id":"s"}', ring)
     assert not verify(sign("k1", NEW, b"m1", b'{"id":"r"}'), b"m1", b'{"id":"r"}', ring)
+    assert verify(dict(headers), b"m1", b'{"id":"r"}', ring)  # headers given as a mapping
 
 
 def test_missing_repeated_or_unknown_headers_fail() -> None:
