@@ -128,6 +128,12 @@ def verify(headers: Headers | None, key: bytes | None, value: bytes, keyring: Ke
     return hmac.compare_digest(expected, bytes(signatures[0]))
 
 
+def is_authentic(keyring: Keyring | None, headers: Headers | None, key: bytes | None,
+                 value: bytes) -> bool:
+    """The `authentic=` verdict for `decode_response`: True when signing is off (no keyring)."""
+    return keyring is None or verify(headers, key, value, keyring)
+
+
 def parse_key(spec: str) -> SigningKey:
     """`keyid:base64secret` (standard base64, padding optional) → (key id, secret)."""
     key_id, sep, encoded = spec.strip().partition(":")

@@ -11,7 +11,6 @@ from schemas.exceptions import DeliveryError, ValidationError
 from schemas.limits import MAX_CHANGES, MAX_RECORD_BYTES, MAX_STATUS_TEXT
 from schemas.records import Response, decode_response
 from schemas.registry import parse_registry
-from streams.engine import Engine
 from streams.sdk import (
     CHANGE,
     CRDT_TYPES,
@@ -24,6 +23,7 @@ from streams.sdk import (
     registry_json,
 )
 
+from .helpers import add, record, run
 from .sdk_fakes import PollModel, Wiring, empty_summary, open_poll
 
 
@@ -77,9 +77,11 @@ def test_the_exported_registry_is_what_the_workers_read_and_enforce() -> None:
     assert exported == {"reactions": "Set", "poll_choice": "FWW", "colors": "Set", "latest": "LWW",
                         "answer": "LWWN"}
     assert parse_registry(registry_json([PollModel])) == exported
-    # The engine with that registry rejects a change that carries another type.
-    engine = Engine(exported)
-    assert engine.registry == exported
+    # The engine with that registry rejects a change that carries another type, from the first.
+    applied = run(record("r1", add("LWW", "poll_choice", "a"), add("FWW", "poll_choice", "b")),
+                  registry=parse_registry(registry_json([PollModel])))
+    assert applied.reasons() == ["type_mismatch"]
+    assert applied.values("poll_choice") == {"alice": "b"}
 
     class Other(MessageTypeModel):
         def register_all_states(self) -> None:

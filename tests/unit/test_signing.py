@@ -9,10 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.exceptions import ConfigError
+from schemas.records import decode_response
 from streams.signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     Keyring,
+    is_authentic,
     mac_input,
     parse_key,
     sign,
@@ -73,3 +75,14 @@ def test_keys_parse_from_keyid_colon_base64() -> None:
                      (f":{text}", "key id"), ("k1:" + base64.b64encode(b"short").decode(), "at least 16")]:
         with pytest.raises(ConfigError, match=why):
             parse_key(bad)
+
+
+def test_the_verdict_for_decode_response() -> None:
+    value = b'{"id": "r", "message_id": "m", "identity_id": "u", "changes": [{"operation": "add",' \
+        b' "type": "LWW", "name": "n", "value": 1}]}'
+    ring = Keyring({"k1": OLD})
+    assert is_authentic(None, None, b"m", value)  # signing off
+    assert is_authentic(ring, sign("k1", OLD, b"m", value), b"m", value)
+    unsigned = decode_response(value, authentic=is_authentic(ring, None, b"m", value))
+    assert isinstance(unsigned, dict) and unsigned["reason"] == "unauthenticated"
+    assert unsigned["response_id"] == "r"
