@@ -39,3 +39,7 @@ class Fenced(MsgstateError):
 
 class AlreadyApplied(MsgstateError):
     """The batch's offsets are at or below the partition's fence: they were applied before."""
+
+
+class DeliveryError(MsgstateError):
+    """Kafka did not take a published record; the record is intact and may be sent again."""

@@ -1,28 +1,25 @@
-"""`msgstate publish FILE`: publish Response Messages, one JSON per line, keyed by message_id."""
+"""`msgstate publish FILE`: publish Response Messages, one JSON per line, keyed by message_id.
+
+Built on the SDK's publisher; signs every record when `MSGSTATE_SIGNING_KEY` is set.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import BinaryIO
 
 import click
-import orjson
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
 
-from schemas.exceptions import ServiceUnreachable
+from schemas.exceptions import DeliveryError, ServiceUnreachable
+from streams.sdk.publisher import Publisher, record_key
+from streams.signing import parse_key
 from workers import probes
 from workers.config import Settings
 
+__all__ = ["publish", "record_key"]
 
-def record_key(line: bytes) -> bytes | None:
-    """The message id of a record, as its key; None when the line has none (the worker rejects it)."""
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    message_id = data.get("message_id") if isinstance(data, dict) else None
-    return message_id.encode() if isinstance(message_id, str) else None
+SIGNING_KEY_ENV = "MSGSTATE_SIGNING_KEY"
 
 
 @click.command()
@@ -31,12 +28,15 @@ def publish(file: BinaryIO) -> None:
     """Publish the records of FILE (`-` for stdin) to the responses topic.
 
     Every non-blank line is sent as it is, even a bad one: the workers turn it into a rejection
-    with a reason, so nothing disappears.
+    with a reason, so nothing disappears. With MSGSTATE_SIGNING_KEY=keyid:base64secret set,
+    every record is signed.
     """
     settings = Settings.from_env()
+    spec = os.environ.get(SIGNING_KEY_ENV, "").strip()
+    signing_key = parse_key(spec) if spec else None
     probes.require_kafka(settings.kafka)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all",
-                             enable_idempotence=True, linger_ms=5, client_id="msgstate-publish")
+    publisher = Publisher(settings.kafka_servers, settings.topics.responses,
+                          signing_key=signing_key, client_id="msgstate-publish")
     sent = 0
     try:
         futures = []
@@ -44,14 +44,14 @@ def publish(file: BinaryIO) -> None:
             line = raw.rstrip(b"\n")
             if not line.strip():
                 continue
-            futures.append(producer.send(settings.topics.responses, key=record_key(line), value=line))
+            futures.append(publisher.send_raw(record_key(line), line))
             sent += 1
-        producer.flush(timeout=30)
+        publisher.flush(timeout=30)
         for future in futures:
-            future.get(timeout=30)  # surfaces a delivery error instead of losing it
-    except KafkaError as exc:
+            future.result(timeout=30)  # surfaces a delivery error instead of losing it
+    except DeliveryError as exc:
         raise ServiceUnreachable("Kafka", settings.kafka, f"publishing failed: {exc}") from exc
     finally:
-        producer.close(timeout=5)
+        publisher.close(timeout=5)
     click.echo(f"published {sent} records to {settings.topics.responses}", err=True)
     sys.stdout.flush()

@@ -1,0 +1,208 @@
+"""The SDK's entry point: a Client publishes, reads and watches; an AsyncClient does the same
+for asyncio backends (awaitable reads, timers and listeners on the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from schemas.exceptions import ServiceUnreachable
+from schemas.limits import DEFAULT_PART
+from schemas.values import Value
+from streams.reader import SummaryReader
+from streams.sdk.change_feed import ChangeFeed
+from streams.sdk.ids import new_response_id
+from streams.sdk.model import MessageTypeModel
+from streams.sdk.publisher import DeliveryFuture, Publisher
+from streams.sdk.scheduling import AsyncioScheduler, Scheduler, ThreadScheduler
+from streams.sdk.validation import encode_record
+from streams.signing import SigningKey
+
+M = TypeVar("M", bound=MessageTypeModel)
+
+
+class _NamedReader(SummaryReader):
+    """A SummaryReader whose Redis errors name Redis and its address."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, address: str) -> None:
+        super().__init__(client, key_prefix)
+        self.address = address
+
+    def get_summary(self, message_id: str, part: str = DEFAULT_PART, clip: int | None = None
+                    ) -> dict[str, Any]:
+        try:
+            return super().get_summary(message_id, part, clip)
+        except redis.RedisError as exc:
+            raise ServiceUnreachable("Redis", self.address, str(exc)) from exc
+
+    def get_state(self, message_id: str, name: str, identity_id: str, part: str = DEFAULT_PART
+                  ) -> Value | list[Value] | None:
+        try:
+            return super().get_state(message_id, name, identity_id, part)
+        except redis.RedisError as exc:
+            raise ServiceUnreachable("Redis", self.address, str(exc)) from exc
+
+
+def _redis_address(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}" if "host" in kwargs \
+        else str(kwargs.get("path", "redis"))
+
+
+class Client:
+    """Publishes Response Messages, reads summaries from Redis, feeds watched models.
+
+    `kafka`: bootstrap servers; `redis_url`: a URL or a redis.Redis (made without
+    decode_responses). Topics are `<topic_prefix>.responses` and `.summary-changes`, Redis keys
+    start with `key_prefix`, as configured for the workers. Operations of a model are sent
+    `send_delay` seconds after the first one, or when `send_response_message()` is called.
+    """
+
+    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis, *,
+                 topic_prefix: str = "msgstate", key_prefix: str = "ms", send_delay: float = 0.1,
+                 signing_key: SigningKey | None = None, connect_timeout: float = 10.0,
+                 scheduler: Scheduler | None = None,
+                 dispatch: Callable[[Callable[[], None]], None] | None = None,
+                 producer_config: Mapping[str, Any] | None = None) -> None:
+        self.publisher = Publisher(kafka, f"{topic_prefix}.responses", signing_key=signing_key,
+                                   connect_timeout=connect_timeout, producer_config=producer_config)
+        self._owns_redis = not isinstance(redis_url, redis.Redis)
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=connect_timeout,
+                                          socket_connect_timeout=connect_timeout) \
+            if isinstance(redis_url, str) else redis_url
+        address = redis_url if isinstance(redis_url, str) else _redis_address(redis_url)
+        self.reader: SummaryReader = _NamedReader(self.redis, key_prefix, address)
+        self._own_scheduler = ThreadScheduler() if scheduler is None else None
+        self.scheduler: Scheduler = scheduler or self._own_scheduler  # type: ignore[assignment]
+        self.send_delay = send_delay
+        self._dispatch = dispatch
+        self.feed = ChangeFeed(self.publisher.servers, f"{topic_prefix}.summary-changes",
+                               self.dispatch, connect_timeout)
+        self._models: weakref.WeakSet[MessageTypeModel] = weakref.WeakSet()
+
+    def dispatch(self, call: Callable[[], None]) -> None:
+        """Run a listener call where listeners run (here: at once, on the calling thread)."""
+        if self._dispatch is None:
+            call()
+        else:
+            self._dispatch(call)
+
+    def model(self, cls: type[M], message_id: str, identity_id: str, part_id: str = DEFAULT_PART,
+              *, watch: bool = True) -> M:
+        """Open a model: registered, watched for changes (unless `watch=False`), loaded."""
+        model = cls(message_id, identity_id, part_id, wiring=self)
+        self._open(model, watch)
+        model.parse_model_responses()
+        return model
+
+    def _open(self, model: MessageTypeModel, watch: bool) -> None:
+        if watch:
+            # Watched first: a change made after the read below reaches the model as an event;
+            # one made before it is in the summary (workers write Redis before the event).
+            self.feed.watch(model)
+        try:
+            model.responses.load(self.reader.get_summary(model.message_id, model.part_id))
+        except BaseException:
+            self.feed.unwatch(model)
+            raise
+        self._models.add(model)
+
+    def close_model(self, model: MessageTypeModel) -> None:
+        model.close()
+        self.feed.unwatch(model)
+        self._models.discard(model)
+
+    def publish(self, record: Mapping[str, Any]) -> DeliveryFuture:
+        """Publish one Response Message given as a dict (an `id` is made when it has none)."""
+        full = dict(record)
+        full.setdefault("id", new_response_id())
+        return self.publisher.send_response(full, encode_record(full))
+
+    def get_summary(self, message_id: str, part_id: str = DEFAULT_PART, clip: int | None = None
+                    ) -> dict[str, Any]:
+        return self.reader.get_summary(message_id, part_id, clip)
+
+    def get_state(self, message_id: str, name: str, identity_id: str, part_id: str = DEFAULT_PART
+                  ) -> Value | list[Value] | None:
+        return self.reader.get_state(message_id, name, identity_id, part_id)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send every model's pending operations and wait for Kafka's answers."""
+        for model in list(self._models):
+            model.responses.send_response_message()
+        self.publisher.flush(timeout)
+
+    def close(self) -> None:
+        """Flush, then stop the feed, the publisher and the timers."""
+        for model in list(self._models):
+            model.close()
+        self.feed.close()
+        self.publisher.close()
+        if self._own_scheduler is not None:
+            self._own_scheduler.close()
+        if self._owns_redis:
+            self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The Client for asyncio: make it inside a running loop; timers, listeners and
+    `parse_model_responses` run on that loop; blocking calls run in threads. Futures of sends
+    are awaitable."""
+
+    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis,
+                 **options: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_loop(call: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(call)
+
+        self.sync = Client(kafka, redis_url, scheduler=AsyncioScheduler(loop), dispatch=on_loop,
+                           **options)
+        self.publisher = self.sync.publisher
+
+    async def model(self, cls: type[M], message_id: str, identity_id: str,
+                    part_id: str = DEFAULT_PART, *, watch: bool = True) -> M:
+        model = cls(message_id, identity_id, part_id, wiring=self.sync)
+        await asyncio.to_thread(self.sync._open, model, watch)
+        model.parse_model_responses()
+        return model
+
+    async def close_model(self, model: MessageTypeModel) -> None:
+        await asyncio.to_thread(self.sync.close_model, model)
+
+    def publish(self, record: Mapping[str, Any]) -> DeliveryFuture:
+        return self.sync.publish(record)
+
+    async def get_summary(self, message_id: str, part_id: str = DEFAULT_PART,
+                          clip: int | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.get_summary, message_id, part_id, clip)
+
+    async def get_state(self, message_id: str, name: str, identity_id: str,
+                        part_id: str = DEFAULT_PART) -> Value | list[Value] | None:
+        return await asyncio.to_thread(self.sync.get_state, message_id, name, identity_id, part_id)
+
+    async def flush(self) -> None:
+        for model in list(self.sync._models):
+            model.responses.send_response_message()
+        await asyncio.to_thread(self.sync.publisher.flush)
+
+    async def close(self) -> None:
+        for model in list(self.sync._models):
+            model.close()
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
