@@ -34,9 +34,11 @@ def publish(file: BinaryIO) -> None:
     settings = Settings.from_env()
     spec = os.environ.get(SIGNING_KEY_ENV, "").strip()
     signing_key = parse_key(spec) if spec else None
-    probes.require_kafka(settings.kafka)
+    security = settings.kafka_security.kafka_python()
+    probes.require_kafka(settings.kafka, options=security)
     publisher = Publisher(settings.kafka_servers, settings.topics.responses,
-                          signing_key=signing_key, client_id="msgstate-publish")
+                          signing_key=signing_key, client_id="msgstate-publish",
+                          producer_config=security)
     sent = 0
     try:
         futures = []

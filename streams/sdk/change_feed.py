@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -29,8 +29,10 @@ Dispatch = Callable[[Callable[[], None]], None]
 
 class ChangeFeed:
     def __init__(self, servers: Sequence[str], topic: str, dispatch: Dispatch,
-                 connect_timeout: float = 10.0, poll_ms: int = 100) -> None:
+                 connect_timeout: float = 10.0, poll_ms: int = 100,
+                 consumer_config: Mapping[str, Any] | None = None) -> None:
         self.servers = list(servers)
+        self._config = dict(consumer_config or {})
         self.topic = topic
         self._dispatch = dispatch
         self._timeout = connect_timeout
@@ -102,7 +104,8 @@ class ChangeFeed:
         try:
             consumer = KafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False,
                                      group_id=None, client_id="msgstate-sdk-changes",
-                                     bootstrap_timeout_ms=ms, request_timeout_ms=max(ms, 30_000))
+                                     bootstrap_timeout_ms=ms, request_timeout_ms=max(ms, 30_000),
+                                     **self._config)
         except KafkaError as exc:
             raise ServiceUnreachable("Kafka", address, type(exc).__name__) from exc
         try:

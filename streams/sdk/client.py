@@ -67,9 +67,14 @@ class Client:
                  signing_key: SigningKey | None = None, connect_timeout: float = 10.0,
                  scheduler: Scheduler | None = None,
                  dispatch: Callable[[Callable[[], None]], None] | None = None,
-                 producer_config: Mapping[str, Any] | None = None) -> None:
+                 producer_config: Mapping[str, Any] | None = None,
+                 kafka_security: Mapping[str, Any] | None = None) -> None:
+        # kafka_security: kafka-python's security_protocol / sasl_* / ssl_* options, for both
+        # the publisher and the change feed.
+        security = dict(kafka_security or {})
         self.publisher = Publisher(kafka, f"{topic_prefix}.responses", signing_key=signing_key,
-                                   connect_timeout=connect_timeout, producer_config=producer_config)
+                                   connect_timeout=connect_timeout,
+                                   producer_config={**security, **(producer_config or {})})
         self._owns_redis = not isinstance(redis_url, redis.Redis)
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=connect_timeout,
                                           socket_connect_timeout=connect_timeout) \
@@ -81,7 +86,7 @@ class Client:
         self.send_delay = send_delay
         self._dispatch = dispatch
         self.feed = ChangeFeed(self.publisher.servers, f"{topic_prefix}.summary-changes",
-                               self.dispatch, connect_timeout)
+                               self.dispatch, connect_timeout, consumer_config=security)
         self._models: weakref.WeakSet[MessageTypeModel] = weakref.WeakSet()
 
     def dispatch(self, call: Callable[[], None]) -> None:
