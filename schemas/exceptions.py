@@ -34,3 +34,15 @@ class Fenced(MsgstateError):
 
 class AlreadyApplied(MsgstateError):
     """The batch's offsets are at or below the partition's fence: they were applied before."""
+
+
+class AppRecordNotFound(MsgstateError):
+    """An app persistence call named a record that does not exist."""
+
+
+class AppRecordExists(MsgstateError):
+    """An app persistence create met a record id that is taken."""
+
+
+class AppUpdateConflict(MsgstateError):
+    """An optimistic app persistence update kept meeting concurrent writes and gave up."""
