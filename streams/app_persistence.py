@@ -38,6 +38,7 @@ from streams.app_persistence_model import (
 
 ONCE_WINDOW = 100_000  # once tokens remembered per app: far more than a worker has in flight
 MODIFY_ATTEMPTS = 200
+DEAD_LETTERS_KEPT = 10_000  # per app, approximately (XADD MAXLEN ~)
 
 Data = dict[str, Any]
 
@@ -241,6 +242,15 @@ class AppPersistence(PersistenceRead):
             return new
         raise AppUpdateConflict(f"app {self.app}: record {record_id!r} changed under {attempts} "
                                 "attempts in a row")
+
+    async def record_failure(self, fields: Mapping[str, str | bytes | int], *, once: str | None = None,
+                             keep: int = DEAD_LETTERS_KEPT) -> None:
+        """Append a dead letter to the app's stream (about the newest `keep` are kept); under a once
+        token, a failure recorded before is not recorded again."""
+        flat: list[bytes | str] = []
+        for key, value in fields.items():
+            flat += [key, value if isinstance(value, bytes) else str(value)]
+        await self._write("dead", self._token(once), "-", [], flat, by=keep, field="-")
 
     # -- plumbing -----------------------------------------------------------------------------
 

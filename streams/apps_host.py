@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.chat import decode_chat_message
 from schemas.exceptions import ConfigError, MsgstateError
-from streams.app_persistence import AppPersistence
+from streams.app_persistence import DEAD_LETTERS_KEPT, AppPersistence
 from streams.app_persistence_model import check_app_name
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "msgstate.apps"
 MESSAGE_SENT = "execute_post_message_sent"
 STATE_CHANGED = "execute_post_message_state_changed"
-DEAD_LETTERS_KEPT = 10_000  # per app, approximately (XADD MAXLEN ~)
 _TRACE_CHARS = 4000
 _INFRA = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -177,13 +176,14 @@ class AppsHost:
         except Exception as exc:
             log.warning("app %s: %s failed on %s/%d@%d: %r", name, handler, item.source.topic,
                         item.source.partition, item.source.offset, exc)
-            await self.client.xadd(store.keys.dead, {
+            # Under its own once token: a re-delivered event that fails again is not recorded twice.
+            await store.record_failure({
                 "app": name, "handler": handler, "event_id": item.event_id,
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": "".join(traceback.format_exception(exc))[-_TRACE_CHARS:],
                 "topic": item.source.topic, "partition": item.source.partition,
                 "offset": item.source.offset, "at": int(time.time() * 1000), "event": item.source.value,
-            }, maxlen=DEAD_LETTERS_KEPT, approximate=True)
+            }, once=f"{handler}:{item.event_id}#failed")
 
     async def _invalid(self, event: HostEvent, exc: Exception) -> None:
         log.warning("%s/%d@%d is not a valid event: %s", event.topic, event.partition, event.offset, exc)

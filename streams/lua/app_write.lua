@@ -1,5 +1,5 @@
 -- One write to an app's persistence, atomically (create, update, remove, increment, by id or by
--- associations). Every key lives under the app's hash tag, so the keys built here from ARGV[1]
+-- associations; or a dead letter). Every key lives under the app's hash tag, so the keys built here from ARGV[1]
 -- share KEYS[1]'s slot on Redis Cluster.
 --
 -- KEYS[1] the app's set of record ids.
@@ -160,6 +160,10 @@ elseif op == 'incr' or op == 'incr_assoc' then
   local bad = check_integers(found)
   if bad then return bad end
   result = increment(found)
+elseif op == 'dead' then
+  -- A dead letter: the data pairs are the stream entry's fields (kept as given, not JSON).
+  if replay then return {0, false} end
+  result = redis.call('XADD', base .. 'dead', 'MAXLEN', '~', by, '*', unpack(ARGV, dfrom, dfrom + 2 * nd - 1))
 else
   return redis.error_reply('unknown op ' .. op)
 end
