@@ -154,13 +154,15 @@ class AppsHost:
                 continue
             groups[decoded.group].append(decoded)
 
-        # Rooms (or messages) run side by side; each one's events in their order.
+        calls = [(name, fn, store) for name, (app, store) in self.apps.items()
+                 if callable(fn := getattr(app, handler, None))]
+
+        # Rooms (or messages) run side by side, and the apps on one event; each app sees the
+        # events of one room in their order.
         async def run(group: list[_Decoded]) -> None:
             for item in group:
-                for name, (app, store) in self.apps.items():
-                    fn = getattr(app, handler, None)
-                    if callable(fn):
-                        await self._retrying(partial(self._call, name, handler, fn, store, item))
+                await asyncio.gather(*(self._retrying(partial(self._call, name, handler, fn, store, item))
+                                       for name, fn, store in calls))
 
         await asyncio.gather(*(run(group) for group in groups.values()))
 
