@@ -25,6 +25,8 @@ TEST_APPS = ("streams.apps_message_counter:MessageCounter,tests.integration.apps
              "tests.integration.apps_fixtures:StateWatcher")
 
 
+# Two minutes on an idle 2-core machine; the margin is for a busy one.
+@pytest.mark.timeout(480)
 def test_three_workers_count_30000_messages_exactly_where_read_then_update_loses(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -36,7 +38,7 @@ def test_three_workers_count_30000_messages_exactly_where_read_then_update_loses
         started = time.monotonic()
         deployment.publish_messages([chat_message(i, rooms=64) for i in range(MESSAGES)])
         published = time.monotonic()
-        deployment.await_done()
+        deployment.await_done(timeout=360)
         done = time.monotonic()
         [counter] = deployment.records("message-counter", COUNT)
         naive = max(r.data["count"] for r in deployment.records("naive-counter", COUNT))
