@@ -105,6 +105,11 @@ def test_failing_handler_is_dead_lettered_and_redelivery_counts_nothing_twice(
         [line] = shown.stdout.splitlines()
         row = orjson.loads(line)
         assert row["data"] == {"count": 40} and row["associations"] == ["misc:message-count"]
+        letters = subprocess.run([sys.executable, "-m", "workers", "apps", "dead-letters", "flaky"],
+                                 env=worker_env(settings), cwd=ROOT, capture_output=True, check=True)
+        rows = [orjson.loads(line) for line in letters.stdout.splitlines()]
+        assert sorted(r["event_id"] for r in rows) == sorted(m["id"] for m in booms)
+        assert all(r["error"].startswith("ValueError: boom") for r in rows)
     finally:
         store.close()
         deployment.close()
