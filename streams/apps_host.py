@@ -43,7 +43,9 @@ ENTRY_POINT_GROUP = "msgstate.apps"
 MESSAGE_SENT = "execute_post_message_sent"
 STATE_CHANGED = "execute_post_message_state_changed"
 _TRACE_CHARS = 4000
-_INFRA = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis not answering: the batch waits and retries. Any other error, even a handler's own
+# OSError (say, from an HTTP call), is that handler's failure: a dead letter.
+_INFRA = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
