@@ -14,7 +14,8 @@ from workers.topics import ensure_topics
 @click.command()
 @click.option("--loglevel", "-l", default="warn", show_default=True,
               type=click.Choice(["crit", "error", "warn", "info", "debug"]))
-@click.option("--apps", "apps", is_flag=True, help="Run the apps worker instead (workers/apps_worker.py).")
+@click.option("--apps", "apps", is_flag=True,
+              help="Run the apps worker instead: the installed apps on chat messages and state changes.")
 def worker(loglevel: str, apps: bool) -> None:
     """Run a state worker; several share the partitions of the responses topic."""
     settings = Settings.from_env()
