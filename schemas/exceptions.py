@@ -43,3 +43,15 @@ class AlreadyApplied(MsgstateError):
 
 class DeliveryError(MsgstateError):
     """Kafka did not take a published record; the record is intact and may be sent again."""
+
+
+class AppRecordNotFound(MsgstateError):
+    """An app persistence call named a record that does not exist."""
+
+
+class AppRecordExists(MsgstateError):
+    """An app persistence create met a record id that is taken."""
+
+
+class AppUpdateConflict(MsgstateError):
+    """An optimistic app persistence update kept meeting concurrent writes and gave up."""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.apps_command import apps
 from workers.demo import demo
 from workers.publish_command import publish
 from workers.read_commands import summary
@@ -28,6 +29,7 @@ cli.add_command(publish)
 cli.add_command(summary)
 cli.add_command(demo)
 cli.add_command(reliability)
+cli.add_command(apps)
 
 
 def main() -> None:

@@ -14,5 +14,5 @@ def test_every_command_imports_from_another_directory(tmp_path: Path) -> None:
     done = subprocess.run([str(script), "--help"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    for command in ("stack", "worker", "publish", "summary", "replay", "demo", "reliability"):
+    for command in ("stack", "worker", "publish", "summary", "replay", "demo", "reliability", "apps"):
         assert f"  {command}" in done.stdout
