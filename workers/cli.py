@@ -8,6 +8,7 @@ import click
 
 from schemas.exceptions import MsgstateError
 from workers.demo import demo
+from workers.http_command import http
 from workers.publish_command import publish
 from workers.read_commands import summary
 from workers.replay import replay
@@ -26,6 +27,7 @@ cli.add_command(worker)
 cli.add_command(publish)
 cli.add_command(summary)
 cli.add_command(demo)
+cli.add_command(http)
 
 
 def main() -> None:

@@ -46,6 +46,11 @@ class Settings:
     key_prefix: str = "ms"
     # Faust application id: the consumer group of the state workers.
     app_id: str = "msgstate"
+    # The HTTP read API (`msgstate http`): where it listens.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # The analytics consumer: how long per-minute counts and remembered event ids live.
+    analytics_retention: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +73,10 @@ class Settings:
             topics=Topics(prefix),
             key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
             app_id=env.get("MSGSTATE_APP_ID", base.app_id),
+            http_host=env.get("MSGSTATE_HTTP_HOST", base.http_host),
+            http_port=_port(env, "MSGSTATE_HTTP_PORT", base.http_port),
+            analytics_retention=_positive_int(env, "MSGSTATE_ANALYTICS_RETENTION",
+                                              base.analytics_retention),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -88,6 +97,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive_int(env, name, default)
+    if value > 65535:
+        raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
     return value
 
 
