@@ -36,7 +36,7 @@ def response(rid: str, message_id: str, identity: str, change: dict[str, Any], t
 def react(rid: str, message_id: str, user: str, emoji: str, op: str = "add") -> bytes:
     return response(rid, message_id, f"u/{user}",
                     {"operation": op, "type": "Set", "name": "reactions", "value": emoji},
-                    f"{user} reacted {emoji}")
+                    f"{user} reacted {emoji}" if op == "add" else f"{user} took back {emoji}")
 
 
 def vote(rid: str, message_id: str, user: str, choice: str) -> bytes:
