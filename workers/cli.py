@@ -7,12 +7,14 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.analytics_worker import analytics
 from workers.demo import demo
 from workers.http_command import http
 from workers.publish_command import publish
 from workers.read_commands import summary
 from workers.replay import replay
 from workers.stack_command import stack
+from workers.top_command import top
 from workers.worker_command import worker
 
 
@@ -28,6 +30,8 @@ cli.add_command(publish)
 cli.add_command(summary)
 cli.add_command(demo)
 cli.add_command(http)
+cli.add_command(analytics)
+cli.add_command(top)
 
 
 def main() -> None:
