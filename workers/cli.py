@@ -14,6 +14,7 @@ from workers.publish_command import publish
 from workers.read_commands import summary
 from workers.replay import replay
 from workers.stack_command import stack
+from workers.tail_command import tail
 from workers.top_command import top
 from workers.worker_command import worker
 
@@ -32,6 +33,7 @@ cli.add_command(demo)
 cli.add_command(http)
 cli.add_command(analytics)
 cli.add_command(top)
+cli.add_command(tail)
 
 
 def main() -> None:
