@@ -10,6 +10,7 @@ client and the API rewrites the path. The contract is `http_static/openapi.json`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,7 +53,7 @@ class Metrics:
         self.requests = Counter("msgstate_http_requests", "HTTP requests answered",
                                 ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("msgstate_http_request_duration_seconds",
-                                 "Time to answer an HTTP request (SSE streams: until the first byte)",
+                                 "Time to answer an HTTP request (an SSE stream: until it closes)",
                                  ["route"], registry=self.registry)
         streams = Gauge("msgstate_http_sse_streams", "Open server-sent-event streams",
                         registry=self.registry)
@@ -181,21 +182,29 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        await _send(response, "summary", summary, summary["version"])
-        version = int(summary["version"])
-        async for changes in _batches(sub):
-            fresh = [c for c in changes if c.get("part_id") == part and int(c.get("version", 0)) > version]
-            for change in fresh:
-                await _send(response, "change", change)
-            if fresh or sub.overflowed:
-                sub.overflowed = False
-                summary = await asyncio.to_thread(reader.get_summary, message_id, part, None)
-                if summary["version"] > version:
-                    version = int(summary["version"])
-                    await _send(response, "summary", summary, version)
-            elif not changes:
-                await response.write(b": keep-alive\n\n")
+        # A client that went away is noticed at the next write.
+        with contextlib.suppress(ConnectionResetError):
+            await _follow(response, sub, reader, part, summary)
     return response
+
+
+async def _follow(response: web.StreamResponse, sub: Subscription, reader: SummaryReader, part: str,
+                  summary: dict[str, Any]) -> None:
+    message_id = sub.message_id
+    await _send(response, "summary", summary, summary["version"])
+    version = int(summary["version"])
+    async for changes in _batches(sub):
+        fresh = [c for c in changes if c.get("part_id") == part and int(c.get("version", 0)) > version]
+        for change in fresh:
+            await _send(response, "change", change)
+        if fresh or sub.overflowed:
+            sub.overflowed = False
+            summary = await asyncio.to_thread(reader.get_summary, message_id, part, None)
+            if summary["version"] > version:
+                version = int(summary["version"])
+                await _send(response, "summary", summary, version)
+        elif not changes:
+            await response.write(b": keep-alive\n\n")
 
 
 async def _batches(sub: Subscription) -> AsyncIterator[list[dict[str, Any]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import redis
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from workers import stack
 from workers.analytics_store import AnalyticsStore
 from workers.config import Settings
 from workers.topics import ensure_topics
@@ -58,7 +60,9 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
     client = redis.Redis.from_url(settings.redis)
     store = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention)
     minute, before = now_ms // 60_000, earlier_ms // 60_000
-    proc = WorkerProcess(settings, ["-m", "workers", "analytics", "--metrics-port", "0"], name="analytics")
+    metrics_port = stack.free_port_pair()
+    proc = WorkerProcess(settings, ["-m", "workers", "analytics", "--metrics-port", str(metrics_port)],
+                         name="analytics")
     try:
         # Committed past the last record: every record, repeats included, was handled.
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka)
@@ -77,6 +81,13 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
                      timeout=60, what=lambda: proc.output())
         finally:
             admin.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
+            metrics = answer.read().decode()
+        for line in ("msgstate_analytics_events_read_total 9.0",
+                     "msgstate_analytics_events_counted_total 6.0",
+                     "msgstate_analytics_events_repeated_total 2.0",
+                     "msgstate_analytics_records_skipped_total 1.0"):
+            assert line in metrics.splitlines(), metrics
     finally:
         assert proc.stop() == 0, proc.output()
 

@@ -74,3 +74,13 @@ def test_tail_names_an_unreachable_kafka(settings: Settings) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().startswith("msgstate: ")
     assert "Kafka" in done.stderr and "127.0.0.1:1" in done.stderr
+
+
+def test_http_and_analytics_name_an_unreachable_service(settings: Settings) -> None:
+    for command, broken in (("http", settings.with_(redis="redis://127.0.0.1:1/0")),
+                            ("analytics", settings.with_(kafka="127.0.0.1:1"))):
+        done = subprocess.run([sys.executable, "-m", "workers", command], env=worker_env(broken), cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 1, command
+        assert done.stderr.strip().startswith("msgstate: "), done.stderr
+        assert "127.0.0.1:1" in done.stderr, command
