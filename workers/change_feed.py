@@ -108,12 +108,16 @@ class ChangeFeed:
                 del self._subscribers[message_id]
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for records in batches.values():
-                for record in records:
-                    self.events_seen += 1
-                    self._dispatch(record.key, record.value)
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        self.events_seen += 1
+                        self._dispatch(record.key, record.value)
+        except KafkaError:
+            # Not ready from now on: /readyz says so and the orchestrator restarts the process.
+            log.exception("the change feed stopped reading %s", self.topic)
 
     def _dispatch(self, key: bytes | None, value: bytes | None) -> None:
         # The record key is the message id: skip decoding events nobody follows.
