@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import jsonschema
 import orjson
+import pytest
 
+from workers import stack
+from workers.config import Settings
 from workers.http_api import static_text
+
+from ..waiting import wait_for
+from .processes import WorkerProcess
 
 OPENAPI: dict[str, Any] = json.loads(static_text("openapi.json"))
 
@@ -60,3 +68,25 @@ async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, A
             event = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
+
+
+@pytest.fixture(name="http_url")
+def serve_http(settings: Settings) -> Iterator[str]:
+    """`msgstate http` as its own process, once it reports ready."""
+    port = stack.free_port_pair()
+    proc = WorkerProcess(settings, ["-m", "workers", "http", "--port", str(port)], name="http")
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> int:
+        proc.check()
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                return int(answer.status)
+        except (urllib.error.URLError, ConnectionError):
+            return 0
+
+    try:
+        wait_for(ready, lambda status: status == 200, timeout=60, what=lambda: proc.output())
+        yield url
+    finally:
+        proc.stop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -17,39 +15,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from streams.reader import SummaryReader
-from workers import stack
 from workers.config import Settings
 
-from ..waiting import wait_for
 from .http_helpers import react, vote
+from .http_helpers import serve_http as serve_http  # the http_url fixture
 from .pipeline_harness import Pipeline
-from .processes import WorkerProcess
 
 MESSAGE = "layer:///messages/lunch-poll"
 # Set LIVE_PAGE_SCREENSHOT=docs/live-page.png to refresh the README's picture.
 SCREENSHOT_COPY = os.environ.get("LIVE_PAGE_SCREENSHOT")
-
-
-@pytest.fixture
-def http_url(settings: Settings) -> Iterator[str]:
-    """`msgstate http` as its own process, once it reports ready."""
-    port = stack.free_port_pair()
-    proc = WorkerProcess(settings, ["-m", "workers", "http", "--port", str(port)], name="http")
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> int:
-        proc.check()
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                return int(answer.status)
-        except (urllib.error.URLError, ConnectionError):
-            return 0
-
-    try:
-        wait_for(ready, lambda status: status == 200, timeout=60, what=lambda: proc.output())
-        yield url
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
