@@ -7,13 +7,17 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.analytics_worker import analytics
 from workers.apps_command import apps
 from workers.demo import demo
+from workers.http_command import http
 from workers.publish_command import publish
 from workers.read_commands import summary
 from workers.reliability_command import reliability
 from workers.replay import replay
 from workers.stack_command import stack
+from workers.tail_command import tail
+from workers.top_command import top
 from workers.worker_command import worker
 
 
@@ -30,6 +34,10 @@ cli.add_command(summary)
 cli.add_command(demo)
 cli.add_command(reliability)
 cli.add_command(apps)
+cli.add_command(http)
+cli.add_command(analytics)
+cli.add_command(top)
+cli.add_command(tail)
 
 
 def main() -> None:

@@ -49,6 +49,11 @@ class Settings:
     # Faust application id: the consumer group of the state workers.
     app_id: str = "msgstate"
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # The HTTP read API (`msgstate http`): where it listens.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # The analytics consumer: how long per-minute counts and remembered event ids live.
+    analytics_retention: int = 86_400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +77,10 @@ class Settings:
             key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
             app_id=env.get("MSGSTATE_APP_ID", base.app_id),
             kafka_security=KafkaSecurity.from_env(env),
+            http_host=env.get("MSGSTATE_HTTP_HOST", base.http_host),
+            http_port=_port(env, "MSGSTATE_HTTP_PORT", base.http_port),
+            analytics_retention=_positive_int(env, "MSGSTATE_ANALYTICS_RETENTION",
+                                              base.analytics_retention),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -100,6 +109,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive_int(env, name, default)
+    if value > 65535:
+        raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
     return value
 
 

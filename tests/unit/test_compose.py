@@ -62,3 +62,57 @@ def test_compose_runs_kafka_in_kraft_mode_redis_with_aof_and_the_workers(
         assert dependency in services
         assert "healthcheck" in services[dependency]
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_every_msgstate_service_runs_a_real_command_from_the_image(compose: dict[str, Any]) -> None:
+    from workers.cli import cli
+
+    services = compose["services"]
+    ours = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert {"state-worker", "apps-worker", "analytics", "http-api"} <= set(ours)
+    for name, service in ours.items():
+        program, command, *_ = service["command"]
+        assert program == "msgstate" and command in cli.commands, name
+        assert service["environment"]["MSGSTATE_KAFKA"] == "kafka:9092", name
+        assert set(service["depends_on"]) == {"kafka", "redis"}, name
+
+
+def test_the_api_and_analytics_have_health_checks_on_their_ports(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api = services["http-api"]
+    port = api["environment"]["MSGSTATE_HTTP_PORT"]
+    assert api["environment"]["MSGSTATE_HTTP_HOST"] == "0.0.0.0"
+    assert f"{port}:{port}" in api["ports"]
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(api["healthcheck"]["test"])
+    analytics = services["analytics"]
+    metrics = analytics["environment"]["MSGSTATE_ANALYTICS_METRICS_PORT"]
+    assert f"http://127.0.0.1:{metrics}/metrics" in " ".join(analytics["healthcheck"]["test"])
+
+
+def test_every_msgstate_variable_in_compose_is_documented_in_the_readme(compose: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    names = {var for service in compose["services"].values()
+             for var in service.get("environment", {}) if var.startswith("MSGSTATE_")}
+    assert names
+    assert {n for n in names if f"`{n}`" not in readme} == set()
+
+
+def test_every_msgstate_variable_the_code_reads_is_in_the_configuration_table() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):].split("\n## ", 1)[0]
+    used = {name for folder in ("schemas", "streams", "workers") for path in (ROOT / folder).rglob("*.py")
+            for name in re.findall(r"MSGSTATE_[A-Z_]+[A-Z]", path.read_text())}
+    assert len(used) >= 10
+    assert {n for n in used if f"| `{n}` |" not in table} == set()
+
+
+def test_the_pictures_the_readme_shows_exist() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert "docs/live-page.png" in pictures
+    for picture in pictures:
+        assert (ROOT / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture

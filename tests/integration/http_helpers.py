@@ -1,0 +1,92 @@
+"""Helpers for the HTTP API tests: responses to publish, an SSE reader, OpenAPI schemas."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import jsonschema
+import orjson
+import pytest
+
+from workers import stack
+from workers.config import Settings
+from workers.http_api import static_text
+
+from ..waiting import wait_for
+from .processes import WorkerProcess
+
+OPENAPI: dict[str, Any] = json.loads(static_text("openapi.json"))
+
+
+def path_of(message_id: str) -> str:
+    """A message id as one percent-encoded path segment, as encodeURIComponent makes it."""
+    return quote(message_id, safe="")
+
+
+def check_schema(component: str, data: Any) -> None:
+    """Validate data against one of the OpenAPI document's component schemas."""
+    schema = {**OPENAPI, "$ref": f"#/components/schemas/{component}"}
+    jsonschema.Draft202012Validator(schema).validate(data)
+
+
+def response(rid: str, message_id: str, identity: str, change: dict[str, Any], text: str | None = None
+             ) -> bytes:
+    return orjson.dumps({"id": rid, "message_id": message_id, "identity_id": identity,
+                         "changes": [change], "status_text": text})
+
+
+def react(rid: str, message_id: str, user: str, emoji: str, op: str = "add") -> bytes:
+    return response(rid, message_id, f"u/{user}",
+                    {"operation": op, "type": "Set", "name": "reactions", "value": emoji},
+                    f"{user} reacted {emoji}" if op == "add" else f"{user} took back {emoji}")
+
+
+def vote(rid: str, message_id: str, user: str, choice: str) -> bytes:
+    return response(rid, message_id, f"u/{user}",
+                    {"operation": "add", "type": "FWW", "name": "poll_choice", "value": choice},
+                    f"{user} voted {choice}")
+
+
+async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    """(event, data) pairs of a text/event-stream; comments are skipped."""
+    event, data = "message", []
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, orjson.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+@pytest.fixture(name="http_url")
+def serve_http(settings: Settings) -> Iterator[str]:
+    """`msgstate http` as its own process, once it reports ready."""
+    port = stack.free_port_pair()
+    proc = WorkerProcess(settings, ["-m", "workers", "http", "--port", str(port)], name="http")
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> int:
+        proc.check()
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                return int(answer.status)
+        except (urllib.error.URLError, ConnectionError):
+            return 0
+
+    try:
+        wait_for(ready, lambda status: status == 200, timeout=60, what=lambda: proc.output())
+        yield url
+    finally:
+        proc.stop()

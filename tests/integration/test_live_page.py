@@ -1,0 +1,104 @@
+"""The live page in a real headless Chromium: tallies follow responses published to Kafka."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from streams.reader import SummaryReader
+from workers.config import Settings
+
+from .http_helpers import react, vote
+from .http_helpers import serve_http as serve_http  # the http_url fixture
+from .pipeline_harness import Pipeline
+
+MESSAGE = "layer:///messages/lunch-poll"
+# Set LIVE_PAGE_SCREENSHOT=docs/live-page.png to refresh the README's picture.
+SCREENSHOT_COPY = os.environ.get("LIVE_PAGE_SCREENSHOT")
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=640,760", "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# Read in one script, so a re-render between two element look-ups cannot tear the view.
+READ_PAGE = """
+const counts = sel => Object.fromEntries([...document.querySelectorAll(sel)].map(
+    row => [row.dataset.value, row.querySelector('.count').textContent]));
+return {poll: counts('#options .option'), reactions: counts('#reactions .reaction'),
+        total: document.getElementById('poll-total').textContent,
+        version: document.getElementById('version').textContent,
+        status: document.getElementById('status').textContent};
+"""
+
+
+def shown(driver: webdriver.Chrome) -> dict[str, object]:
+    """What a person sees: poll counts, reaction chips, version and connection status."""
+    seen = driver.execute_script(READ_PAGE)
+    assert isinstance(seen, dict)
+    return seen
+
+
+def test_live_page_shows_the_tallies_as_responses_arrive(
+    settings: Settings, http_url: str, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(settings)
+    try:
+        pipeline.start_worker()
+        query = urlencode({"message": MESSAGE, "text": "Lunch on Friday: where shall we go?",
+                           "options": "Pizza,Sushi,Tacos"})
+        browser.get(f"{http_url}/live?{query}")
+        wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+        wait.until(lambda d: shown(d)["status"] == "live" and shown(d)["version"] == "0")
+        assert shown(browser)["poll"] == {"Pizza": "0", "Sushi": "0", "Tacos": "0"}
+
+        pipeline.publish([
+            vote("v1", MESSAGE, "Frodo", "Pizza"), vote("v2", MESSAGE, "Sam", "Sushi"),
+            vote("v3", MESSAGE, "Merry", "Pizza"), vote("v4", MESSAGE, "Pippin", "Pizza"),
+            vote("v5", MESSAGE, "Frodo", "Tacos"),  # FWW: Frodo's first vote stands
+            react("e1", MESSAGE, "Sam", "👍"), react("e2", MESSAGE, "Merry", "👍"),
+            react("e3", MESSAGE, "Pippin", "🎉"), react("e4", MESSAGE, "Frodo", "👍"),
+            react("e5", MESSAGE, "Frodo", "❤️"), react("e6", MESSAGE, "Merry", "👍", op="remove"),
+        ])
+        expected = {"poll": {"Pizza": "3", "Sushi": "1", "Tacos": "0"},
+                    "reactions": {"👍": "2", "🎉": "1", "❤️": "1"},
+                    "total": "4 votes", "version": "10", "status": "live"}
+        try:
+            wait.until(lambda d: shown(d) == expected)
+        except Exception as exc:
+            stored = SummaryReader(pipeline.redis, settings.key_prefix).get_summary(MESSAGE)
+            raise AssertionError(f"the page shows {shown(browser)}, expected {expected}; Redis holds "
+                                 f"{stored}; worker: {pipeline.workers[0].output()}") from exc
+        # Chips come in tally order: count descending, then by value.
+        chips = [c.get_attribute("data-value") for c in browser.find_elements(By.CSS_SELECTOR, ".reaction")]
+        assert chips == ["👍", "❤️", "🎉"]
+        latest = browser.find_element(By.CSS_SELECTOR, "#activity li").text
+        assert latest == "Merry took back 👍"
+
+        shot = tmp_path / "live-page.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if SCREENSHOT_COPY:
+            shutil.copyfile(shot, SCREENSHOT_COPY)
+    finally:
+        pipeline.close()

@@ -1,0 +1,54 @@
+"""Pure parts of the change feed, the analytics counting and `msgstate tail`'s lines."""
+
+from __future__ import annotations
+
+import orjson
+from rich.console import Console
+
+from workers import change_feed
+from workers.analytics_store import split_member, value_member, values_set
+from workers.change_feed import ChangeFeed
+from workers.tail_command import describe
+
+
+def test_the_feed_hands_each_event_only_to_its_message_subscribers() -> None:
+    feed = ChangeFeed("127.0.0.1:1", "t.summary-changes")
+    event = {"event_id": "m/r1/x", "message_id": "m"}
+    with feed.subscribe("m") as one, feed.subscribe("m") as two, feed.subscribe("other") as other:
+        assert feed.subscribers == 3
+        feed._dispatch(b"m", orjson.dumps(event))
+        feed._dispatch(b"m", b"not json")  # logged and skipped
+        feed._dispatch(None, orjson.dumps(event))
+        assert one.drain() == [event] and two.drain() == [event] and other.drain() == []
+    assert feed.subscribers == 0
+
+
+def test_a_full_subscriber_is_marked_for_a_resync_instead_of_blocking() -> None:
+    feed = ChangeFeed("127.0.0.1:1", "t")
+    with feed.subscribe("m") as sub:
+        for n in range(change_feed.QUEUE_SIZE + 5):
+            feed._dispatch(b"m", orjson.dumps({"n": n}))
+        assert sub.overflowed
+        assert [e["n"] for e in sub.drain()] == list(range(change_feed.QUEUE_SIZE))
+
+
+def test_values_set_counts_what_the_author_took_on() -> None:
+    assert values_set({"old": None, "new": "b"}) == ["b"]
+    assert values_set({"old": "a", "new": None}) == []
+    assert values_set({"old": ["x"], "new": ["x", "y", 1]}) == ["y", 1]
+    assert values_set({"old": ["x", "y"], "new": ["y"]}) == []
+    assert values_set({"old": None, "new": [True]}) == [True]
+    assert split_member(value_member("poll:choice", "a\0b")) == ("poll:choice", "a\0b")
+    assert split_member(value_member("n", 1)) != split_member(value_member("n", "1"))
+
+
+def test_tail_lines_escape_markup_in_values() -> None:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(describe("change", {"message_id": "m", "part_id": "root", "identity_id": "[u]",
+                                      "name": "n", "old": None, "new": "[bold]x", "version": 2}))
+    console.print(describe("reject", {"message_id": None, "identity_id": None, "reason": "invalid",
+                                      "detail": "changes is not an array", "change_index": None}))
+    assert console.export_text().splitlines() == [
+        'change  m root  [u]  n null → "[bold]x"  v2',
+        "reject  None  None  invalid: changes is not an array",
+    ]

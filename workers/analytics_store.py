@@ -1,0 +1,104 @@
+"""Rolling per-minute counts of summary changes in Redis, for the analytics consumer and `msgstate top`.
+
+All keys share one hash tag, so the per-event script runs on Redis Cluster too:
+
+    <prefix>:{analytics}:seen:<event id>      string  an event id already counted (expires)
+    <prefix>:{analytics}:names:<minute>       zset    state name -> changes in that minute
+    <prefix>:{analytics}:values:<minute>      zset    "<name>\\0<value JSON>" -> times set / added
+    <prefix>:{analytics}:messages:<minute>    zset    message id -> changes in that minute
+
+`<minute>` is the change record's Kafka timestamp in whole minutes since the epoch. Every key
+expires after the retention, so the counts roll without a cleaner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+# Dedupe and count in one step: a crash can never count an event without remembering it.
+COUNT_EVENT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('ZINCRBY', KEYS[2], 1, ARGV[2])
+redis.call('ZINCRBY', KEYS[4], 1, ARGV[3])
+for i = 4, #ARGV do redis.call('ZINCRBY', KEYS[3], 1, ARGV[i]) end
+for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+return 1
+"""
+
+
+def value_member(name: str, value: Any) -> bytes:
+    return name.encode() + b"\0" + orjson.dumps(value)
+
+
+def split_member(member: bytes) -> tuple[str, Any]:
+    name, _, value = member.partition(b"\0")
+    return name.decode(), orjson.loads(value)
+
+
+def values_set(event: dict[str, Any]) -> list[Any]:
+    """The values the author took on: a scalar's new value, or the members a Set gained."""
+    new, old = event.get("new"), event.get("old")
+    if isinstance(new, list):
+        before = old if isinstance(old, list) else []
+        return [v for v in new if v not in before]
+    return [] if new is None else [new]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsKeys:
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{analytics}}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.base}:seen:{event_id}"
+
+    def names(self, minute: int) -> str:
+        return f"{self.base}:names:{minute}"
+
+    def values(self, minute: int) -> str:
+        return f"{self.base}:values:{minute}"
+
+    def messages(self, minute: int) -> str:
+        return f"{self.base}:messages:{minute}"
+
+
+class AnalyticsStore:
+    def __init__(self, client: redis.Redis, key_prefix: str, retention: int) -> None:
+        self.client = client
+        self.keys = AnalyticsKeys(key_prefix)
+        self.retention = retention
+        self._count = client.register_script(COUNT_EVENT)
+
+    def count(self, events: list[tuple[int, dict[str, Any]]]) -> int:
+        """Count (timestamp ms, event) pairs not counted before; returns how many were new."""
+        pipe = self.client.pipeline(transaction=False)
+        for timestamp_ms, event in events:
+            minute = timestamp_ms // 60_000
+            name = event["name"]
+            keys = [self.keys.seen(event["event_id"]), self.keys.names(minute),
+                    self.keys.values(minute), self.keys.messages(minute)]
+            members = [value_member(name, v) for v in values_set(event)]
+            self._count(keys, [self.retention, name, event["message_id"], *members], client=pipe)
+        return sum(int(r) for r in pipe.execute())
+
+    def top(self, minutes: int, limit: int, now: float | None = None) -> dict[str, list[tuple[Any, int]]]:
+        """The busiest state names, values and messages over the last `minutes` minutes."""
+        last = int((time.time() if now is None else now) // 60)
+        window = range(last - minutes + 1, last + 1)
+        found: dict[str, list[tuple[Any, int]]] = {}
+        for kind, key in (("names", self.keys.names), ("values", self.keys.values),
+                          ("messages", self.keys.messages)):
+            rows: list[tuple[bytes, float]] = self.client.zunion(  # type: ignore[assignment]
+                [key(m) for m in window], withscores=True)
+            ranked = sorted(((member, int(score)) for member, score in rows),
+                            key=lambda row: (-row[1], row[0]))[:limit]
+            found[kind] = [(split_member(m) if kind == "values" else m.decode(), n) for m, n in ranked]
+        return found

@@ -1,0 +1,30 @@
+"""`msgstate http`: serve the HTTP read API and the live page until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from aiohttp import web
+
+from workers import probes
+from workers.config import Settings
+from workers.http_api import build_app
+from workers.json_logs import json_logging
+from workers.topics import ensure_topics
+
+
+@click.command("http")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Listen on this port instead of MSGSTATE_HTTP_PORT.")
+def http(port: int | None) -> None:
+    """Serve the HTTP read API (summaries, state, live changes) and the live page."""
+    settings = Settings.from_env()
+    probes.require_redis(settings.redis)
+    probes.require_kafka(settings.kafka)
+    ensure_topics(settings, [settings.topics.summary_changes])
+    json_logging()
+    logging.getLogger("msgstate.http").info(
+        "listening", extra={"host": settings.http_host, "port": port or settings.http_port})
+    web.run_app(build_app(settings), host=settings.http_host, port=port or settings.http_port,
+                print=None, access_log_format='%r %s %b %Tf')
