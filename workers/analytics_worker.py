@@ -50,7 +50,7 @@ class AnalyticsWorker:
         self.client = redis.Redis.from_url(settings.redis, socket_timeout=10)
         self.store = AnalyticsStore(self.client, settings.key_prefix, settings.analytics_retention)
         self.consumer = KafkaConsumer(
-            settings.topics.summary_changes, bootstrap_servers=settings.kafka_servers,
+            settings.topics.summary_changes, **settings.kafka_client(),
             group_id=f"{settings.app_id}-analytics", enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="msgstate-analytics",
         )
@@ -92,7 +92,7 @@ class AnalyticsWorker:
 def analytics(metrics_port: int) -> None:
     """Run the analytics consumer: per-minute counts of changes by state, value and message."""
     settings = Settings.from_env()
-    probes.require_kafka(settings.kafka)
+    probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     probes.require_redis(settings.redis)
     ensure_topics(settings, [settings.topics.summary_changes])
     json_logging()

@@ -48,8 +48,9 @@ class Subscription:
 
 
 class ChangeFeed:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security or {}  # aiokafka security_protocol / sasl_* / ssl_context
         self.topic = topic
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._consumer: AIOKafkaConsumer | None = None
@@ -68,7 +69,7 @@ class ChangeFeed:
     async def start(self, timeout: float = 20.0) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="latest", client_id="msgstate-http",
+            auto_offset_reset="latest", client_id="msgstate-http", **self.security,
         )
         try:
             await asyncio.wait_for(self._position(consumer), timeout)

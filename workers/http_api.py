@@ -263,7 +263,8 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors_and_metrics])
     app[SETTINGS] = settings
     client = redis.Redis.from_url(settings.redis, socket_timeout=5, socket_connect_timeout=5)
-    feed = ChangeFeed(settings.kafka, settings.topics.summary_changes)
+    feed = ChangeFeed(settings.kafka, settings.topics.summary_changes,
+                      settings.kafka_security.aiokafka())
     app[REDIS] = client
     app[READER] = SummaryReader(client, settings.key_prefix)
     app[FEED] = feed

@@ -21,7 +21,7 @@ def http(port: int | None) -> None:
     """Serve the HTTP read API (summaries, state, live changes) and the live page."""
     settings = Settings.from_env()
     probes.require_redis(settings.redis)
-    probes.require_kafka(settings.kafka)
+    probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     ensure_topics(settings, [settings.topics.summary_changes])
     json_logging()
     logging.getLogger("msgstate.http").info(

@@ -41,11 +41,11 @@ def describe(topic_kind: str, record: dict[str, Any]) -> str:
 def tail(message_id: str | None, from_beginning: bool, as_json: bool, count: int | None) -> None:
     """Follow summary-change events and rejections as they are published."""
     settings = Settings.from_env()
-    probes.require_kafka(settings.kafka)
+    probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     kinds = {settings.topics.summary_changes: "change", settings.topics.rejections: "reject"}
     try:
-        consumer = KafkaConsumer(*kinds, bootstrap_servers=settings.kafka_servers, group_id=None,
+        consumer = KafkaConsumer(*kinds, **settings.kafka_client(), group_id=None,
                                  enable_auto_commit=False, client_id="msgstate-tail",
                                  auto_offset_reset="earliest" if from_beginning else "latest")
     except KafkaError as exc:
