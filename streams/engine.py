@@ -11,7 +11,7 @@ engine copies one only to change it): stores treat both as read-only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 from schemas.limits import MAX_MEMBERS, MAX_NAMES
@@ -27,7 +27,7 @@ from schemas.rejections import (
     Rejection,
     rejection,
 )
-from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, StateView
+from streams.state import Held, Holdings, PartKey, PartMeta, StateDelta, StateNeeds, StateView
 from streams.summary import decode_held
 
 Item = Response | Rejection
@@ -47,15 +47,35 @@ class Outcome:
 
 
 class _PartWork:
-    """A part's meta during a batch; the view's `types` dict is copied only to be changed."""
+    """A part's meta during a batch; the view's `types` dict is copied only to be changed.
 
-    __slots__ = ("changed", "own_types", "types", "version")
+    With a `PartStateView`, `holdings` and `taken` are the view's own mappings for
+    the part and its message, read directly; otherwise `holdings` is None (reads go
+    through `StateView.held`) and `taken` asks `StateView.seen`.
+    """
 
-    def __init__(self, meta: PartMeta) -> None:
+    __slots__ = ("changed", "holdings", "own_types", "taken", "types", "version")
+
+    def __init__(self, meta: PartMeta, holdings: Holdings | None, taken: Container[str]) -> None:
         self.version = meta.version
         self.types = meta.types
+        self.holdings = holdings
+        self.taken = taken
         self.own_types = False
         self.changed = False
+
+
+class _SeenFor:
+    """`rid in _SeenFor(view.seen, mid)` asks the view whether that id was taken."""
+
+    __slots__ = ("_message_id", "_seen")
+
+    def __init__(self, seen: Callable[[str, str], bool], message_id: str) -> None:
+        self._seen = seen
+        self._message_id = message_id
+
+    def __contains__(self, response_id: object) -> bool:
+        return isinstance(response_id, str) and self._seen(self._message_id, response_id)
 
 
 class Engine:
@@ -112,8 +132,13 @@ class Engine:
         with_tallies = self._tallies
         seen = view.seen
         view_held = view.held
+        part_meta = view.part_meta
+        part_state: Callable[[str, str], tuple[PartMeta, Holdings, Container[str]]] | None = (
+            getattr(view, "part_state", None)
+        )
         parts: dict[PartKey, _PartWork] = {}
         taken: set[tuple[str, str]] = set()
+        absent = _ABSENT
 
         # A long loop on purpose: this is the hot path of every record. The rule
         # numbers below are those of SPEC section 3.
@@ -122,23 +147,30 @@ class Engine:
                 refused.append((index, item))
                 continue
             rid, mid, pid, ident, changes, status, _ = item
+            part_key = (mid, pid)
+            part = parts.get(part_key)
+            if part is None:
+                if part_state is None:
+                    part = _PartWork(part_meta(mid, pid), None, _SeenFor(seen, mid))
+                else:
+                    part = _PartWork(*part_state(mid, pid))
+                parts[part_key] = part
             id_key = (mid, rid)
-            if id_key in taken or seen(mid, rid):
+            if id_key in taken or rid in part.taken:
                 refused.append((index, _whole(item, DUPLICATE, _duplicate_detail(rid))))
                 continue
             taken.add(id_key)
             taken_log.append(id_key)
 
-            part_key = (mid, pid)
-            part = parts.get(part_key)
-            if part is None:
-                part = parts[part_key] = _PartWork(view.part_meta(mid, pid))
             types = part.types
+            holdings = part.holdings
             # name -> [type, the author's holding before this response, and after it so far],
             # in the order of each name's first accepted change
             touched: dict[str, list[Any]] = {}
 
-            for position, (is_add, kind, name, value, _, error) in enumerate(changes):
+            position = -1
+            for is_add, kind, name, value, _, error in changes:
+                position += 1
                 if error is not None:  # 1
                     refused.append((index, _refusal(item, position, INVALID_CHANGE, error)))
                     continue
@@ -162,9 +194,13 @@ class Engine:
                         continue
                     held = None
                 else:
-                    held = values.get(value_key, _ABSENT)
-                    if held is _ABSENT:
-                        held = view_held(value_key)
+                    held = values.get(value_key, absent)
+                    if held is absent:
+                        if holdings is None:
+                            held = view_held(value_key)
+                        else:
+                            held_by = holdings.get(name)
+                            held = None if held_by is None else held_by.get(ident)
 
                 new: Held | None
                 if kind == "Set":
@@ -215,17 +251,17 @@ class Engine:
                     tally = (mid, pid, name, value)
                     tallies[tally] = tallies.get(tally, 0) + (1 if is_add else -1)
                     continue
-                if isinstance(held, bytes):
+                if type(held) is bytes:
                     tally = (mid, pid, name, held)
                     tallies[tally] = tallies.get(tally, 0) - 1
-                if isinstance(new, bytes):
+                if type(new) is bytes:
                     tally = (mid, pid, name, new)
                     tallies[tally] = tallies.get(tally, 0) + 1
 
             # One event per state whose value for the author changed over the whole response.
             bumped = False
             for name, (kind, old, now) in touched.items():
-                if now == old:
+                if now is old or now == old:
                     continue
                 if not bumped:
                     part.version += 1
