@@ -165,8 +165,10 @@ class Engine:
             types = part.types
             holdings = part.holdings
             # name -> [type, the author's holding before this response, and after it so far],
-            # in the order of each name's first accepted change
-            touched: dict[str, list[Any]] = {}
+            # in the order of each name's first accepted change. A response of one change
+            # (the most common) needs none: its one change is the whole story.
+            touched: dict[str, list[Any]] | None = {} if len(changes) > 1 else None
+            accepted = False
 
             position = -1
             for is_add, kind, name, value, _, error in changes:
@@ -237,11 +239,14 @@ class Engine:
                         part.own_types = True
                     types[name] = kind
                     part.changed = True
-                entry = touched.get(name)
-                if entry is None:
-                    touched[name] = [kind, held, new]
+                if touched is None:
+                    accepted = True
                 else:
-                    entry[2] = new
+                    entry = touched.get(name)
+                    if entry is None:
+                        touched[name] = [kind, held, new]
+                    else:
+                        entry[2] = new
                 if new is held or new == held:
                     continue
                 values[value_key] = new
@@ -259,6 +264,16 @@ class Engine:
                     tallies[tally] = tallies.get(tally, 0) + 1
 
             # One event per state whose value for the author changed over the whole response.
+            if touched is None:
+                if not accepted or new is held or new == held:
+                    continue
+                part.version += 1
+                part.changed = True
+                if with_events:
+                    events.append(
+                        _event(mid, pid, rid, ident, status, name, kind, held, new, part.version)
+                    )
+                continue
             bumped = False
             for name, (kind, old, now) in touched.items():
                 if now is old or now == old:
@@ -269,19 +284,7 @@ class Engine:
                     if not with_events:
                         break
                 events.append(
-                    {
-                        "event_id": f"{mid}/{rid}/{name}",
-                        "message_id": mid,
-                        "part_id": pid,
-                        "response_id": rid,
-                        "identity_id": ident,
-                        "name": name,
-                        "type": kind,
-                        "old": decode_held(old),
-                        "new": decode_held(now),
-                        "version": part.version,
-                        "status_text": status,
-                    }
+                    _event(mid, pid, rid, ident, status, name, kind, old, now, part.version)
                 )
 
         metas = delta.parts
@@ -292,6 +295,34 @@ class Engine:
             for tally in [tally for tally, n in tallies.items() if n == 0]:
                 del tallies[tally]
         return out
+
+
+def _event(
+    mid: str,
+    pid: str,
+    rid: str,
+    ident: str,
+    status: str | None,
+    name: str,
+    kind: str,
+    old: Held | None,
+    now: Held | None,
+    version: int,
+) -> dict[str, Any]:
+    """A summary-change event (SPEC section 5)."""
+    return {
+        "event_id": f"{mid}/{rid}/{name}",
+        "message_id": mid,
+        "part_id": pid,
+        "response_id": rid,
+        "identity_id": ident,
+        "name": name,
+        "type": kind,
+        "old": decode_held(old),
+        "new": decode_held(now),
+        "version": version,
+        "status_text": status,
+    }
 
 
 _TOO_MANY_NAMES = f"this part already has {MAX_NAMES} state names"
