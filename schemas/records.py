@@ -175,8 +175,10 @@ _change_fields = itemgetter("operation", "type", "name", "value")
 _required_fields = itemgetter("id", "message_id", "identity_id", "changes")
 
 # Encodings of values already seen: equal values share one bytes object, and the hot
-# path skips orjson.dumps. Keyed per kind, so that 1 and True never meet.
+# path skips orjson.dumps. Keyed per kind, so that 1 and True never meet. Bounded (only
+# short strings, at most _CACHE_MAX of each kind: a few MB at worst) and never evicted.
 _CACHE_MAX = 65_536
+_CACHED_STR_MAX = 64
 _str_encodings: dict[str, bytes] = {}
 _int_encodings: dict[int, bytes] = {}
 
@@ -185,7 +187,7 @@ def _encoded_str(value: str) -> bytes | None:
     if len(value) > _SHORT_VALUE and len(value.encode()) > MAX_VALUE_BYTES:
         return None
     encoded = _dumps(value)
-    if len(_str_encodings) < _CACHE_MAX:
+    if len(value) <= _CACHED_STR_MAX and len(_str_encodings) < _CACHE_MAX:
         _str_encodings[value] = encoded
     return encoded
 
