@@ -11,7 +11,7 @@ engine copies one only to change it): stores treat both as read-only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 from schemas.limits import MAX_MEMBERS, MAX_NAMES
@@ -27,7 +27,7 @@ from schemas.rejections import (
     Rejection,
     rejection,
 )
-from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, StateView
+from streams.state import Held, Holdings, PartKey, PartMeta, StateDelta, StateNeeds, StateView
 from streams.summary import decode_held
 
 Item = Response | Rejection
@@ -47,15 +47,35 @@ class Outcome:
 
 
 class _PartWork:
-    """A part's meta during a batch; the view's `types` dict is copied only to be changed."""
+    """A part's meta during a batch; the view's `types` dict is copied only to be changed.
 
-    __slots__ = ("changed", "own_types", "types", "version")
+    With a `PartStateView`, `holdings` and `taken` are the view's own mappings for
+    the part and its message, read directly; otherwise `holdings` is None (reads go
+    through `StateView.held`) and `taken` asks `StateView.seen`.
+    """
 
-    def __init__(self, meta: PartMeta) -> None:
+    __slots__ = ("changed", "holdings", "own_types", "taken", "types", "version")
+
+    def __init__(self, meta: PartMeta, holdings: Holdings | None, taken: Container[str]) -> None:
         self.version = meta.version
         self.types = meta.types
+        self.holdings = holdings
+        self.taken = taken
         self.own_types = False
         self.changed = False
+
+
+class _SeenFor:
+    """`rid in _SeenFor(view.seen, mid)` asks the view whether that id was taken."""
+
+    __slots__ = ("_message_id", "_seen")
+
+    def __init__(self, seen: Callable[[str, str], bool], message_id: str) -> None:
+        self._seen = seen
+        self._message_id = message_id
+
+    def __contains__(self, response_id: object) -> bool:
+        return isinstance(response_id, str) and self._seen(self._message_id, response_id)
 
 
 class Engine:
@@ -112,8 +132,13 @@ class Engine:
         with_tallies = self._tallies
         seen = view.seen
         view_held = view.held
+        part_meta = view.part_meta
+        part_state: Callable[[str, str], tuple[PartMeta, Holdings, Container[str]]] | None = (
+            getattr(view, "part_state", None)
+        )
         parts: dict[PartKey, _PartWork] = {}
         taken: set[tuple[str, str]] = set()
+        absent = _ABSENT
 
         # A long loop on purpose: this is the hot path of every record. The rule
         # numbers below are those of SPEC section 3.
@@ -122,23 +147,32 @@ class Engine:
                 refused.append((index, item))
                 continue
             rid, mid, pid, ident, changes, status, _ = item
+            part_key = (mid, pid)
+            part = parts.get(part_key)
+            if part is None:
+                if part_state is None:
+                    part = _PartWork(part_meta(mid, pid), None, _SeenFor(seen, mid))
+                else:
+                    part = _PartWork(*part_state(mid, pid))
+                parts[part_key] = part
             id_key = (mid, rid)
-            if id_key in taken or seen(mid, rid):
+            if id_key in taken or rid in part.taken:
                 refused.append((index, _whole(item, DUPLICATE, _duplicate_detail(rid))))
                 continue
             taken.add(id_key)
             taken_log.append(id_key)
 
-            part_key = (mid, pid)
-            part = parts.get(part_key)
-            if part is None:
-                part = parts[part_key] = _PartWork(view.part_meta(mid, pid))
             types = part.types
+            holdings = part.holdings
             # name -> [type, the author's holding before this response, and after it so far],
-            # in the order of each name's first accepted change
-            touched: dict[str, list[Any]] = {}
+            # in the order of each name's first accepted change. A response of one change
+            # (the most common) needs none: its one change is the whole story.
+            touched: dict[str, list[Any]] | None = {} if len(changes) > 1 else None
+            accepted = False
 
-            for position, (is_add, kind, name, value, _, error) in enumerate(changes):
+            position = -1
+            for is_add, kind, name, value, _, error in changes:
+                position += 1
                 if error is not None:  # 1
                     refused.append((index, _refusal(item, position, INVALID_CHANGE, error)))
                     continue
@@ -162,9 +196,13 @@ class Engine:
                         continue
                     held = None
                 else:
-                    held = values.get(value_key, _ABSENT)
-                    if held is _ABSENT:
-                        held = view_held(value_key)
+                    held = values.get(value_key, absent)
+                    if held is absent:
+                        if holdings is None:
+                            held = view_held(value_key)
+                        else:
+                            held_by = holdings.get(name)
+                            held = None if held_by is None else held_by.get(ident)
 
                 new: Held | None
                 if kind == "Set":
@@ -201,11 +239,14 @@ class Engine:
                         part.own_types = True
                     types[name] = kind
                     part.changed = True
-                entry = touched.get(name)
-                if entry is None:
-                    touched[name] = [kind, held, new]
+                if touched is None:
+                    accepted = True
                 else:
-                    entry[2] = new
+                    entry = touched.get(name)
+                    if entry is None:
+                        touched[name] = [kind, held, new]
+                    else:
+                        entry[2] = new
                 if new is held or new == held:
                     continue
                 values[value_key] = new
@@ -215,17 +256,27 @@ class Engine:
                     tally = (mid, pid, name, value)
                     tallies[tally] = tallies.get(tally, 0) + (1 if is_add else -1)
                     continue
-                if isinstance(held, bytes):
+                if type(held) is bytes:
                     tally = (mid, pid, name, held)
                     tallies[tally] = tallies.get(tally, 0) - 1
-                if isinstance(new, bytes):
+                if type(new) is bytes:
                     tally = (mid, pid, name, new)
                     tallies[tally] = tallies.get(tally, 0) + 1
 
             # One event per state whose value for the author changed over the whole response.
+            if touched is None:
+                if not accepted or new is held or new == held:
+                    continue
+                part.version += 1
+                part.changed = True
+                if with_events:
+                    events.append(
+                        _event(mid, pid, rid, ident, status, name, kind, held, new, part.version)
+                    )
+                continue
             bumped = False
             for name, (kind, old, now) in touched.items():
-                if now == old:
+                if now is old or now == old:
                     continue
                 if not bumped:
                     part.version += 1
@@ -233,19 +284,7 @@ class Engine:
                     if not with_events:
                         break
                 events.append(
-                    {
-                        "event_id": f"{mid}/{rid}/{name}",
-                        "message_id": mid,
-                        "part_id": pid,
-                        "response_id": rid,
-                        "identity_id": ident,
-                        "name": name,
-                        "type": kind,
-                        "old": decode_held(old),
-                        "new": decode_held(now),
-                        "version": part.version,
-                        "status_text": status,
-                    }
+                    _event(mid, pid, rid, ident, status, name, kind, old, now, part.version)
                 )
 
         metas = delta.parts
@@ -256,6 +295,34 @@ class Engine:
             for tally in [tally for tally, n in tallies.items() if n == 0]:
                 del tallies[tally]
         return out
+
+
+def _event(
+    mid: str,
+    pid: str,
+    rid: str,
+    ident: str,
+    status: str | None,
+    name: str,
+    kind: str,
+    old: Held | None,
+    now: Held | None,
+    version: int,
+) -> dict[str, Any]:
+    """A summary-change event (SPEC section 5)."""
+    return {
+        "event_id": f"{mid}/{rid}/{name}",
+        "message_id": mid,
+        "part_id": pid,
+        "response_id": rid,
+        "identity_id": ident,
+        "name": name,
+        "type": kind,
+        "old": decode_held(old),
+        "new": decode_held(now),
+        "version": version,
+        "status_text": status,
+    }
 
 
 _TOO_MANY_NAMES = f"this part already has {MAX_NAMES} state names"

@@ -10,13 +10,16 @@ rendered (the Redis store keeps them, from `StateDelta.tallies`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Container
+from types import MappingProxyType
 from typing import Any
 
 from schemas.limits import DEDUPE_WINDOW
-from streams.state import Held, PartKey, PartMeta, StateDelta, ValueKey
+from streams.state import Held, Holdings, PartKey, PartMeta, StateDelta, ValueKey
 from streams.summary import SummaryRenderer
 
 _EMPTY = PartMeta()
+_NO_HOLDINGS: Holdings = MappingProxyType({})
 
 
 class _Part:
@@ -27,18 +30,11 @@ class _Part:
         self.holdings: dict[str, dict[str, Held]] = {}  # name -> identity -> holding
 
 
-class _Window:
-    """The response ids taken for one message: the last `size` of them, at least.
-
-    Ids are only appended; when twice `size` are held the older half is dropped,
-    which keeps each add O(1) amortized.
-    """
-
-    __slots__ = ("ids", "order")
-
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-        self.order: list[str] = []
+# The response ids taken for one message, oldest first (a dict as an ordered set). It
+# keeps the last `window` of them at least: when twice that many are held, the older
+# half is dropped, which keeps each add O(1) amortized.
+_Taken = dict[str, None]
+_NONE_TAKEN: _Taken = {}
 
 
 class MemoryStore:
@@ -51,7 +47,7 @@ class MemoryStore:
             raise ValueError("the dedupe window must hold at least one id")
         self._window = window
         self._parts: dict[PartKey, _Part] = {}
-        self._seen: dict[str, _Window] = {}
+        self._seen: dict[str, _Taken] = {}
         self._encodings: dict[bytes, bytes] = {}  # shares equal value encodings
 
     # -- StateView -------------------------------------------------------------
@@ -67,21 +63,31 @@ class MemoryStore:
         held_by = part.holdings.get(key[2])
         return None if held_by is None else held_by.get(key[3])
 
+    def part_state(
+        self, message_id: str, part_id: str
+    ) -> tuple[PartMeta, Holdings, Container[str]]:
+        """The part's meta, holdings and taken ids, live (a PartStateView: only read)."""
+        part = self._parts.get((message_id, part_id))
+        taken = self._seen.get(message_id, _NONE_TAKEN)
+        if part is None:
+            return _EMPTY, _NO_HOLDINGS, taken
+        return part.meta, part.holdings, taken
+
     def seen(self, message_id: str, response_id: str) -> bool:
-        window = self._seen.get(message_id)
-        return window is not None and response_id in window.ids
+        return response_id in self._seen.get(message_id, _NONE_TAKEN)
 
     # -- writes ----------------------------------------------------------------
 
     def apply(self, delta: StateDelta) -> None:
         """Apply one batch's writes. The delta's PartMeta objects are kept, not copied."""
         parts = self._parts
+        new_part = self._part
         share = self._encodings.setdefault
         intern = sys.intern
         for key, meta in delta.parts.items():
-            self._part(key).meta = meta
+            (parts.get(key) or new_part(key)).meta = meta
         for (mid, pid, name, ident), held in delta.values.items():
-            part = parts.get((mid, pid)) or self._part((mid, pid))
+            part = parts.get((mid, pid)) or new_part((mid, pid))
             held_by = part.holdings.get(name)
             if held is None:
                 if held_by is not None:
@@ -89,7 +95,13 @@ class MemoryStore:
                 continue
             if held_by is None:
                 held_by = part.holdings[intern(name)] = {}
-            held = share(held, held) if isinstance(held, bytes) else tuple(map(share, held, held))
+            if isinstance(held, bytes):
+                held = share(held, held)
+            else:
+                # A Set's members: the engine appends a new one last, the others are shared.
+                last = held[-1]
+                if share(last, last) is not last:
+                    held = tuple(map(share, held, held))
             if ident in held_by:
                 held_by[ident] = held
             else:
@@ -97,15 +109,12 @@ class MemoryStore:
         seen = self._seen
         size = self._window
         for mid, rid in delta.taken:
-            window = seen.get(mid)
-            if window is None:
-                window = seen[intern(mid)] = _Window()
-            window.ids.add(rid)
-            order = window.order
-            order.append(rid)
-            if len(order) >= 2 * size:
-                del order[:-size]
-                window.ids = set(order)
+            taken = seen.get(mid)
+            if taken is None:
+                taken = seen[intern(mid)] = {}
+            taken[rid] = None
+            if len(taken) >= 2 * size:
+                seen[mid] = dict.fromkeys(list(taken)[-size:])
 
     def _part(self, key: PartKey) -> _Part:
         part = self._parts.get(key)

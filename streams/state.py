@@ -13,6 +13,7 @@ is the tuple of its members' encodings, in the order they were added.
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +25,7 @@ Held = bytes | tuple[bytes, ...]
 PartKey = tuple[str, str]  # (message_id, part_id)
 ValueKey = tuple[str, str, str, str]  # (message_id, part_id, name, identity_id)
 TallyKey = tuple[str, str, str, bytes]  # (message_id, part_id, name, encoded value)
+Holdings = Mapping[str, Mapping[str, Held]]  # one part's holdings: name -> identity -> holding
 
 STATE_TYPES = ("Set", "FWW", "LWW", "LWWN")
 
@@ -51,6 +53,21 @@ class StateView(Protocol):
 
     def seen(self, message_id: str, response_id: str) -> bool:
         """Whether that response id was already taken for that message (dedupe memory)."""
+
+
+class PartStateView(StateView, Protocol):
+    """A view that also hands out one part's state whole (optional, for speed).
+
+    The engine reads through `part_state` when the view has it (instead of
+    `held` and `seen`), and only reads: nothing returned is changed while a
+    batch runs.
+    """
+
+    def part_state(
+        self, message_id: str, part_id: str
+    ) -> tuple[PartMeta, Holdings, Container[str]]:
+        """The part's meta, its holdings (name -> identity -> holding), and the
+        response ids taken for its message (what `seen` answers)."""
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from schemas.values import Value, tally_key
 from streams.state import Held, PartMeta
 
 Tallies = Mapping[str, Mapping[bytes, int]]  # name -> encoded value -> identities holding it
+_NOTHING: Mapping[str, Held] = {}
 
 
 def decode_held(held: Held | None) -> Value | list[Value] | None:
@@ -68,15 +69,20 @@ class SummaryRenderer:
             raise ValidationError(f"clip must be 0 or more, not {clip}")
         states: dict[str, Any] = {}
         for name, kind in meta.types.items():
-            held_by = holdings.get(name) or {}
+            held_by = holdings.get(name) or _NOTHING
             total = len(held_by)
+            if tallies is None and (clip is None or total <= clip):
+                # The usual case: values shown and tallies counted in one pass.
+                shown, counts = self._values_and_counts(held_by)
+                states[name] = {"type": kind, "values": shown, "tally": self._tally(counts)}
+                continue
             clipped = clip is not None and total > clip
-            shown: Mapping[str, Held] = held_by
+            visible: Mapping[str, Held] = held_by
             if clipped:
-                shown = {ident: held_by[ident] for ident in sorted(held_by)[:clip]}
+                visible = {ident: held_by[ident] for ident in sorted(held_by)[:clip]}
             state: dict[str, Any] = {
                 "type": kind,
-                "values": self._values(shown),
+                "values": self._values(visible),
                 "tally": self._tally(
                     count_tallies(held_by) if tallies is None else tallies.get(name) or {}
                 ),
@@ -91,6 +97,31 @@ class SummaryRenderer:
             "version": meta.version,
             "states": states,
         }
+
+    def _values_and_counts(
+        self, held_by: Mapping[str, Held]
+    ) -> tuple[dict[str, Any], dict[bytes, int]]:
+        """`_values` and `count_tallies` in one pass over the holdings."""
+        shown: dict[str, Any] = {}
+        counts: dict[bytes, int] = {}
+        get = counts.get
+        sets = self._sets
+        scalars = self._scalars
+        for ident, held in held_by.items():
+            if isinstance(held, bytes):
+                value = scalars.get(held)
+                if value is None:
+                    value = scalars[held] = orjson.loads(held)
+                shown[ident] = value
+                counts[held] = get(held, 0) + 1
+            else:
+                members = sets.get(held)
+                if members is None:
+                    members = sets[held] = tuple(orjson.loads(b"[" + b",".join(held) + b"]"))
+                shown[ident] = list(members)
+                for member in held:
+                    counts[member] = get(member, 0) + 1
+        return shown, counts
 
     def _values(self, held_by: Mapping[str, Held]) -> dict[str, Any]:
         shown: dict[str, Any] = {}

@@ -20,7 +20,7 @@ def test_dedupe_remembers_at_least_the_window_and_stays_bounded() -> None:
         assert all(store.seen("m", f"r{k}") for k in range(max(0, n - 9), n + 1))
     assert not store.seen("m", "r0")
     assert not store.seen("other", "r99")
-    assert len(store._seen["m"].order) < 20  # bounded: at most twice the window
+    assert len(store._seen["m"]) < 20  # bounded: at most twice the window
 
 
 def test_default_window_is_10000() -> None:
