@@ -7,6 +7,7 @@ import sys
 import click
 
 from schemas.exceptions import MsgstateError
+from workers.bench_command import bench
 from workers.demo import demo
 from workers.publish_command import publish
 from workers.read_commands import summary
@@ -26,6 +27,7 @@ cli.add_command(worker)
 cli.add_command(publish)
 cli.add_command(summary)
 cli.add_command(demo)
+cli.add_command(bench)
 
 
 def main() -> None:
