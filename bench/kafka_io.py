@@ -22,7 +22,7 @@ TIMEOUT = 30.0
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka})
+    return AdminClient({"bootstrap.servers": settings.kafka, "log_level": 3})
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -61,7 +61,7 @@ def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
 
 def _consumer(settings: Settings) -> Consumer:
     return Consumer({"bootstrap.servers": settings.kafka, "group.id": "msgstate-bench-reader",
-                     "enable.auto.commit": False, "enable.partition.eof": False})
+                     "enable.auto.commit": False, "enable.partition.eof": False, "log_level": 3})
 
 
 def records_in(settings: Settings, topic: str) -> int:
@@ -128,7 +128,7 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
     Each record carries the wall-clock time of its produce call as its timestamp.
     """
     producer = Producer({"bootstrap.servers": settings.kafka, "acks": "all", "linger.ms": 1,
-                         "queue.buffering.max.messages": 1_000_000})
+                         "queue.buffering.max.messages": 1_000_000, "log_level": 3})
     sent = Sent()
     topic = settings.topics.responses
     counts = sent.per_partition

@@ -66,7 +66,7 @@ def bench(scenario: str, workers_text: str, loads_text: str, count: int, duratio
     plan = Plan(scenarios=["zipf", "hot"] if scenario == "all" else [scenario],
                 workers=[int(n) for n in _numbers(workers_text, "--workers", int)], peers=peers,
                 loads=_numbers(loads_text, "--loads", float), responses=count, duration=duration,
-                timeout=120.0)
+                timeout=90.0)
     if quick:
         plan.scenarios, plan.workers, plan.loads = ["zipf"], [1], [0.5]
         plan.responses, plan.duration, plan.timeout = min(count, 3000), min(duration, 3.0), 45.0
