@@ -6,7 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,7 @@ def machine() -> str:
 
 
 def run_all(base: Settings, plan: Plan, logs: Path, say: Say, step: Callable[[], None]) -> Figures:
-    from dataclasses import asdict
-
+    """Every system of the plan, one after the other; `step` is called after each."""
     figures = Figures(machine(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), asdict(plan))
     start = time.monotonic()
     rates: list[float] = []
