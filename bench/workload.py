@@ -44,13 +44,20 @@ def responses(
     identities: int = 50_000,
     bad_share: float = 0.01,
     seed: int = 7,
+    exponent: float = 1.1,
+    hot_share: float = 0.0,
 ) -> Iterator[bytes]:
-    """`count` record values (JSON bytes), in publishing order."""
+    """`count` record values (JSON bytes), in publishing order.
+
+    Messages are drawn with Zipf weights of `exponent`; with `hot_share`, that share of all
+    records goes to one more message id, the hot one, on top of the Zipf-popular ones.
+    """
     rng = random.Random(seed)
     messages = messages or max(1, count // 20)
     message_ids = [f"layer:///messages/{rng.getrandbits(64):016x}" for _ in range(messages)]
+    hot_id = f"layer:///messages/hot-{seed}"
     previous: bytes | None = None
-    for n, pick in enumerate(_zipf_picks(rng, messages, count)):
+    for n, pick in enumerate(_zipf_picks(rng, messages, count, exponent)):
         roll = rng.random()
         if roll < bad_share and previous is not None:
             yield _bad(rng, previous)
@@ -58,7 +65,7 @@ def responses(
         author = rng.randrange(identities)
         record: dict[str, Any] = {
             "id": f"r-{n:012d}",
-            "message_id": message_ids[pick],
+            "message_id": hot_id if hot_share and rng.random() < hot_share else message_ids[pick],
             "identity_id": f"layer:///identities/user{author}",
             "changes": [_change(rng) for _ in range(rng.choice((1, 1, 2, 3)))],
             "sent_at": 1_732_277_000_000 + n,
@@ -71,9 +78,9 @@ def responses(
         yield previous
 
 
-def _zipf_picks(rng: random.Random, count: int, picks: int) -> Iterator[int]:
+def _zipf_picks(rng: random.Random, count: int, picks: int, exponent: float = 1.1) -> Iterator[int]:
     """`picks` Zipf-distributed ranks in [0, count), drawn a block at a time."""
-    weights = zipf_weights(count)
+    weights = zipf_weights(count, exponent)
     population = range(count)
     while picks > 0:
         block = min(picks, 65_536)

@@ -9,6 +9,7 @@ import click
 from schemas.exceptions import MsgstateError
 from workers.analytics_worker import analytics
 from workers.apps_command import apps
+from workers.bench_command import bench
 from workers.demo import demo
 from workers.http_command import http
 from workers.publish_command import publish
@@ -38,6 +39,7 @@ cli.add_command(http)
 cli.add_command(analytics)
 cli.add_command(top)
 cli.add_command(tail)
+cli.add_command(bench)
 
 
 def main() -> None:

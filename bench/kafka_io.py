@@ -1,0 +1,179 @@
+"""Kafka for the harness, with confluent-kafka (librdkafka): it produces and reads at rates far
+above any system under test for little CPU, which matters on a machine the systems share.
+
+Output topics are created with `message.timestamp.type=LogAppendTime`: an event's timestamp is
+the moment the broker appended it, so produce→event latency needs no consumer timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.exceptions import ServiceUnreachable
+from workers.config import Settings
+
+TIMEOUT = 30.0
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka, "log_level": 3})
+
+
+def topic_names(settings: Settings) -> list[str]:
+    try:
+        return list(_admin(settings).list_topics(timeout=TIMEOUT).topics)
+    except KafkaException as exc:
+        raise ServiceUnreachable("Kafka", settings.kafka, str(exc)) from exc
+
+
+def create_topics(settings: Settings) -> None:
+    """The input topic and the two output topics (broker-stamped) of one run."""
+    topics = settings.topics
+    stamped = {"message.timestamp.type": "LogAppendTime"}
+    new = [NewTopic(topics.responses, settings.partitions, settings.replication),
+           NewTopic(topics.summary_changes, settings.partitions, settings.replication, config=stamped),
+           NewTopic(topics.rejections, settings.partitions, settings.replication, config=stamped)]
+    admin = _admin(settings)  # kept alive until the futures are done
+    for future in admin.create_topics(new).values():
+        future.result(TIMEOUT)
+
+
+def delete_topics(settings: Settings, *marks: str) -> None:
+    """Delete every topic whose name contains one of `marks` (a run's prefix, its group ids)."""
+    doomed = [name for name in topic_names(settings) if any(mark in name for mark in marks)]
+    if doomed:
+        admin = _admin(settings)
+        for future in admin.delete_topics(doomed).values():
+            future.result(TIMEOUT)
+
+
+def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    meta = consumer.list_topics(topic, timeout=TIMEOUT).topics[topic]
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[1]
+            for p in meta.partitions}
+
+
+def _consumer(settings: Settings) -> Consumer:
+    return Consumer({"bootstrap.servers": settings.kafka, "group.id": "msgstate-bench-reader",
+                     "enable.auto.commit": False, "enable.partition.eof": False, "log_level": 3})
+
+
+def records_in(settings: Settings, topic: str) -> int:
+    """How many records the topic holds (sum of its end offsets)."""
+    counter = Counter(settings, topic)
+    try:
+        return counter.total()
+    finally:
+        counter.close()
+
+
+class Counter:
+    """The records a topic holds, asked again and again on one connection (for waiting)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self._consumer = _consumer(settings)
+
+    def total(self) -> int:
+        return sum(_end_offsets(self._consumer, self.topic).values())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def scan(settings: Settings, topic: str) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+    """(key, value, timestamp ms) of every record the topic holds now, partition by partition."""
+    consumer = _consumer(settings)
+    try:
+        ends = {p: end for p, end in _end_offsets(consumer, topic).items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        left = dict(ends)
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=1.0):
+                if message.error():
+                    continue
+                yield message.key(), message.value(), message.timestamp()[1]
+                p = message.partition()
+                if p in left and message.offset() + 1 >= left[p]:
+                    del left[p]
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    return [(key, value) for key, value, _ in scan(settings, topic)]
+
+
+@dataclass
+class Sent:
+    """What a publishing run sent: the produce time of each response id, records per partition."""
+
+    # (message id, response id) -> produce time, ms
+    stamps: dict[tuple[str, str], int] = field(default_factory=dict)
+    per_partition: dict[int, int] = field(default_factory=dict)
+    first_ms: int = 0
+    last_ms: int = 0
+
+
+def publish(settings: Settings, records: Iterable[bytes], rate: float | None = None) -> Sent:
+    """Produce the records keyed by message id, at `rate` records/s or as fast as possible.
+
+    Each record carries the wall-clock time of its produce call as its timestamp.
+    """
+    producer = Producer({"bootstrap.servers": settings.kafka, "acks": "all", "linger.ms": 1,
+                         "queue.buffering.max.messages": 1_000_000, "log_level": 3})
+    sent = Sent()
+    topic = settings.topics.responses
+    counts = sent.per_partition
+
+    def delivered(error: object, message: object) -> None:
+        if error is None:
+            p = message.partition()  # type: ignore[attr-defined]
+            counts[p] = counts.get(p, 0) + 1
+
+    start = time.monotonic()
+    for n, record in enumerate(records):
+        if rate:
+            ahead = start + n / rate - time.monotonic()
+            if ahead > 0.001:
+                time.sleep(ahead)
+        now = time.time_ns() // 1_000_000
+        try:
+            data = orjson.loads(record)
+        except orjson.JSONDecodeError:
+            data = None
+        key = None
+        if isinstance(data, dict):
+            message_id, response_id = data.get("message_id"), data.get("id")
+            if isinstance(message_id, str):
+                key = message_id.encode()
+                sent.stamps.setdefault((message_id, str(response_id)), now)
+        sent.first_ms = sent.first_ms or now
+        sent.last_ms = now
+        while True:
+            try:
+                producer.produce(topic, record, key, timestamp=now, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(TIMEOUT) > 0:
+        raise ServiceUnreachable("Kafka", settings.kafka, "records not delivered in time")
+    return sent
+
+
+def events(settings: Settings) -> dict[str, tuple[tuple[str, str], int]]:
+    """event id -> ((message id, response id), broker timestamp ms) of the distinct events."""
+    found: dict[str, tuple[tuple[str, str], int]] = {}
+    for _, value, stamp in scan(settings, settings.topics.summary_changes):
+        if value is not None:
+            event = orjson.loads(value)
+            found.setdefault(event["event_id"], ((event["message_id"], event["response_id"]), stamp))
+    return found
