@@ -4,6 +4,10 @@ then the outputs go to Kafka and leave the outbox.
 A worker that dies after the Redis step and before Kafka acknowledged the outputs leaves them
 in the outbox; the partition's next holder produces them first. Events are therefore at least
 once, with stable ids; state changes exactly once.
+
+In steady state a batch costs two Redis round trips (load, persist): the outputs Kafka
+acknowledged leave the outbox in the next batch's persist script, or in `flush_acks` when the
+partition is given up.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis.exceptions import RedisError
 
+from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.records import Response, decode_response
 from streams.engine import Engine
@@ -91,8 +95,15 @@ class PartitionProcessor:
                 delay = min(delay * 2, self.retry_max)
         await self._deliver(outputs)
 
+    async def flush_acks(self) -> None:
+        """Drop the delivered outputs from the outbox now (the partition is being given up)."""
+        assignment = self.assignment
+        if assignment is not None and assignment.acked:
+            await self.store.ack(assignment, assignment.acked)
+            assignment.acked = 0
+
     async def _deliver(self, outputs: Sequence[OutRecord]) -> None:
-        """Produce until Kafka acknowledges, then drop them from the outbox.
+        """Produce until Kafka acknowledges; they leave the outbox with the next Redis write.
 
         They are in the outbox already, so a retry may produce some twice (at least once),
         never zero times.
@@ -104,10 +115,9 @@ class PartitionProcessor:
             try:
                 await self.sink(outputs)
                 assert self.assignment is not None
-                await self.store.ack(self.assignment, len(outputs))
+                # The next persist trims them from the outbox, in the same round trip.
+                self.assignment.acked += len(outputs)
                 return
-            except Fenced:
-                raise
             except Exception as exc:
                 log.warning("delivering %d outputs of %s/%d failed (%r); retrying in %.2f s",
                             len(outputs), self.topic, self.partition, exc, delay)
@@ -120,7 +130,7 @@ class PartitionProcessor:
             log.info("%s/%d: producing %d outputs left by an earlier holder",
                      self.topic, self.partition, len(assignment.pending))
             await self.sink([OutRecord.decode(raw) for raw in assignment.pending])
-            await self.store.ack(assignment, len(assignment.pending))
+            assignment.acked = len(assignment.pending)
             assignment.pending = []
         self.assignment = assignment
 
@@ -135,8 +145,7 @@ class PartitionProcessor:
         items = [decode_response(r.value) for r in fresh]
         snapshot = await self.store.load(self.engine.needs(items))
         outcome = self.engine.apply_batch(items, snapshot)
-        outputs = [OutRecord(EVENT, e["message_id"].encode(), orjson.dumps(e))
-                   for e in outcome.events]
+        outputs = [OutRecord(EVENT, e["message_id"].encode(), dumps(e)) for e in outcome.events]
         for index, rejection in outcome.rejections:
             outputs.append(self._rejection(rejection, fresh[index].offset))
         offsets: dict[tuple[str, str], int] = {}
@@ -153,7 +162,7 @@ class PartitionProcessor:
         rejection = {**rejection, "partition": self.partition, "offset": offset}
         message_id = rejection.get("message_id")
         key = message_id.encode() if isinstance(message_id, str) else b""
-        return OutRecord(REJECTION, key, orjson.dumps(rejection))
+        return OutRecord(REJECTION, key, dumps(rejection))
 
 
 __all__ = ["EVENT", "REJECTION", "Fenced", "InRecord", "OutRecord", "PartitionProcessor", "Sink"]
