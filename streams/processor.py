@@ -5,9 +5,9 @@ A worker that dies after the Redis step and before Kafka acknowledged the output
 in the outbox; the partition's next holder produces them first. Events are therefore at least
 once, with stable ids; state changes exactly once.
 
-In steady state a batch costs two Redis round trips (load, persist): the outputs Kafka
-acknowledged leave the outbox in the next batch's persist script, or in `flush_acks` when the
-partition is given up.
+In steady state a batch costs one Redis round trip, the persist script: the state it reads is
+cached while the assignment holds (streams/state_cache.py), and the outputs Kafka acknowledged
+leave the outbox in the next batch's script, or in `flush_acks` when the partition is given up.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.records import Response, decode_response
 from streams.engine import Engine
 from streams.redis_store import Assignment, RedisStateStore
+from streams.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class PartitionProcessor:
         self.partition = partition
         self.retry_max = retry_max
         self.assignment: Assignment | None = None
+        self.cache = StateCache()  # valid while this assignment holds; see streams/state_cache
 
     async def process(self, records: Sequence[InRecord]) -> None:
         """Apply one batch; returns once it is persisted and its outputs acknowledged.
@@ -125,6 +127,8 @@ class PartitionProcessor:
                 delay = min(delay * 2, self.retry_max)
 
     async def _take(self) -> None:
+        # Whatever happened before (a lost reply, another holder), Redis is the truth again.
+        self.cache.clear()
         assignment = await self.store.take(self.topic, self.partition)
         if assignment.pending:
             log.info("%s/%d: producing %d outputs left by an earlier holder",
@@ -143,8 +147,8 @@ class PartitionProcessor:
         if not fresh:
             return []
         items = [decode_response(r.value) for r in fresh]
-        snapshot = await self.store.load(self.engine.needs(items))
-        outcome = self.engine.apply_batch(items, snapshot)
+        view = await self.store.load(self.engine.needs(items), self.cache)
+        outcome = self.engine.apply_batch(items, view)
         outputs = [OutRecord(EVENT, e["message_id"].encode(), dumps(e)) for e in outcome.events]
         for index, rejection in outcome.rejections:
             outputs.append(self._rejection(rejection, fresh[index].offset))
@@ -154,7 +158,7 @@ class PartitionProcessor:
                 offsets.setdefault((item.message_id, item.id), record.offset)
         encoded = [o.encode() for o in outputs]
         await self.store.persist(assignment, fresh[0].offset, fresh[-1].offset, outcome.delta,
-                                 snapshot, encoded, offsets)
+                                 view, encoded, offsets)
         return outputs
 
     def _rejection(self, rejection: dict[str, Any], offset: int) -> OutRecord:

@@ -21,7 +21,8 @@ from redis.exceptions import ResponseError
 from schemas.exceptions import AlreadyApplied, Fenced
 from streams.redis_codec import decode_held, decode_meta, encode_held
 from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
-from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.state import Held, PartKey, StateDelta, StateNeeds, ValueKey
+from streams.state_cache import StateCache
 
 DEDUPE_WINDOW = 10_000
 _VERSION = VERSION_FIELD.decode()
@@ -51,25 +52,6 @@ class Assignment:
     acked: int = 0
 
 
-class Snapshot:
-    """The state a batch reads, as loaded from Redis (a StateView)."""
-
-    def __init__(self, metas: dict[PartKey, PartMeta], held: dict[ValueKey, Held],
-                 seen: set[tuple[str, str]]) -> None:
-        self.metas = metas
-        self._held = held
-        self._seen = seen
-
-    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
-        return self.metas.get((message_id, part_id)) or PartMeta()
-
-    def held(self, key: ValueKey) -> Held | None:
-        return self._held.get(key)
-
-    def seen(self, message_id: str, response_id: str) -> bool:
-        return (message_id, response_id) in self._seen
-
-
 class RedisStateStore:
     def __init__(self, client: aioredis.Redis, keys: Keys, window: int = DEDUPE_WINDOW) -> None:
         self.client = client
@@ -85,46 +67,49 @@ class RedisStateStore:
             keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
         return Assignment(topic, partition, int(token), int(applied), list(pending))
 
-    async def load(self, needs: StateNeeds) -> Snapshot:
-        parts = sorted(needs.parts)
+    async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
+        """Read what `needs` names and the cache does not know, in one round trip (none when
+        it knows all); returns the cache, now a view of everything the batch reads."""
+        cache = StateCache() if cache is None else cache
+        needs = cache.missing(needs)
+        parts = list(needs.parts)
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
         for key in needs.values:
             by_part[key[:2]].append(key)
-        by_message: dict[str, list[str]] = defaultdict(list)
-        for message_id, response_id in needs.response_ids:
-            by_message[message_id].append(response_id)
         value_parts = list(by_part.items())
-        messages = list(by_message.items())
+        messages = list({message_id for message_id, _ in needs.response_ids})
+        if not (parts or value_parts or messages):
+            return cache
         pipe = self.client.pipeline(transaction=False)
         for message_id, part_id in parts:
             pipe.hgetall(self.keys.meta(message_id, part_id))
         for (message_id, part_id), vkeys in value_parts:
             pipe.hmget(self.keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
-        for message_id, ids in messages:
-            pipe.zmscore(self.keys.seen(message_id), ids)
+        for message_id in messages:
+            # The whole dedupe memory (at most the window), oldest first, so the cache can trim
+            # it as the script does.
+            pipe.zrange(self.keys.seen(message_id), 0, -1)
         replies = await pipe.execute()
         metas = {part: decode_meta(raw) for part, raw in zip(parts, replies, strict=False)}
         at = len(parts)
-        held: dict[ValueKey, Held] = {}
+        held: dict[ValueKey, Held | None] = {}
         for (_, vkeys), raw in zip(value_parts, replies[at:at + len(value_parts)], strict=True):
             for key, value in zip(vkeys, raw, strict=True):
-                if value is not None:
-                    held[key] = decode_held(value)
+                held[key] = None if value is None else decode_held(value)
         at += len(value_parts)
-        seen = {
-            (message_id, rid)
-            for (message_id, ids), scores in zip(messages, replies[at:], strict=True)
-            for rid, score in zip(ids, scores, strict=True) if score is not None
-        }
-        return Snapshot(metas, held, seen)
+        seen = {message_id: [rid.decode() for rid in ids]
+                for message_id, ids in zip(messages, replies[at:], strict=True)}
+        cache.loaded(metas, held, seen)
+        return cache
 
     async def persist(self, assignment: Assignment, first: int, last: int, delta: StateDelta,
-                      before: Snapshot, outbox: Sequence[bytes],
+                      before: StateCache, outbox: Sequence[bytes],
                       offsets: dict[tuple[str, str], int]) -> None:
         """Write the batch, its outbox entries and the new fence offset, atomically; first drop
         the `assignment.acked` outbox entries Kafka already has.
 
-        `offsets` gives the input offset of each taken response id (its dedupe score).
+        `offsets` gives the input offset of each taken response id (its dedupe score). `before`,
+        the view the batch was decided on, takes the writes in once Redis holds them.
         """
         keys = [self.keys.fence(assignment.topic, assignment.partition),
                 self.keys.outbox(assignment.topic, assignment.partition)]
@@ -174,6 +159,7 @@ class RedisStateStore:
             raise
         assignment.applied = last
         assignment.acked = 0
+        before.written(delta, self.window)
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         """Drop the first `count` outbox entries: Kafka has them."""

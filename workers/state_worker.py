@@ -65,10 +65,12 @@ class StateWorker:
             bootstrap_servers=settings.kafka_servers, group_id=settings.app_id,
             client_id=f"{settings.app_id}-state", enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.partitioner = CachedPartitioner()
+        self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_servers, client_id=f"{settings.app_id}-state",
             acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024,
-            partitioner=CachedPartitioner())
+            partitioner=self.partitioner)
         # Partitions held now, and their processors (a new one, so a new token, per assignment).
         self.assigned: set[TopicPartition] = set()
         self.processors: dict[TopicPartition, PartitionProcessor] = {}
@@ -133,10 +135,27 @@ class StateWorker:
         self.positions[tp] = records[-1].offset + 1
 
     async def _send(self, records: Sequence[OutRecord]) -> None:
-        """Produce a batch's outputs; returns once Kafka acknowledged every one."""
-        send = self.producer.send
-        futures = [await send(self.outputs.get(r.kind, self.rejections), r.value, key=r.key or None)
-                   for r in records]
+        """Produce a batch's outputs, one Kafka batch per output partition; returns once Kafka
+        acknowledged every one. Order per key holds: a key's records share one batch."""
+        producer = self.producer
+        builders: dict[tuple[str, int], Any] = {}
+        futures = []
+        for r in records:
+            topic = self.outputs.get(r.kind, self.rejections)
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+            key = r.key or None
+            where = (topic, self.partitioner(key, partitions, partitions))
+            builder = builders.get(where)
+            if builder is None:
+                builder = builders[where] = producer.create_batch()
+            if builder.append(key=key, value=r.value, timestamp=None) is None:  # full: send it
+                futures.append(await producer.send_batch(builder, topic, partition=where[1]))
+                builder = builders[where] = producer.create_batch()
+                builder.append(key=key, value=r.value, timestamp=None)
+        for (topic, partition), builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
         await asyncio.gather(*futures)
 
     async def _commit(self, tps: set[TopicPartition]) -> None:
