@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -60,6 +61,19 @@ class OutRecord:
 Sink = Callable[[Sequence[OutRecord]], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class BatchStats:
+    """What one batch did and how long its steps took, for the worker's metrics."""
+
+    applied: int = 0  # records past the fence, decided and persisted
+    skipped: int = 0  # re-deliveries at or below the fence
+    events: int = 0
+    rejections: list[str] = field(default_factory=list)  # their reasons
+    redis_seconds: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    produce_seconds: float = 0.0
+    retries: int = 0
+
+
 class PartitionProcessor:
     def __init__(self, engine: Engine, store: RedisStateStore, sink: Sink, topic: str,
                  partition: int, retry_max: float = 5.0) -> None:
@@ -71,14 +85,17 @@ class PartitionProcessor:
         self.retry_max = retry_max
         self.assignment: Assignment | None = None
         self.cache = StateCache()  # valid while this assignment holds; see streams/state_cache
+        self.stats = BatchStats()  # of the batch in hand
+        self.log = logging.LoggerAdapter(log, {"topic": topic, "partition": partition})
 
-    async def process(self, records: Sequence[InRecord]) -> None:
+    async def process(self, records: Sequence[InRecord]) -> BatchStats:
         """Apply one batch; returns once it is persisted and its outputs acknowledged.
 
         Redis errors are retried with backoff (the batch is recomputed from what Redis holds,
         so a lost reply never applies it twice). Fenced propagates: this worker lost the
         partition and must stop writing for it.
         """
+        stats = self.stats = BatchStats()
         delay = 0.05
         while True:
             try:
@@ -90,12 +107,13 @@ class PartitionProcessor:
                 # The reply to our own write was lost: take the partition again to flush the outbox.
                 self.assignment = None
             except (RedisError, OSError) as exc:
-                log.warning("Redis step for %s/%d failed (%s); retrying in %.2f s",
-                            self.topic, self.partition, exc, delay)
+                self.log.warning("Redis step failed (%s); retrying in %.2f s", exc, delay)
                 self.assignment = None
+                stats.retries += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
         await self._deliver(outputs)
+        return stats
 
     async def flush_acks(self) -> None:
         """Drop the delivered outputs from the outbox now (the partition is being given up)."""
@@ -115,24 +133,28 @@ class PartitionProcessor:
         delay = 0.05
         while True:
             try:
+                started = time.perf_counter()
                 await self.sink(outputs)
+                self.stats.produce_seconds += time.perf_counter() - started
                 assert self.assignment is not None
                 # The next persist trims them from the outbox, in the same round trip.
                 self.assignment.acked += len(outputs)
                 return
             except Exception as exc:
-                log.warning("delivering %d outputs of %s/%d failed (%r); retrying in %.2f s",
-                            len(outputs), self.topic, self.partition, exc, delay)
+                self.log.warning("delivering %d outputs failed (%r); retrying in %.2f s",
+                                 len(outputs), exc, delay)
+                self.stats.retries += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
 
     async def _take(self) -> None:
         # Whatever happened before (a lost reply, another holder), Redis is the truth again.
         self.cache.clear()
+        started = time.perf_counter()
         assignment = await self.store.take(self.topic, self.partition)
+        self._timed("take", started)
         if assignment.pending:
-            log.info("%s/%d: producing %d outputs left by an earlier holder",
-                     self.topic, self.partition, len(assignment.pending))
+            self.log.info("producing %d outputs left by an earlier holder", len(assignment.pending))
             await self.sink([OutRecord.decode(raw) for raw in assignment.pending])
             assignment.acked = len(assignment.pending)
             assignment.pending = []
@@ -144,10 +166,14 @@ class PartitionProcessor:
         assert assignment is not None
         # Re-deliveries (offsets at or below the fence) change nothing and say nothing.
         fresh = [r for r in records if r.offset > assignment.applied]
+        stats = self.stats
+        stats.skipped = len(records) - len(fresh)
         if not fresh:
             return []
         items = [decode_response(r.value) for r in fresh]
+        started = time.perf_counter()
         view = await self.store.load(self.engine.needs(items), self.cache)
+        self._timed("load", started)
         outcome = self.engine.apply_batch(items, view)
         outputs = [OutRecord(EVENT, e["message_id"].encode(), dumps(e)) for e in outcome.events]
         for index, rejection in outcome.rejections:
@@ -157,9 +183,18 @@ class PartitionProcessor:
             if isinstance(item, Response):
                 offsets.setdefault((item.message_id, item.id), record.offset)
         encoded = [o.encode() for o in outputs]
+        started = time.perf_counter()
         await self.store.persist(assignment, fresh[0].offset, fresh[-1].offset, outcome.delta,
                                  view, encoded, offsets)
+        self._timed("persist", started)
+        stats.applied = len(fresh)
+        stats.events = len(outcome.events)
+        stats.rejections = [r["reason"] for _, r in outcome.rejections]
         return outputs
+
+    def _timed(self, step: str, started: float) -> None:
+        times = self.stats.redis_seconds
+        times[step] = times.get(step, 0.0) + time.perf_counter() - started
 
     def _rejection(self, rejection: dict[str, Any], offset: int) -> OutRecord:
         # The pipeline says where the record is, so even a too_large one can be found.
@@ -169,4 +204,5 @@ class PartitionProcessor:
         return OutRecord(REJECTION, key, dumps(rejection))
 
 
-__all__ = ["EVENT", "REJECTION", "Fenced", "InRecord", "OutRecord", "PartitionProcessor", "Sink"]
+__all__ = ["EVENT", "REJECTION", "BatchStats", "Fenced", "InRecord", "OutRecord", "PartitionProcessor",
+           "Sink"]

@@ -46,6 +46,12 @@ class Settings:
     key_prefix: str = "ms"
     # Faust application id: the consumer group of the state workers.
     app_id: str = "msgstate"
+    # Port of a state worker's /metrics, /healthz and /readyz; 0 = no endpoint.
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    # How long a state worker may take to stop after SIGTERM (finish the batch, commit, leave).
+    shutdown_seconds: float = 20.0
+    log_format: str = "json"  # or "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +74,10 @@ class Settings:
             topics=Topics(prefix),
             key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
             app_id=env.get("MSGSTATE_APP_ID", base.app_id),
+            metrics_port=_port(env, "MSGSTATE_METRICS_PORT", base.metrics_port),
+            metrics_host=env.get("MSGSTATE_METRICS_HOST", base.metrics_host),
+            shutdown_seconds=_positive_int(env, "MSGSTATE_SHUTDOWN_SECONDS", int(base.shutdown_seconds)),
+            log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -89,6 +99,22 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{name}={raw!r} is not a port (0 turns it off)")
+    return int(raw)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def split_host_port(server: str, what: str) -> tuple[str, int]:

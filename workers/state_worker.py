@@ -30,6 +30,7 @@ from streams.processor import EVENT, InRecord, OutRecord, PartitionProcessor
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStateStore
 from workers.config import Settings
+from workers.metrics import WorkerMetrics
 from workers.partitioner import CachedPartitioner
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 class StateWorker:
     """Run with `await worker.run()`; `stop()` makes it finish the batch in hand and leave."""
 
-    def __init__(self, settings: Settings, registry: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, registry: dict[str, str] | None = None,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
         self.engine = Engine(registry)
         self.client = aioredis.from_url(settings.redis, socket_timeout=10, socket_connect_timeout=5)
         self.store = RedisStateStore(self.client, Keys(settings.key_prefix))
@@ -79,9 +82,22 @@ class StateWorker:
         self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
         self._stopping = asyncio.Event()
         self._last_commit = 0.0
+        self._joined = False
+        self.applied_to: dict[TopicPartition, int] = {}  # next offset to read, for the lag
 
     def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the batch in hand")
         self._stopping.set()
+
+    async def ready(self) -> bool:
+        """In the group, not stopping, and Redis answers."""
+        if not self._joined or self._stopping.is_set():
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), timeout=2))
+        except Exception:
+            return False
 
     async def run(self) -> None:
         await self.producer.start()
@@ -100,7 +116,12 @@ class StateWorker:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+            except KafkaError as exc:
+                log.warning("fetch failed (%r); trying again", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
             async with self._round:
                 # A rebalance may have run since the fetch: only partitions still held.
                 batches = {tp: records for tp, records in fetched.items()
@@ -110,29 +131,39 @@ class StateWorker:
                                            for tp, records in batches.items()))
                 if time.monotonic() - self._last_commit >= COMMIT_EVERY:
                     await self._commit(self.assigned)
+                    self._report_lag()
+
+    def _report_lag(self) -> None:
+        for tp in self.assigned:
+            high, applied = self.consumer.highwater(tp), self.applied_to.get(tp)
+            if high is not None and applied is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - applied))
 
     async def _process(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         processor = self.processors.get(tp)
         if processor is None:
             processor = self.processors[tp] = PartitionProcessor(
                 self.engine, self.store, self._send, tp.topic, tp.partition)
+        context = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset}
         try:
-            await processor.process([InRecord(r.offset, r.value) for r in records])
+            stats = await processor.process([InRecord(r.offset, r.value) for r in records])
         except Fenced:
-            log.warning("%s/%d now belongs to another worker; no more writes from here",
-                        tp.topic, tp.partition)
+            log.warning("partition now belongs to another worker; no more writes from here",
+                        extra=context)
+            self.metrics.fenced.inc()
             self.fenced.add(tp)
             self.consumer.pause(tp)
             return
         except Exception:
             # Never lose the batch: read it again after a pause, from its first offset.
-            log.exception("batch of %s/%d at offset %d failed; reading it again",
-                          tp.topic, tp.partition, records[0].offset)
+            log.exception("batch failed; reading it again", extra=context)
+            self.metrics.failures.inc()
             self.processors.pop(tp, None)
             self.consumer.seek(tp, records[0].offset)
             await asyncio.sleep(RETRY_DELAY)
             return
-        self.positions[tp] = records[-1].offset + 1
+        self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
+        self.metrics.batch(tp.partition, stats)
 
     async def _send(self, records: Sequence[OutRecord]) -> None:
         """Produce a batch's outputs, one Kafka batch per output partition; returns once Kafka
@@ -167,7 +198,8 @@ class StateWorker:
             await self.consumer.commit(offsets)
         except KafkaError as exc:
             # Harmless: the fence skips what a later holder reads again.
-            log.warning("offset commit failed (%r); the fence covers it", exc)
+            log.warning("offset commit failed (%r); the fence covers it", exc,
+                        extra={"partitions": sorted(tp.partition for tp in offsets)})
 
     async def _release(self, tps: set[TopicPartition]) -> None:
         """Give partitions up: commit, drop delivered outputs from the outboxes, forget them."""
@@ -178,8 +210,9 @@ class StateWorker:
                 try:
                     await processor.flush_acks()
                 except Exception as exc:  # the next holder produces them again: at least once
-                    log.info("outbox of %s/%d left for the next holder (%r)", tp.topic, tp.partition,
-                             exc)
+                    log.info("outbox left for the next holder (%r)", exc,
+                             extra={"topic": tp.topic, "partition": tp.partition})
+            self.applied_to.pop(tp, None)
         self.assigned -= tps
         self.fenced -= tps
 
@@ -192,3 +225,6 @@ class StateWorker:
         async with self._round:
             self.assigned = set(assigned)
             self.fenced -= self.assigned
+            self._joined = True
+            self.metrics.assignment(tp.partition for tp in assigned)
+            log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
