@@ -74,12 +74,9 @@ class WorkerMetrics:
 
     def assignment(self, partitions: Iterable[int]) -> None:
         """A new assignment: lag is reported for the partitions held only."""
-        held = {str(p) for p in partitions}
         self.rebalances.inc()
-        self.assigned.set(len(held))
-        for labels in list(self.lag._metrics):  # drop the partitions given up
-            if labels[0] not in held:
-                self.lag.remove(*labels)
+        self.assigned.set(len(set(partitions)))
+        self.lag.clear()  # the partitions given up disappear; the held ones come back
 
 
 async def serve(metrics: WorkerMetrics, ready: Callable[[], Awaitable[bool]], host: str,
