@@ -6,8 +6,9 @@ in the outbox; the partition's next holder produces them first. Events are there
 once, with stable ids; state changes exactly once.
 
 In steady state a batch costs one Redis round trip, the persist script: the state it reads is
-cached while the assignment holds (streams/state_cache.py), and the outputs Kafka acknowledged
-leave the outbox in the next batch's script, or in `flush_acks` when the partition is given up.
+cached while the assignment holds (streams/state_cache.py). Outputs are not awaited: Kafka
+acknowledges them while later batches are processed, and they leave the outbox in the first
+script after that, or in `drain` when the partition is given up.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import asyncio
 import logging
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
@@ -57,8 +57,9 @@ class OutRecord:
         return cls(raw[:1], raw[5:5 + size], raw[5 + size:])
 
 
-# Sends the records to their topics and returns once Kafka acknowledged all of them.
-Sink = Callable[[Sequence[OutRecord]], Awaitable[None]]
+# Hands the records to the producer, in order, and returns a future that is done once Kafka
+# acknowledged all of them (or failed with the first error).
+Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclass(slots=True)
@@ -70,82 +71,106 @@ class BatchStats:
     events: int = 0
     rejections: list[str] = field(default_factory=list)  # their reasons
     redis_seconds: dict[str, float] = field(default_factory=dict)  # step -> seconds
-    produce_seconds: float = 0.0
+    produce_seconds: list[float] = field(default_factory=list)  # per delivery, until acknowledged
     retries: int = 0
 
 
 class PartitionProcessor:
     def __init__(self, engine: Engine, store: RedisStateStore, sink: Sink, topic: str,
-                 partition: int, retry_max: float = 5.0) -> None:
+                 partition: int, retry_max: float = 5.0, inflight_max: int = 8) -> None:
         self.engine = engine
         self.store = store
         self.sink = sink
         self.topic = topic
         self.partition = partition
         self.retry_max = retry_max
+        self.inflight_max = inflight_max
+        # Batches whose outputs Kafka has not acknowledged yet: (how many, their future).
+        self.inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
+        self._delivered: list[float] = []  # seconds each delivery took, not yet reported
         self.assignment: Assignment | None = None
         self.cache = StateCache()  # valid while this assignment holds; see streams/state_cache
         self.stats = BatchStats()  # of the batch in hand
         self.log = logging.LoggerAdapter(log, {"topic": topic, "partition": partition})
 
     async def process(self, records: Sequence[InRecord]) -> BatchStats:
-        """Apply one batch; returns once it is persisted and its outputs acknowledged.
+        """Apply one batch; returns once it is persisted and its outputs are on their way.
 
-        Redis errors are retried with backoff (the batch is recomputed from what Redis holds,
-        so a lost reply never applies it twice). Fenced propagates: this worker lost the
-        partition and must stop writing for it.
+        Outputs are not awaited here: Kafka acknowledges them while the next batches are
+        processed (in order per output partition), and they leave the outbox with the first
+        persist after that. Up to `inflight_max` batches' outputs may be unacknowledged.
+
+        Any failure is retried with backoff from what Redis holds: the partition is taken
+        again, which produces whatever its outbox still has, and the batch is recomputed (a
+        lost reply never applies it twice). Fenced propagates: this worker lost the partition
+        and must stop writing for it.
         """
         stats = self.stats = BatchStats()
         delay = 0.05
         while True:
             try:
+                await self._settle(wait=len(self.inflight) >= self.inflight_max)
                 if self.assignment is None:
                     await self._take()
                 outputs = await self._apply(records)
-                break
+                if outputs:
+                    await self._send(outputs)
+                # Deliveries acknowledged since the last batch.
+                stats.produce_seconds, self._delivered = self._delivered, []
+                return stats
+            except Fenced:
+                raise
             except AlreadyApplied:
                 # The reply to our own write was lost: take the partition again to flush the outbox.
-                self.assignment = None
-            except (RedisError, OSError) as exc:
-                self.log.warning("Redis step failed (%s); retrying in %.2f s", exc, delay)
-                self.assignment = None
+                self._reset()
+            except Exception as exc:
+                self.log.warning("batch step failed (%r); retrying in %.2f s", exc, delay)
+                self._reset()
                 stats.retries += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
-        await self._deliver(outputs)
-        return stats
 
-    async def flush_acks(self) -> None:
-        """Drop the delivered outputs from the outbox now (the partition is being given up)."""
-        assignment = self.assignment
-        if assignment is not None and assignment.acked:
-            await self.store.ack(assignment, assignment.acked)
-            assignment.acked = 0
+    async def _send(self, outputs: Sequence[OutRecord]) -> None:
+        started = time.perf_counter()
+        acked = await self.sink(outputs)
 
-    async def _deliver(self, outputs: Sequence[OutRecord]) -> None:
-        """Produce until Kafka acknowledges; they leave the outbox with the next Redis write.
+        def delivered(_: asyncio.Future[Any]) -> None:
+            self._delivered.append(time.perf_counter() - started)
 
-        They are in the outbox already, so a retry may produce some twice (at least once),
-        never zero times.
-        """
-        if not outputs:
-            return
-        delay = 0.05
-        while True:
-            try:
-                started = time.perf_counter()
-                await self.sink(outputs)
-                self.stats.produce_seconds += time.perf_counter() - started
-                assert self.assignment is not None
-                # The next persist trims them from the outbox, in the same round trip.
-                self.assignment.acked += len(outputs)
-                return
-            except Exception as exc:
-                self.log.warning("delivering %d outputs failed (%r); retrying in %.2f s",
-                                 len(outputs), exc, delay)
-                self.stats.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
+        acked.add_done_callback(delivered)
+        self.inflight.append((len(outputs), acked))
+
+    async def drain(self) -> None:
+        """Wait for the outputs on their way, then drop them from the outbox (the partition is
+        being given up)."""
+        try:
+            await self._settle(wait=True, every=True)
+            assignment = self.assignment
+            if assignment is not None and assignment.acked:
+                await self.store.ack(assignment, assignment.acked)
+                assignment.acked = 0
+        finally:
+            self._reset()
+
+    def _reset(self) -> None:
+        # The next batch takes the partition again: a new token, the outbox produced again.
+        self.assignment = None
+        self.inflight.clear()
+
+    async def _settle(self, *, wait: bool, every: bool = False) -> None:
+        """Count the outputs Kafka acknowledged, oldest batch first; wait for the oldest (or
+        `every`) batch when told to. Raises when a delivery failed."""
+        inflight = self.inflight
+        if wait and inflight:
+            await asyncio.wait([f for _, f in inflight] if every else [inflight[0][1]])
+        while inflight and inflight[0][1].done():
+            count, acked = inflight.popleft()
+            failure = acked.exception()
+            if failure is not None:
+                raise failure
+            assert self.assignment is not None
+            # The next persist trims them from the outbox, in the same round trip.
+            self.assignment.acked += count
 
     async def _take(self) -> None:
         # Whatever happened before (a lost reply, another holder), Redis is the truth again.
@@ -155,7 +180,7 @@ class PartitionProcessor:
         self._timed("take", started)
         if assignment.pending:
             self.log.info("producing %d outputs left by an earlier holder", len(assignment.pending))
-            await self.sink([OutRecord.decode(raw) for raw in assignment.pending])
+            await (await self.sink([OutRecord.decode(raw) for raw in assignment.pending]))
             assignment.acked = len(assignment.pending)
             assignment.pending = []
         self.assignment = assignment

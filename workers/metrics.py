@@ -67,8 +67,8 @@ class WorkerMetrics:
         self.batch_size.observe(stats.applied + stats.skipped)
         for step, seconds in stats.redis_seconds.items():
             self.redis_seconds.labels(step).observe(seconds)
-        if stats.produce_seconds:
-            self.produce_seconds.observe(stats.produce_seconds)
+        for seconds in stats.produce_seconds:
+            self.produce_seconds.observe(seconds)
         if stats.retries:
             self.retries.inc(stats.retries)
 

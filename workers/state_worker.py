@@ -165,9 +165,10 @@ class StateWorker:
         self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
         self.metrics.batch(tp.partition, stats)
 
-    async def _send(self, records: Sequence[OutRecord]) -> None:
-        """Produce a batch's outputs, one Kafka batch per output partition; returns once Kafka
-        acknowledged every one. Order per key holds: a key's records share one batch."""
+    async def _send(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        """Hand a batch's outputs to the producer, one Kafka batch per output partition; returns
+        a future done once Kafka acknowledged every one. Order per key holds: a key's records
+        share one Kafka batch, and batches to one partition are sent in order."""
         producer = self.producer
         builders: dict[tuple[str, int], Any] = {}
         futures = []
@@ -187,7 +188,7 @@ class StateWorker:
                 builder.append(key=key, value=r.value, timestamp=None)
         for (topic, partition), builder in builders.items():
             futures.append(await producer.send_batch(builder, topic, partition=partition))
-        await asyncio.gather(*futures)
+        return asyncio.gather(*futures)
 
     async def _commit(self, tps: set[TopicPartition]) -> None:
         offsets = {tp: self.positions.pop(tp) for tp in list(self.positions) if tp in tps}
@@ -208,7 +209,7 @@ class StateWorker:
             processor = self.processors.pop(tp, None)
             if processor is not None and tp not in self.fenced:
                 try:
-                    await processor.flush_acks()
+                    await processor.drain()
                 except Exception as exc:  # the next holder produces them again: at least once
                     log.info("outbox left for the next holder (%r)", exc,
                              extra={"topic": tp.topic, "partition": tp.partition})
