@@ -16,9 +16,11 @@ from importlib import resources
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, ResponseError
 
 from schemas.exceptions import AlreadyApplied, Fenced
+from streams.redis_batch import CommandBatcher, first_error
 from streams.redis_codec import decode_held, decode_meta, encode_held
 from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
 from streams.state import Held, PartKey, StateDelta, StateNeeds, ValueKey
@@ -59,6 +61,7 @@ class RedisStateStore:
         self.window = window
         self._take = client.register_script(_TAKE)
         self._apply = client.register_script(_lua("apply_batch.lua"))
+        self.batcher = CommandBatcher(client)
         self._ack = client.register_script(_lua("ack_outbox.lua"))
 
     async def take(self, topic: str, partition: int) -> Assignment:
@@ -80,16 +83,20 @@ class RedisStateStore:
         messages = list({message_id for message_id, _ in needs.response_ids})
         if not (parts or value_parts or messages):
             return cache
-        pipe = self.client.pipeline(transaction=False)
-        for message_id, part_id in parts:
-            pipe.hgetall(self.keys.meta(message_id, part_id))
-        for (message_id, part_id), vkeys in value_parts:
-            pipe.hmget(self.keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
-        for message_id in messages:
-            # The whole dedupe memory (at most the window), oldest first, so the cache can trim
-            # it as the script does.
-            pipe.zrange(self.keys.seen(message_id), 0, -1)
-        replies = await pipe.execute()
+        keys = self.keys
+
+        def build(pipe: Pipeline) -> None:
+            for message_id, part_id in parts:
+                pipe.hgetall(keys.meta(message_id, part_id))
+            for (message_id, part_id), vkeys in value_parts:
+                pipe.hmget(keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
+            for message_id in messages:
+                # The whole dedupe memory (at most the window), oldest first, so the cache can
+                # trim it as the script does.
+                pipe.zrange(keys.seen(message_id), 0, -1)
+
+        replies = await self.batcher.run(build, len(parts) + len(value_parts) + len(messages))
+        first_error(replies)
         metas = {part: decode_meta(raw) for part, raw in zip(parts, replies, strict=False)}
         at = len(parts)
         held: dict[ValueKey, Held | None] = {}
@@ -151,12 +158,21 @@ class RedisStateStore:
         window = str(self.window)
         for message_id in trimmed:
             add(("T", at(self.keys.seen(message_id)), "", window))
-        try:
-            await self._apply(keys=keys, args=[assignment.token, first, last, assignment.acked,
-                                               len(outbox), *outbox, orjson.dumps(ops)])
-        except ResponseError as exc:
-            _raise_fence_error(exc)
-            raise
+        args: list[bytes | int] = [assignment.token, first, last, assignment.acked, len(outbox),
+                                   *outbox, orjson.dumps(ops)]
+        sha = self._apply.sha
+        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
+        if isinstance(reply, NoScriptError):
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
+            try:
+                await self._apply(keys=keys, args=args)
+            except ResponseError as exc:
+                _raise_fence_error(exc)
+                raise
+        elif isinstance(reply, Exception):
+            if isinstance(reply, ResponseError):
+                _raise_fence_error(reply)
+            raise reply
         assignment.applied = last
         assignment.acked = 0
         before.written(delta, self.window)
