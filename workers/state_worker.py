@@ -82,6 +82,7 @@ class StateWorker:
         self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
         self._stopping = asyncio.Event()
         self._last_commit = 0.0
+        self._committing: asyncio.Future[None] | None = None
         self._joined = False
         self.applied_to: dict[TopicPartition, int] = {}  # next offset to read, for the lag
 
@@ -129,8 +130,10 @@ class StateWorker:
                 if batches:
                     await asyncio.gather(*(self._process(tp, records)
                                            for tp, records in batches.items()))
-                if time.monotonic() - self._last_commit >= COMMIT_EVERY:
-                    await self._commit(self.assigned)
+                if time.monotonic() - self._last_commit >= COMMIT_EVERY and (
+                        self._committing is None or self._committing.done()):
+                    # In the background: the next fetch need not wait for the coordinator.
+                    self._committing = asyncio.ensure_future(self._commit(set(self.assigned)))
                     self._report_lag()
 
     def _report_lag(self) -> None:
@@ -197,13 +200,15 @@ class StateWorker:
             return
         try:
             await self.consumer.commit(offsets)
-        except KafkaError as exc:
+        except Exception as exc:
             # Harmless: the fence skips what a later holder reads again.
             log.warning("offset commit failed (%r); the fence covers it", exc,
                         extra={"partitions": sorted(tp.partition for tp in offsets)})
 
     async def _release(self, tps: set[TopicPartition]) -> None:
         """Give partitions up: commit, drop delivered outputs from the outboxes, forget them."""
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
         await self._commit(tps)
         for tp in tps:
             processor = self.processors.pop(tp, None)

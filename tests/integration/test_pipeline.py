@@ -49,6 +49,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_applies_nothing_twice
         wait_for(lambda: sum(o + 1 for o in pipeline.applied().values() if o >= 0),
                  lambda n: n > 200, timeout=120, what=lambda: "some records applied\n" + victim.output())
         victim.kill()
+        # A batch's outputs leave the outbox only with a later write: the kill left some there,
+        # and the next holder must produce them.
+        assert any(pipeline.outbox_lengths().values())
         pipeline.publish(records[2000:])
         pipeline.start_worker()
         pipeline.await_applied()
