@@ -23,14 +23,15 @@ _EMPTY = PartMeta()
 class StateCache:
     """A StateView over what was loaded from or written to Redis."""
 
-    __slots__ = ("held_by", "limit", "metas", "seen_ids")
+    __slots__ = ("_seen_count", "held_by", "limit", "metas", "seen_ids")
 
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit  # entries; past it the cache starts again empty
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit  # entries (metas, values, remembered ids); past it, start again empty
         self.metas: dict[PartKey, PartMeta] = {}
         self.held_by: dict[ValueKey, Held | None] = {}
         # message id -> its remembered response ids, oldest first
         self.seen_ids: dict[str, OrderedDict[str, None]] = {}
+        self._seen_count = 0
 
     # -- StateView -------------------------------------------------------------
 
@@ -47,7 +48,7 @@ class StateCache:
 
     def missing(self, needs: StateNeeds) -> StateNeeds:
         """The part of `needs` not known here; makes room first when the cache is full."""
-        if len(self.held_by) + len(self.metas) > self.limit:
+        if len(self.held_by) + len(self.metas) + self._seen_count > self.limit:
             self.clear()
         metas, held_by, seen_ids = self.metas, self.held_by, self.seen_ids
         return StateNeeds(
@@ -60,6 +61,7 @@ class StateCache:
         self.metas.clear()
         self.held_by.clear()
         self.seen_ids.clear()
+        self._seen_count = 0
 
     def loaded(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
                seen: Mapping[str, list[str]]) -> None:
@@ -69,6 +71,7 @@ class StateCache:
         self.held_by.update(held)
         for message_id, ids in seen.items():
             self.seen_ids[message_id] = OrderedDict.fromkeys(ids)
+            self._seen_count += len(ids)
 
     def written(self, delta: StateDelta, window: int) -> None:
         """Take in a batch's writes, once Redis holds them."""
@@ -78,9 +81,9 @@ class StateCache:
         for message_id, response_id in delta.taken:
             self.seen_ids[message_id][response_id] = None
             trimmed.add(message_id)
+        self._seen_count += len(delta.taken)
         for message_id in trimmed:
             ids = self.seen_ids[message_id]
             for _ in range(len(ids) - window):
                 ids.popitem(last=False)
-        if len(self.seen_ids) > self.limit // 100:
-            self.seen_ids.clear()
+                self._seen_count -= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from bench.workload import responses
@@ -15,7 +16,8 @@ from streams.state_cache import StateCache
 from workers.config import Settings
 
 
-async def test_cache_equals_a_fresh_load_after_many_batches(settings: Settings) -> None:
+@pytest.mark.parametrize("limit", [100_000, 40])  # 40: the cache starts again empty often
+async def test_cache_equals_a_fresh_load_after_many_batches(settings: Settings, limit: int) -> None:
     client = aioredis.from_url(settings.redis)
     # A window of 5 ids so trimming happens often; few messages so they repeat.
     store = RedisStateStore(client, Keys(settings.key_prefix), window=5)
@@ -23,7 +25,7 @@ async def test_cache_equals_a_fresh_load_after_many_batches(settings: Settings) 
     records = list(responses(600, messages=4, identities=6, bad_share=0.05, seed=41))
     try:
         assignment = await store.take("t", 0)
-        cache = StateCache()
+        cache = StateCache(limit)
         for start in range(0, len(records), 37):
             batch = records[start:start + 37]
             items = [decode_response(r) for r in batch]
@@ -35,11 +37,14 @@ async def test_cache_equals_a_fresh_load_after_many_batches(settings: Settings) 
             await store.persist(assignment, start, start + len(batch) - 1, outcome.delta, view,
                                 [orjson.dumps(e) for e in outcome.events], offsets)
         fresh = await store.load(_all_needs(engine, records))
-        assert cache.metas == fresh.metas
-        for key, held in fresh.held_by.items():
-            assert cache.held_by.get(key) == held, key
-        assert {m: list(ids) for m, ids in cache.seen_ids.items()} == \
-            {m: list(ids) for m, ids in fresh.seen_ids.items()}
+        # Whatever the cache holds (all of it, unless it started again) is what Redis holds.
+        assert cache.metas and cache.held_by and cache.seen_ids
+        assert cache.metas.items() <= fresh.metas.items()
+        assert cache.held_by.items() <= fresh.held_by.items()
+        assert all(list(ids) == list(fresh.seen_ids[m]) for m, ids in cache.seen_ids.items())
+        if limit > 1000:
+            assert cache.metas == fresh.metas
+            assert cache.seen_ids.keys() == fresh.seen_ids.keys()
         assert all(len(ids) == 5 for ids in fresh.seen_ids.values())
     finally:
         await client.aclose()
