@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
 import urllib.error
@@ -175,3 +178,27 @@ def _scrape(base: str) -> dict[str, Any]:
         "persist_steps": total("msgstate_worker_redis_seconds_count", step="persist"),
         "produce_steps": total("msgstate_worker_produce_seconds_count"),
     }
+
+
+def test_a_frozen_worker_cannot_write_after_its_partitions_moved(settings: Settings, tmp_path: Path) -> None:
+    records = workload(3000, seed=29)
+    expected = Expected(records, tmp_path)
+    pipeline = Pipeline(settings)
+    stale = pipeline.start_worker()
+    try:
+        pipeline.publish(records[:1000])
+        pipeline.await_applied()
+        # Frozen past its session timeout: the group gives its partitions to the other worker,
+        # which takes new tokens. Woken up, the frozen one still holds the old ones.
+        os.killpg(stale.proc.pid, signal.SIGSTOP)
+        pipeline.start_worker()
+        pipeline.publish(records[1000:2000])
+        pipeline.await_applied(timeout=180)
+        os.killpg(stale.proc.pid, signal.SIGCONT)
+        pipeline.publish(records[2000:])
+        pipeline.await_applied()
+        assert_same_as_replay(pipeline, expected)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stale.proc.pid, signal.SIGCONT)
+        pipeline.close()
