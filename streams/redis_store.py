@@ -14,15 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, ResponseError
 
 from schemas.exceptions import AlreadyApplied, Fenced
+from streams.redis_batch import CommandBatcher, first_error
 from streams.redis_codec import decode_held, decode_meta, encode_held
-from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, tally_field, value_field
-from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
+from streams.state import Held, PartKey, StateDelta, StateNeeds, ValueKey
+from streams.state_cache import StateCache
 
 DEDUPE_WINDOW = 10_000
+_VERSION = VERSION_FIELD.decode()
+_TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
 
 _TAKE = """
 local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
@@ -44,25 +50,8 @@ class Assignment:
     token: int
     applied: int  # last applied offset; -1 before the first
     pending: list[bytes]  # outbox entries persisted by an earlier holder, not yet acknowledged
-
-
-class Snapshot:
-    """The state a batch reads, as loaded from Redis (a StateView)."""
-
-    def __init__(self, metas: dict[PartKey, PartMeta], held: dict[ValueKey, Held],
-                 seen: set[tuple[str, str]]) -> None:
-        self.metas = metas
-        self._held = held
-        self._seen = seen
-
-    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
-        return self.metas.get((message_id, part_id)) or PartMeta()
-
-    def held(self, key: ValueKey) -> Held | None:
-        return self._held.get(key)
-
-    def seen(self, message_id: str, response_id: str) -> bool:
-        return (message_id, response_id) in self._seen
+    # Entries at the head of the outbox that Kafka acknowledged: the next persist trims them.
+    acked: int = 0
 
 
 class RedisStateStore:
@@ -72,6 +61,7 @@ class RedisStateStore:
         self.window = window
         self._take = client.register_script(_TAKE)
         self._apply = client.register_script(_lua("apply_batch.lua"))
+        self.batcher = CommandBatcher(client)
         self._ack = client.register_script(_lua("ack_outbox.lua"))
 
     async def take(self, topic: str, partition: int) -> Assignment:
@@ -80,45 +70,53 @@ class RedisStateStore:
             keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
         return Assignment(topic, partition, int(token), int(applied), list(pending))
 
-    async def load(self, needs: StateNeeds) -> Snapshot:
-        parts = sorted(needs.parts)
+    async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
+        """Read what `needs` names and the cache does not know, in one round trip (none when
+        it knows all); returns the cache, now a view of everything the batch reads."""
+        cache = StateCache() if cache is None else cache
+        needs = cache.missing(needs)
+        parts = list(needs.parts)
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
         for key in needs.values:
             by_part[key[:2]].append(key)
-        by_message: dict[str, list[str]] = defaultdict(list)
-        for message_id, response_id in needs.response_ids:
-            by_message[message_id].append(response_id)
         value_parts = list(by_part.items())
-        messages = list(by_message.items())
-        pipe = self.client.pipeline(transaction=False)
-        for message_id, part_id in parts:
-            pipe.hgetall(self.keys.meta(message_id, part_id))
-        for (message_id, part_id), vkeys in value_parts:
-            pipe.hmget(self.keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
-        for message_id, ids in messages:
-            pipe.zmscore(self.keys.seen(message_id), ids)
-        replies = await pipe.execute()
+        messages = list({message_id for message_id, _ in needs.response_ids})
+        if not (parts or value_parts or messages):
+            return cache
+        keys = self.keys
+
+        def build(pipe: Pipeline) -> None:
+            for message_id, part_id in parts:
+                pipe.hgetall(keys.meta(message_id, part_id))
+            for (message_id, part_id), vkeys in value_parts:
+                pipe.hmget(keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
+            for message_id in messages:
+                # The whole dedupe memory (at most the window), oldest first, so the cache can
+                # trim it as the script does.
+                pipe.zrange(keys.seen(message_id), 0, -1)
+
+        replies = await self.batcher.run(build, len(parts) + len(value_parts) + len(messages))
+        first_error(replies)
         metas = {part: decode_meta(raw) for part, raw in zip(parts, replies, strict=False)}
         at = len(parts)
-        held: dict[ValueKey, Held] = {}
+        held: dict[ValueKey, Held | None] = {}
         for (_, vkeys), raw in zip(value_parts, replies[at:at + len(value_parts)], strict=True):
             for key, value in zip(vkeys, raw, strict=True):
-                if value is not None:
-                    held[key] = decode_held(value)
+                held[key] = None if value is None else decode_held(value)
         at += len(value_parts)
-        seen = {
-            (message_id, rid)
-            for (message_id, ids), scores in zip(messages, replies[at:], strict=True)
-            for rid, score in zip(ids, scores, strict=True) if score is not None
-        }
-        return Snapshot(metas, held, seen)
+        seen = {message_id: [rid.decode() for rid in ids]
+                for message_id, ids in zip(messages, replies[at:], strict=True)}
+        cache.loaded(metas, held, seen)
+        return cache
 
     async def persist(self, assignment: Assignment, first: int, last: int, delta: StateDelta,
-                      before: Snapshot, outbox: Sequence[bytes],
+                      before: StateCache, outbox: Sequence[bytes],
                       offsets: dict[tuple[str, str], int]) -> None:
-        """Write the batch, its outbox entries and the new fence offset, atomically.
+        """Write the batch, its outbox entries and the new fence offset, atomically; first drop
+        the `assignment.acked` outbox entries Kafka already has.
 
-        `offsets` gives the input offset of each taken response id (its dedupe score).
+        `offsets` gives the input offset of each taken response id (its dedupe score). `before`,
+        the view the batch was decided on, takes the writes in once Redis holds them.
         """
         keys = [self.keys.fence(assignment.topic, assignment.partition),
                 self.keys.outbox(assignment.topic, assignment.partition)]
@@ -131,37 +129,53 @@ class RedisStateStore:
                 found = index[key] = len(keys)
             return found
 
-        ops: list[bytes | str | int] = []
+        # One JSON argument instead of four per write: packing hundreds of arguments was the
+        # larger part of this call's cost. Every field and value is UTF-8 (names, ids, JSON).
+        ops: list[str | int] = []
+        add = ops.extend
         for (message_id, part_id), meta in delta.parts.items():
             old = before.part_meta(message_id, part_id)
             k = at(self.keys.meta(message_id, part_id))
             if meta.version != old.version:
-                ops += ["H", k, VERSION_FIELD, meta.version]
+                add(("H", k, _VERSION, str(meta.version)))
             for name, kind in meta.types.items():
                 if name not in old.types:
-                    ops += ["H", k, TYPE_FIELD_PREFIX + name.encode(), kind]
+                    add(("H", k, _TYPE_PREFIX + name, kind))
         for (message_id, part_id, name, identity), held in delta.values.items():
             k = at(self.keys.values(message_id, part_id))
             if held is None:
-                ops += ["D", k, value_field(name, identity), ""]
+                add(("D", k, f"{name}\0{identity}", ""))
             else:
-                ops += ["H", k, value_field(name, identity), encode_held(held)]
+                add(("H", k, f"{name}\0{identity}", encode_held(held).decode()))
         for (message_id, part_id, name, encoded), change in delta.tallies.items():
-            ops += ["I", at(self.keys.tally(message_id, part_id)), tally_field(name, encoded), change]
+            add(("I", at(self.keys.tally(message_id, part_id)), f"{name}\0{encoded.decode()}",
+                 str(change)))
         trimmed: set[str] = set()
         for message_id, response_id in delta.taken:
             k = at(self.keys.seen(message_id))
-            ops += ["Z", k, response_id, offsets.get((message_id, response_id), last)]
+            add(("Z", k, response_id, str(offsets.get((message_id, response_id), last))))
             trimmed.add(message_id)
+        window = str(self.window)
         for message_id in trimmed:
-            ops += ["T", at(self.keys.seen(message_id)), "", self.window]
-        try:
-            await self._apply(keys=keys, args=[assignment.token, first, last, len(outbox),
-                                               *outbox, *ops])
-        except ResponseError as exc:
-            _raise_fence_error(exc)
-            raise
+            add(("T", at(self.keys.seen(message_id)), "", window))
+        args: list[bytes | int] = [assignment.token, first, last, assignment.acked, len(outbox),
+                                   *outbox, orjson.dumps(ops)]
+        sha = self._apply.sha
+        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
+        if isinstance(reply, NoScriptError):
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
+            try:
+                await self._apply(keys=keys, args=args)
+            except ResponseError as exc:
+                _raise_fence_error(exc)
+                raise
+        elif isinstance(reply, Exception):
+            if isinstance(reply, ResponseError):
+                _raise_fence_error(reply)
+            raise reply
         assignment.applied = last
+        assignment.acked = 0
+        before.written(delta, self.window)
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         """Drop the first `count` outbox entries: Kafka has them."""

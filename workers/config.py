@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.exceptions import ConfigError
+from streams.signing import Keyring
 from workers.kafka_security import KafkaSecurity
 
 
@@ -49,11 +50,19 @@ class Settings:
     # Faust application id: the consumer group of the state workers.
     app_id: str = "msgstate"
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # Signing on: the keys whose signatures state workers accept (two during a rotation).
+    keyring: Keyring | None = field(default=None, compare=False)
     # The HTTP read API (`msgstate http`): where it listens.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     # The analytics consumer: how long per-minute counts and remembered event ids live.
     analytics_retention: int = 86_400
+    # Port of a state worker's /metrics, /healthz and /readyz; 0 = no endpoint.
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    # How long a state worker may take to stop after SIGTERM (finish the batch, commit, leave).
+    shutdown_seconds: float = 20.0
+    log_format: str = "json"  # or "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,10 +86,15 @@ class Settings:
             key_prefix=env.get("MSGSTATE_KEY_PREFIX", base.key_prefix),
             app_id=env.get("MSGSTATE_APP_ID", base.app_id),
             kafka_security=KafkaSecurity.from_env(env),
+            keyring=_keyring(env.get("MSGSTATE_SIGNING_KEYS", "")),
             http_host=env.get("MSGSTATE_HTTP_HOST", base.http_host),
             http_port=_port(env, "MSGSTATE_HTTP_PORT", base.http_port),
             analytics_retention=_positive_int(env, "MSGSTATE_ANALYTICS_RETENTION",
                                               base.analytics_retention),
+            metrics_port=_optional_port(env, "MSGSTATE_METRICS_PORT", base.metrics_port),
+            metrics_host=env.get("MSGSTATE_METRICS_HOST", base.metrics_host),
+            shutdown_seconds=_positive_int(env, "MSGSTATE_SHUTDOWN_SECONDS", int(base.shutdown_seconds)),
+            log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -117,6 +131,33 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if value > 65535:
         raise ConfigError(f"{name}={value} is not a TCP port (1-65535)")
     return value
+
+
+def _keyring(spec: str) -> Keyring | None:
+    """`keyid:base64secret[,keyid:base64secret]` → the keyring; empty → signing off."""
+    specs = [s for s in spec.split(",") if s.strip()]
+    if not specs:
+        return None
+    try:
+        return Keyring.parse(specs)
+    except ConfigError as exc:
+        raise ConfigError(f"MSGSTATE_SIGNING_KEYS: {exc}") from None
+
+
+def _optional_port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{name}={raw!r} is not a port (0 turns it off)")
+    return int(raw)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return raw
 
 
 def split_host_port(server: str, what: str) -> tuple[str, int]:

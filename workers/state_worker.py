@@ -1,79 +1,240 @@
-"""The state worker: a faust app whose agent applies msgstate.responses, one actor per partition."""
+"""The state worker: applies msgstate.responses partition by partition, in offset order.
+
+A consumer-group member on aiokafka (faust's own Kafka driver), used directly: faust's
+per-message dispatch (a task per message, a stream per actor, per-event acks) capped a no-op
+agent at a few per cent of what the bare consumer reads. Here each fetch gives a batch per
+partition; the partitions of one fetch are processed concurrently, each by its
+PartitionProcessor, and the fetch after it is prefetched meanwhile.
+
+Correctness does not rest on Kafka's committed offsets but on the Redis fence: an assignment
+takes a new token, a stale holder is refused, records at or below the fence are skipped. Offsets
+are committed about once a second, and on revocation and shutdown, so a restart re-reads little.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
-import faust
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from schemas.exceptions import Fenced
 from streams.engine import Engine
 from streams.processor import EVENT, InRecord, OutRecord, PartitionProcessor
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStateStore
+from streams.signing import is_authentic
 from workers.config import Settings
+from workers.metrics import WorkerMetrics
+from workers.partitioner import CachedPartitioner
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
-BATCH_WITHIN = 0.02  # seconds: a short wait keeps latency low while batches fill under load
+FETCH_MAX = 4000  # records per fetch, over all partitions
+FETCH_WAIT_MS = 100  # how long an idle fetch waits before the loop looks at its stop flag
+COMMIT_EVERY = 1.0  # seconds between offset commits
+RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
 
 
-def build_app(settings: Settings, registry: dict[str, str] | None = None) -> faust.App:
-    data = settings.stack_dir / "faust"
-    data.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{s}" for s in settings.kafka_servers],
-        web_enabled=False,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_every=BATCH_MAX,
-        broker_commit_interval=1.0,
-        stream_wait_empty=False,
-        # faust makes a data folder even with no tables: keep it out of the working directory.
-        datadir=str(data / "{conf.name}-data"),
-    )
-    responses = app.topic(settings.topics.responses, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
-    outputs = {EVENT: settings.topics.summary_changes}
-    rejections = settings.topics.rejections
-    engine = Engine(registry)
-    client = aioredis.from_url(settings.redis, socket_timeout=10, socket_connect_timeout=5)
-    store = RedisStateStore(client, Keys(settings.key_prefix))
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, worker: StateWorker) -> None:
+        self.worker = worker
 
-    async def sink(records: Sequence[OutRecord]) -> None:
-        pending = []
-        for r in records:
-            pending.append(await app.producer.send(outputs.get(r.kind, rejections),
-                                                   r.key or None, r.value, None, None, None))
-        await asyncio.gather(*pending)
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.worker.on_partitions_revoked(revoked)
 
-    @app.agent(responses, concurrency=1, isolated_partitions=True)
-    async def apply_responses(stream: Any) -> None:
-        processor: PartitionProcessor | None = None
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-            tp = events[0].message.tp
-            if processor is None:
-                # A new actor per assignment, so a new fencing token per assignment.
-                processor = PartitionProcessor(engine, store, sink, tp.topic, tp.partition)
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.worker.on_partitions_assigned(assigned)
+
+
+class StateWorker:
+    """Run with `await worker.run()`; `stop()` makes it finish the batch in hand and leave."""
+
+    def __init__(self, settings: Settings, registry: dict[str, str] | None = None,
+                 metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        self.engine = Engine(registry)
+        self.client = aioredis.from_url(settings.redis, socket_timeout=10, socket_connect_timeout=5)
+        self.store = RedisStateStore(self.client, Keys(settings.key_prefix))
+        self.outputs = {EVENT: settings.topics.summary_changes}
+        self.rejections = settings.topics.rejections
+        self.consumer = AIOKafkaConsumer(
+            **settings.aiokafka_client(), group_id=settings.app_id,
+            client_id=f"{settings.app_id}-state", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.partitioner = CachedPartitioner()
+        self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
+        self.producer = AIOKafkaProducer(
+            **settings.aiokafka_client(), client_id=f"{settings.app_id}-state",
+            acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024,
+            partitioner=self.partitioner)
+        # Partitions held now, and their processors (a new one, so a new token, per assignment).
+        self.assigned: set[TopicPartition] = set()
+        self.processors: dict[TopicPartition, PartitionProcessor] = {}
+        self.fenced: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}  # next offset to commit
+        self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
+        self._stopping = asyncio.Event()
+        self._last_commit = 0.0
+        self._committing: asyncio.Future[None] | None = None
+        self._joined = False
+        self.applied_to: dict[TopicPartition, int] = {}  # next offset to read, for the lag
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the batch in hand")
+        self._stopping.set()
+
+    async def ready(self) -> bool:
+        """In the group, not stopping, and Redis answers."""
+        if not self._joined or self._stopping.is_set():
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), timeout=2))
+        except Exception:
+            return False
+
+    async def run(self) -> None:
+        await self.producer.start()
+        try:
+            await self.consumer.start()
             try:
-                await processor.process([InRecord(e.message.offset, e.value) for e in events])
-            except Fenced:
-                log.warning("%s/%d now belongs to another worker; no more writes from here",
-                            tp.topic, tp.partition)
-                await _park_until_revoked()
+                self.consumer.subscribe([self.settings.topics.responses], listener=_Listener(self))
+                await self._loop()
+            finally:
+                async with self._round:
+                    await self._release(set(self.assigned))
+                await self.consumer.stop()
+        finally:
+            await self.producer.stop()
+            await self.client.aclose()
 
-    return app
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+            except KafkaError as exc:
+                log.warning("fetch failed (%r); trying again", exc)
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            async with self._round:
+                # A rebalance may have run since the fetch: only partitions still held.
+                batches = {tp: records for tp, records in fetched.items()
+                           if tp in self.assigned and tp not in self.fenced}
+                if batches:
+                    await asyncio.gather(*(self._process(tp, records)
+                                           for tp, records in batches.items()))
+                if time.monotonic() - self._last_commit >= COMMIT_EVERY and (
+                        self._committing is None or self._committing.done()):
+                    # In the background: the next fetch need not wait for the coordinator.
+                    self._committing = asyncio.ensure_future(self._commit(set(self.assigned)))
+                    self._report_lag()
 
+    def _report_lag(self) -> None:
+        for tp in self.assigned:
+            high, applied = self.consumer.highwater(tp), self.applied_to.get(tp)
+            if high is not None and applied is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - applied))
 
-async def _park_until_revoked() -> None:
-    # Returning would let faust ack this batch; waiting leaves the partition to its new
-    # owner until the rebalance revokes it here and cancels this actor.
-    await asyncio.Event().wait()
+    async def _process(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        processor = self.processors.get(tp)
+        if processor is None:
+            processor = self.processors[tp] = PartitionProcessor(
+                self.engine, self.store, self._send, tp.topic, tp.partition)
+        context = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset}
+        try:
+            keyring = self.settings.keyring
+            stats = await processor.process([
+                InRecord(r.offset, r.value, is_authentic(keyring, r.headers, r.key, r.value))
+                for r in records])
+        except Fenced:
+            log.warning("partition now belongs to another worker; no more writes from here",
+                        extra=context)
+            self.metrics.fenced.inc()
+            self.fenced.add(tp)
+            self.consumer.pause(tp)
+            return
+        except Exception:
+            # Never lose the batch: read it again after a pause, from its first offset.
+            log.exception("batch failed; reading it again", extra=context)
+            self.metrics.failures.inc()
+            self.processors.pop(tp, None)
+            self.consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(RETRY_DELAY)
+            return
+        self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
+        self.metrics.batch(tp.partition, stats)
+
+    async def _send(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        """Hand a batch's outputs to the producer, one Kafka batch per output partition; returns
+        a future done once Kafka acknowledged every one. Order per key holds: a key's records
+        share one Kafka batch, and batches to one partition are sent in order."""
+        producer = self.producer
+        builders: dict[tuple[str, int], Any] = {}
+        futures = []
+        for r in records:
+            topic = self.outputs.get(r.kind, self.rejections)
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+            key = r.key or None
+            where = (topic, self.partitioner(key, partitions, partitions))
+            builder = builders.get(where)
+            if builder is None:
+                builder = builders[where] = producer.create_batch()
+            if builder.append(key=key, value=r.value, timestamp=None) is None:  # full: send it
+                futures.append(await producer.send_batch(builder, topic, partition=where[1]))
+                builder = builders[where] = producer.create_batch()
+                builder.append(key=key, value=r.value, timestamp=None)
+        for (topic, partition), builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return asyncio.gather(*futures)
+
+    async def _commit(self, tps: set[TopicPartition]) -> None:
+        offsets = {tp: self.positions.pop(tp) for tp in list(self.positions) if tp in tps}
+        self._last_commit = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:
+            # Harmless: the fence skips what a later holder reads again.
+            log.warning("offset commit failed (%r); the fence covers it", exc,
+                        extra={"partitions": sorted(tp.partition for tp in offsets)})
+
+    async def _release(self, tps: set[TopicPartition]) -> None:
+        """Give partitions up: commit, drop delivered outputs from the outboxes, forget them."""
+        if self._committing is not None:
+            await asyncio.wait([self._committing])
+        await self._commit(tps)
+        for tp in tps:
+            processor = self.processors.pop(tp, None)
+            if processor is not None and tp not in self.fenced:
+                try:
+                    await processor.drain()
+                except Exception as exc:  # the next holder produces them again: at least once
+                    log.info("outbox left for the next holder (%r)", exc,
+                             extra={"topic": tp.topic, "partition": tp.partition})
+            self.applied_to.pop(tp, None)
+        self.assigned -= tps
+        self.fenced -= tps
+
+    # aiokafka awaits these during a rebalance.
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._round:
+            await self._release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._round:
+            self.assigned = set(assigned)
+            self.fenced -= self.assigned
+            self._joined = True
+            self.metrics.assignment(tp.partition for tp in assigned)
+            log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})

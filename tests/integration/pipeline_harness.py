@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import redis
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from bench.workload import responses
 from streams.reader import SummaryReader
@@ -68,8 +68,8 @@ class Pipeline:
         self.workers: list[WorkerProcess] = []
         self.redis = redis.Redis.from_url(settings.redis)
 
-    def start_worker(self) -> WorkerProcess:
-        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "warn"])
+    def start_worker(self, *args: str) -> WorkerProcess:
+        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "info", *args])
         self.workers.append(proc)
         return proc
 
@@ -119,6 +119,21 @@ class Pipeline:
         finally:
             consumer.close()
         return seen
+
+    def outbox_lengths(self) -> dict[int, int]:
+        keys = Keys(self.settings.key_prefix)
+        topic = self.settings.topics.responses
+        return {p: int(self.redis.llen(keys.outbox(topic, p))) for p in self.last_offsets}
+
+    def committed(self) -> dict[int, int]:
+        """The consumer group's committed offset per partition of the responses topic."""
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka)
+        try:
+            offsets = admin.list_group_offsets(self.settings.app_id)[self.settings.app_id]
+        finally:
+            admin.close()
+        return {tp.partition: meta.offset for tp, meta in offsets.items()
+                if tp.topic == self.settings.topics.responses}
 
     def close(self) -> None:
         for proc in self.workers:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workers.config import Settings
@@ -18,11 +18,12 @@ from ..conftest import worker_env
 class WorkerProcess:
     """A `python -m …` subprocess whose output goes to a file the failure message can show."""
 
-    def __init__(self, settings: Settings, argv: Sequence[str], name: str = "worker") -> None:
+    def __init__(self, settings: Settings, argv: Sequence[str], name: str = "worker",
+                 env: Mapping[str, str] | None = None) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix=f"msgstate-{name}-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, *argv], env=worker_env(settings), stdout=self._log,
+            [sys.executable, *argv], env={**worker_env(settings), **(env or {})}, stdout=self._log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
