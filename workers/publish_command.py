@@ -5,6 +5,7 @@ Built on the SDK's publisher; signs every record when `MSGSTATE_SIGNING_KEY` is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import BinaryIO
@@ -16,6 +17,7 @@ from streams.sdk.publisher import Publisher, record_key
 from streams.signing import parse_key
 from workers import probes
 from workers.config import Settings
+from workers.progress import reading
 
 __all__ = ["publish", "record_key"]
 
@@ -42,12 +44,13 @@ def publish(file: BinaryIO) -> None:
     sent = 0
     try:
         futures = []
-        for raw in file:
-            line = raw.rstrip(b"\n")
-            if not line.strip():
-                continue
-            futures.append(publisher.send_raw(record_key(line), line))
-            sent += 1
+        with contextlib.ExitStack() as stack:
+            for raw in reading(file, f"publishing {file.name}", stack):
+                line = raw.rstrip(b"\n")
+                if not line.strip():
+                    continue
+                futures.append(publisher.send_raw(record_key(line), line))
+                sent += 1
         publisher.flush(timeout=30)
         for future in futures:
             future.result(timeout=30)  # surfaces a delivery error instead of losing it

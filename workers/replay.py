@@ -15,6 +15,7 @@ from schemas.codec import dumps_line
 from schemas.registry import parse_registry
 from streams.replay import read_records
 from streams.replay import replay as run_replay
+from workers.progress import reading
 
 
 def _open_output(stack: contextlib.ExitStack, path: Path | None) -> BinaryIO | None:
@@ -67,7 +68,7 @@ def replay(
         except OSError as exc:
             raise click.ClickException(f"cannot read {registry}: {exc.strerror or exc}") from exc
     with contextlib.ExitStack() as stack:
-        source = _open_input(stack, input_name)
+        source = reading(_open_input(stack, input_name), f"replaying {input_name}", stack)
         events_out = _open_output(stack, changes)
         rejections_out = _open_output(stack, rejections)
         store = run_replay(
