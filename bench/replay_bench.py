@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import cProfile
 import gc
-import os
-import platform
 import pstats
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import workload
+from bench.machine import describe
 from schemas.codec import dumps_line
 from streams.memory_store import MemoryStore
 from streams.replay import BATCH, Replayer, gc_paused, records_in, replay
@@ -156,25 +155,6 @@ def grow_store(target: int, seed: int) -> tuple[MemoryStore, int]:
 # -- report ---------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for row in Path("/proc/cpuinfo").read_text().splitlines():
-            if row.startswith("model name"):
-                cpu = row.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"Python {platform.python_version()} on {cpu}, {os.cpu_count()} CPUs, "
-        f"load average {load:.2f}"
-    )
-
-
 def _verdict(met: bool) -> str:
     return "[green]met[/]" if met else "[red]missed[/]"
 
@@ -189,7 +169,7 @@ def _verdict(met: bool) -> str:
 def main(count: int, values: int, repeat: int, seed: int, profile: bool) -> None:
     """Benchmark `msgstate replay` (see the module docstring)."""
     console = Console()
-    console.print(_machine())
+    console.print(describe())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "responses.jsonl"
         size = workload.write(path, count, seed=seed)

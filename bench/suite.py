@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -11,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, kafka_io
+from bench.machine import describe
 from bench.runner import Plan, Run, Say, SystemRun, run_system
 from workers.config import Settings
 
@@ -29,22 +28,9 @@ class Figures:
         return next((r for r in self.runs if (r.system, r.scenario, r.workers) == wanted), None)
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for row in Path("/proc/cpuinfo").read_text().splitlines():
-            if row.startswith("model name"):
-                cpu = row.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"Python {platform.python_version()} on {cpu}, {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.2f} at the start")
-
-
 def run_all(base: Settings, plan: Plan, logs: Path, say: Say, step: Callable[[], None]) -> Figures:
     """Every system of the plan, one after the other; `step` is called after each."""
-    figures = Figures(machine(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), asdict(plan))
+    figures = Figures(describe() + " at the start", time.strftime("%Y-%m-%dT%H:%M:%S%z"), asdict(plan))
     start = time.monotonic()
     rates: list[float] = []
     for scenario in plan.scenarios:

@@ -82,7 +82,7 @@ class SummaryRenderer:
                 visible = {ident: held_by[ident] for ident in sorted(held_by)[:clip]}
             state: dict[str, Any] = {
                 "type": kind,
-                "values": self._values(visible),
+                "values": self._values_and_counts(visible)[0],
                 "tally": self._tally(
                     count_tallies(held_by) if tallies is None else tallies.get(name) or {}
                 ),
@@ -122,23 +122,6 @@ class SummaryRenderer:
                 for member in held:
                     counts[member] = get(member, 0) + 1
         return shown, counts
-
-    def _values(self, held_by: Mapping[str, Held]) -> dict[str, Any]:
-        shown: dict[str, Any] = {}
-        sets = self._sets
-        scalars = self._scalars
-        for ident, held in held_by.items():
-            if isinstance(held, bytes):
-                value = scalars.get(held)
-                if value is None:
-                    value = scalars[held] = orjson.loads(held)
-                shown[ident] = value
-            else:
-                members = sets.get(held)
-                if members is None:
-                    members = sets[held] = tuple(orjson.loads(b"[" + b",".join(held) + b"]"))
-                shown[ident] = list(members)
-        return shown
 
     def _tally(self, counts: Mapping[bytes, int]) -> list[dict[str, Any]]:
         keys = self._keys
