@@ -65,10 +65,7 @@ class KafkaSecurity:
     def kafka_python(self) -> dict[str, Any]:
         """Options for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
         options: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.sasl:
-            options.update(sasl_mechanism=self.sasl_mechanism,
-                           sasl_plain_username=self.sasl_username,
-                           sasl_plain_password=self.sasl_password)
+        options.update(self._sasl_options())
         if self.tls:
             options.update(ssl_cafile=_str(self.ssl_cafile), ssl_certfile=_str(self.ssl_certfile),
                            ssl_keyfile=_str(self.ssl_keyfile), ssl_check_hostname=True)
@@ -77,10 +74,7 @@ class KafkaSecurity:
     def aiokafka(self) -> dict[str, Any]:
         """Options for aiokafka's AIOKafkaProducer and AIOKafkaConsumer."""
         options: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.sasl:
-            options.update(sasl_mechanism=self.sasl_mechanism,
-                           sasl_plain_username=self.sasl_username,
-                           sasl_plain_password=self.sasl_password)
+        options.update(self._sasl_options())
         if self.tls:
             options["ssl_context"] = self.ssl_context()
         return options
@@ -96,6 +90,13 @@ class KafkaSecurity:
         if self.tls:
             return faust.SSLCredentials(self.ssl_context())
         return None
+
+    def _sasl_options(self) -> dict[str, Any]:
+        """The SASL options, spelled the same by kafka-python and aiokafka."""
+        if not self.sasl:
+            return {}
+        return {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password}
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=_str(self.ssl_cafile))
