@@ -12,13 +12,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.exceptions import ServiceUnreachable
 from workers.config import Settings
 
 TIMEOUT = 30.0
+# Errors a topic gives while it settles after creation.
+_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART}
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -54,9 +64,20 @@ def delete_topics(settings: Settings, *marks: str) -> None:
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
-    meta = consumer.list_topics(topic, timeout=TIMEOUT).topics[topic]
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[1]
-            for p in meta.partitions}
+    # Just after a topic is created, its partitions may not have a leader yet everywhere
+    # (NOT_LEADER_FOR_PARTITION): a retriable error, so ask again until TIMEOUT.
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            meta = consumer.list_topics(topic, timeout=TIMEOUT).topics[topic]
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[1]
+                    for p in meta.partitions}
+        except KafkaException as exc:
+            error = exc.args[0]
+            settling = error.retriable() or error.code() in _SETTLING
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _consumer(settings: Settings) -> Consumer:
