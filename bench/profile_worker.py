@@ -30,6 +30,7 @@ from typing import Any
 
 import click
 import orjson
+import psutil
 import redis
 from kafka import KafkaProducer
 
@@ -87,8 +88,10 @@ def _fences(client: redis.Redis, settings: Settings, partitions: list[int]) -> d
 
 
 def _drain(settings: Settings, last: dict[int, int], argv: list[str], log: Path,
-           timeout: float = 600) -> float:
-    """Seconds from the first applied record to every fence at its partition's end."""
+           timeout: float = 600) -> tuple[float, float]:
+    """Seconds from the first applied record to every fence at its partition's end, and the
+    CPU seconds the worker spent meanwhile (less sensitive to a busy machine than the wall
+    clock)."""
     client = redis.Redis.from_url(settings.redis)
     parts = sorted(last)
     with log.open("wb") as out:
@@ -97,13 +100,15 @@ def _drain(settings: Settings, last: dict[int, int], argv: list[str], log: Path,
     try:
         deadline = time.monotonic() + timeout
         start = None
+        cpu_start = 0.0
         while time.monotonic() < deadline:
             fences = _fences(client, settings, parts)
             if start is None and any(v >= 0 for v in fences.values()):
                 start = time.monotonic()
+                cpu_start = _cpu(proc.pid)
             if all(fences[p] >= o for p, o in last.items()):
                 assert start is not None
-                return time.monotonic() - start
+                return time.monotonic() - start, _cpu(proc.pid) - cpu_start
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited {proc.returncode}; see {log}")
             time.sleep(0.01)
@@ -115,6 +120,16 @@ def _drain(settings: Settings, last: dict[int, int], argv: list[str], log: Path,
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         client.close()
+
+
+def _cpu(pid: int) -> float:
+    """User and system CPU seconds of the process and its children (py-spy runs the worker as one)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 async def _bare_aiokafka(settings: Settings, count: int) -> float:
@@ -212,6 +227,7 @@ def main(run_naive_worker: bool, count: int, hot: float, flame: Path | None, nai
     logs.mkdir(parents=True, exist_ok=True)
     records = _records(count, hot)
     rows: list[tuple[str, float]] = []
+    cpu: dict[str, float] = {}
 
     settings = _settings(base, uuid.uuid4().hex[:6])
     ensure_topics(settings)
@@ -221,7 +237,8 @@ def main(run_naive_worker: bool, count: int, hot: float, flame: Path | None, nai
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         fmt = "raw" if flame.suffix == ".txt" else "flamegraph"  # raw: collapsed stacks
         argv = [spy, "record", "-o", str(flame), "-f", fmt, "-r", "100", "--", *argv]
-    rows.append(("worker drain", _drain(settings, last, argv, logs / "prof-worker.log")))
+    seconds, cpu["worker drain"] = _drain(settings, last, argv, logs / "prof-worker.log")
+    rows.append(("worker drain", seconds))
     # The ceiling is short to measure, so noisy: the median of three reads.
     bare = sorted(asyncio.run(_bare_aiokafka(settings, count)) for _ in range(3))[1]
     rows.append(("bare aiokafka read+decode", bare))
@@ -230,12 +247,14 @@ def main(run_naive_worker: bool, count: int, hot: float, flame: Path | None, nai
         ensure_topics(settings)
         last = _publish(settings, records)
         argv = [sys.executable, "-m", "bench.profile_worker", "--run-naive-worker"]
-        rows.append(("naive per-record agent", _drain(settings, last, argv, logs / "prof-naive.log")))
+        seconds, cpu["naive per-record agent"] = _drain(settings, last, argv, logs / "prof-naive.log")
+        rows.append(("naive per-record agent", seconds))
     rows.append(("decode+engine+encode, no I/O", _compute_only(records)))
     ceiling = count / rows[1][1]
     for name, seconds in rows:
         rate = count / seconds
-        print(f"{name:28s} {rate:9,.0f} responses/s  {seconds:7.2f} s  {rate / ceiling:6.1%} of bare")
+        used = f"  {1000 * cpu[name] / count:6.3f} CPU s per 1k" if name in cpu else ""
+        print(f"{name:28s} {rate:9,.0f} responses/s  {seconds:7.2f} s  {rate / ceiling:6.1%} of bare{used}")
 
 
 if __name__ == "__main__":
