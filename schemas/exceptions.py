@@ -36,9 +36,17 @@ class ValidationError(MsgstateError):
 class Fenced(MsgstateError):
     """Another worker now owns this input partition; this one must not write for it any more."""
 
+    def __init__(self, message: str, partition: int | None = None) -> None:
+        super().__init__(message)
+        self.partition = partition
+
 
 class AlreadyApplied(MsgstateError):
     """The batch's offsets are at or below the partition's fence: they were applied before."""
+
+    def __init__(self, message: str, partition: int | None = None) -> None:
+        super().__init__(message)
+        self.partition = partition
 
 
 class DeliveryError(MsgstateError):

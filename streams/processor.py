@@ -1,14 +1,17 @@
-"""One input partition's batches: the engine decides, Redis persists (fenced, with an outbox),
-then the outputs go to Kafka and leave the outbox.
+"""A fetch's records, every input partition at once: the engine decides, Redis persists them in
+one fenced script with an outbox entry per partition, then the outputs go to Kafka and leave
+the outboxes.
 
-A worker that dies after the Redis step and before Kafka acknowledged the outputs leaves them
-in the outbox; the partition's next holder produces them first. Events are therefore at least
-once, with stable ids; state changes exactly once.
+A round is the unit of work: one decode pass, one load (none in steady state, see
+streams/state_cache.py), one engine call, one persist script for all its partitions, one hand-off
+to the producer. Per-partition costs were what bounded a worker under a steady load, where a
+fetch brings a few records from each of many partitions.
 
-In steady state a batch costs one Redis round trip, the persist script: the state it reads is
-cached while the assignment holds (streams/state_cache.py). Outputs are not awaited: Kafka
-acknowledges them while later batches are processed, and they leave the outbox in the first
-script after that, or in `drain` when the partition is given up.
+A worker that dies after the Redis step and before Kafka acknowledged the outputs leaves them in
+the outboxes; each partition's next holder produces them first. Events are therefore at least
+once, with stable ids; state changes exactly once. Outputs are not awaited: Kafka acknowledges
+them while later rounds are processed, and they leave the outbox in the partition's next script,
+or in `release` when the partition is given up.
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ import asyncio
 import logging
 import struct
 import time
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import accumulate
+from typing import Any, NamedTuple
 
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.records import Response, decode_response
+from schemas.rejections import Rejection
 from streams.engine import Engine
-from streams.redis_store import Assignment, RedisStateStore
+from streams.redis_store import Assignment, PartitionWrite, RedisStateStore
 from streams.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -34,22 +40,23 @@ log = logging.getLogger(__name__)
 EVENT = b"e"
 REJECTION = b"r"
 _LEN = struct.Struct(">I")
+_FRAME = struct.Struct(">cII")  # kind, key length, value length
+_ROUND = b"B"  # an outbox entry holding a round's outputs for one partition
 
 
-@dataclass(frozen=True, slots=True)
-class InRecord:
+class InRecord(NamedTuple):
     offset: int
     value: bytes
     authentic: bool = True  # the signature verdict (True when signing is off)
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
+class OutRecord(NamedTuple):
     kind: bytes  # EVENT or REJECTION
     key: bytes  # b"" for a record without a message id
     value: bytes
 
     def encode(self) -> bytes:
+        """One record as an outbox entry of its own (the format before rounds; still read)."""
         return self.kind + _LEN.pack(len(self.key)) + self.key + self.value
 
     @classmethod
@@ -58,80 +65,139 @@ class OutRecord:
         return cls(raw[:1], raw[5:5 + size], raw[5 + size:])
 
 
+def pack_outbox(outputs: Iterable[OutRecord]) -> bytes:
+    """A partition's outputs of one round as one outbox entry."""
+    frame = _FRAME.pack
+    parts = [_ROUND]
+    for kind, key, value in outputs:
+        parts += (frame(kind, len(key), len(value)), key, value)
+    return b"".join(parts)
+
+
+def unpack_outbox(entry: bytes) -> list[OutRecord]:
+    """The records of one outbox entry, in order (either format)."""
+    if entry[:1] != _ROUND:
+        return [OutRecord.decode(entry)]
+    records = []
+    at = 1
+    size = _FRAME.size
+    while at < len(entry):
+        kind, key_size, value_size = _FRAME.unpack_from(entry, at)
+        at += size
+        key = entry[at:at + key_size]
+        at += key_size
+        records.append(OutRecord(kind, key, entry[at:at + value_size]))
+        at += value_size
+    return records
+
+
 # Hands the records to the producer, in order, and returns a future that is done once Kafka
 # acknowledged all of them (or failed with the first error).
 Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclass(slots=True)
-class BatchStats:
-    """What one batch did and how long its steps took, for the worker's metrics."""
+class RoundStats:
+    """What one round did and how long its steps took, for the worker's metrics."""
 
-    applied: int = 0  # records past the fence, decided and persisted
-    skipped: int = 0  # re-deliveries at or below the fence
+    applied: dict[int, int] = field(default_factory=dict)  # partition -> records decided and persisted
+    skipped: int = 0  # re-deliveries at or below a fence
     events: int = 0
     rejections: list[str] = field(default_factory=list)  # their reasons
     redis_seconds: dict[str, float] = field(default_factory=dict)  # step -> seconds
     produce_seconds: list[float] = field(default_factory=list)  # per delivery, until acknowledged
     retries: int = 0
+    # Partitions another worker holds now: nothing of theirs was written, and nothing more will be.
+    fenced: set[int] = field(default_factory=set)
 
 
-class PartitionProcessor:
+class RoundProcessor:
+    """The partitions one worker holds on one input topic, processed a round at a time."""
+
     def __init__(self, engine: Engine, store: RedisStateStore, sink: Sink, topic: str,
-                 partition: int, retry_max: float = 5.0, inflight_max: int = 8) -> None:
+                 retry_max: float = 5.0, inflight_max: int = 8) -> None:
         self.engine = engine
         self.store = store
         self.sink = sink
         self.topic = topic
-        self.partition = partition
         self.retry_max = retry_max
         self.inflight_max = inflight_max
-        # Batches whose outputs Kafka has not acknowledged yet: (how many, their future).
-        self.inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
+        self.assignments: dict[int, Assignment] = {}  # partition -> this worker's hold on it
+        # Rounds whose outputs Kafka has not acknowledged yet: (outbox entries added per
+        # partition, their future).
+        self.inflight: deque[tuple[dict[int, int], asyncio.Future[Any]]] = deque()
         self._delivered: list[float] = []  # seconds each delivery took, not yet reported
-        self.assignment: Assignment | None = None
-        self.cache = StateCache()  # valid while this assignment holds; see streams/state_cache
-        self.stats = BatchStats()  # of the batch in hand
-        self.log = logging.LoggerAdapter(log, {"topic": topic, "partition": partition})
+        # Valid while the assignments hold (a message lives in one partition, so in one worker).
+        self.cache = StateCache()
+        self.stats = RoundStats()  # of the round in hand
+        self.log = logging.LoggerAdapter(log, {"topic": topic})
 
-    async def process(self, records: Sequence[InRecord]) -> BatchStats:
-        """Apply one batch; returns once it is persisted and its outputs are on their way.
+    async def process(self, batches: Mapping[int, Sequence[InRecord]]) -> RoundStats:
+        """Apply one round (partition -> its records, in offset order); returns once it is
+        persisted and its outputs are on their way.
 
-        Outputs are not awaited here: Kafka acknowledges them while the next batches are
-        processed (in order per output partition), and they leave the outbox with the first
-        persist after that. Up to `inflight_max` batches' outputs may be unacknowledged.
+        Outputs are not awaited here: Kafka acknowledges them while the next rounds are
+        processed (in order per output partition), and they leave the outboxes with the next
+        persist after that. Up to `inflight_max` rounds' outputs may be unacknowledged.
 
-        Any failure is retried with backoff from what Redis holds: the partition is taken
-        again, which produces whatever its outbox still has, and the batch is recomputed (a
-        lost reply never applies it twice). Fenced propagates: this worker lost the partition
-        and must stop writing for it.
+        Any failure is retried with backoff from what Redis holds: the partitions are taken
+        again, which produces whatever their outboxes still have, and the round is recomputed
+        (a lost reply never applies it twice). A partition found held by another worker is
+        dropped from the round and reported in `fenced`; the others are applied.
         """
-        stats = self.stats = BatchStats()
+        stats = self.stats = RoundStats()
+        batches = dict(batches)
         delay = 0.05
-        while True:
+        while batches:
             try:
                 await self._settle(wait=len(self.inflight) >= self.inflight_max)
-                if self.assignment is None:
-                    await self._take()
-                outputs = await self._apply(records)
+                missing = [p for p in batches if p not in self.assignments]
+                if missing:
+                    await self._take(missing)
+                outputs, added = await self._apply(batches)
                 if outputs:
-                    await self._send(outputs)
-                # Deliveries acknowledged since the last batch.
-                stats.produce_seconds, self._delivered = self._delivered, []
-                return stats
-            except Fenced:
-                raise
+                    await self._send(outputs, added)
+                break
+            except Fenced as exc:
+                if exc.partition is None or exc.partition not in batches:
+                    raise
+                # Nothing of the round was written: drop that partition and decide the rest again.
+                self.log.warning("partition %d now belongs to another worker", exc.partition)
+                stats.fenced.add(exc.partition)
+                del batches[exc.partition]
+                self.assignments.pop(exc.partition, None)
             except AlreadyApplied:
-                # The reply to our own write was lost: take the partition again to flush the outbox.
+                # The reply to our own write was lost: take the partitions again to flush the outboxes.
                 self._reset()
             except Exception as exc:
-                self.log.warning("batch step failed (%r); retrying in %.2f s", exc, delay)
+                self.log.warning("round step failed (%r); retrying in %.2f s", exc, delay)
                 self._reset()
                 stats.retries += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
+        # Deliveries acknowledged since the last round.
+        stats.produce_seconds, self._delivered = self._delivered, []
+        return stats
 
-    async def _send(self, outputs: Sequence[OutRecord]) -> None:
+    async def release(self, partitions: Iterable[int]) -> None:
+        """Give partitions up: wait for the outputs on their way, then drop them from those
+        partitions' outboxes."""
+        released = [p for p in partitions if p in self.assignments]
+        try:
+            await self._settle(wait=True, every=True)
+            for partition in released:
+                assignment = self.assignments[partition]
+                if assignment.acked:
+                    await self.store.ack(assignment, assignment.acked)
+                    assignment.acked = 0
+        except Exception:
+            self._reset()  # the next holder produces them again: at least once
+            raise
+        finally:
+            for partition in released:
+                self.assignments.pop(partition, None)
+
+    async def _send(self, outputs: Sequence[OutRecord], added: dict[int, int]) -> None:
         started = time.perf_counter()
         acked = await self.sink(outputs)
 
@@ -139,96 +205,116 @@ class PartitionProcessor:
             self._delivered.append(time.perf_counter() - started)
 
         acked.add_done_callback(delivered)
-        self.inflight.append((len(outputs), acked))
-
-    async def drain(self) -> None:
-        """Wait for the outputs on their way, then drop them from the outbox (the partition is
-        being given up)."""
-        try:
-            await self._settle(wait=True, every=True)
-            assignment = self.assignment
-            if assignment is not None and assignment.acked:
-                await self.store.ack(assignment, assignment.acked)
-                assignment.acked = 0
-        finally:
-            self._reset()
+        self.inflight.append((added, acked))
 
     def _reset(self) -> None:
-        # The next batch takes the partition again: a new token, the outbox produced again.
-        self.assignment = None
+        # The next round takes its partitions again: new tokens, the outboxes produced again.
+        self.assignments.clear()
         self.inflight.clear()
 
     async def _settle(self, *, wait: bool, every: bool = False) -> None:
-        """Count the outputs Kafka acknowledged, oldest batch first; wait for the oldest (or
-        `every`) batch when told to. Raises when a delivery failed."""
+        """Count the outputs Kafka acknowledged, oldest round first; wait for the oldest (or
+        `every`) round when told to. Raises when a delivery failed."""
         inflight = self.inflight
         if wait and inflight:
             await asyncio.wait([f for _, f in inflight] if every else [inflight[0][1]])
         while inflight and inflight[0][1].done():
-            count, acked = inflight.popleft()
+            added, acked = inflight.popleft()
             failure = acked.exception()
             if failure is not None:
                 raise failure
-            assert self.assignment is not None
-            # The next persist trims them from the outbox, in the same round trip.
-            self.assignment.acked += count
+            for partition, count in added.items():
+                assignment = self.assignments.get(partition)
+                if assignment is not None:
+                    # The next persist trims them from the outbox, in the same round trip.
+                    assignment.acked += count
 
-    async def _take(self) -> None:
+    async def _take(self, partitions: Sequence[int]) -> None:
         # Whatever happened before (a lost reply, another holder), Redis is the truth again.
         self.cache.clear()
         started = time.perf_counter()
-        assignment = await self.store.take(self.topic, self.partition)
+        taken = await asyncio.gather(*(self.store.take(self.topic, p) for p in partitions))
         self._timed("take", started)
-        if assignment.pending:
-            self.log.info("producing %d outputs left by an earlier holder", len(assignment.pending))
-            await (await self.sink([OutRecord.decode(raw) for raw in assignment.pending]))
-            assignment.acked = len(assignment.pending)
-            assignment.pending = []
-        self.assignment = assignment
+        for assignment in taken:
+            if assignment.pending:
+                self.log.info("producing %d outbox entries left by an earlier holder of partition %d",
+                              len(assignment.pending), assignment.partition)
+                left = [record for entry in assignment.pending for record in unpack_outbox(entry)]
+                await (await self.sink(left))
+                assignment.acked = len(assignment.pending)
+                assignment.pending = []
+            self.assignments[assignment.partition] = assignment
 
-    async def _apply(self, records: Sequence[InRecord]) -> list[OutRecord]:
-        """Decide and persist; returns the outputs to deliver."""
-        assignment = self.assignment
-        assert assignment is not None
-        # Re-deliveries (offsets at or below the fence) change nothing and say nothing.
-        fresh = [r for r in records if r.offset > assignment.applied]
+    async def _apply(self, batches: Mapping[int, Sequence[InRecord]]
+                     ) -> tuple[list[OutRecord], dict[int, int]]:
+        """Decide and persist; returns the outputs to deliver and the outbox entries added."""
         stats = self.stats
-        stats.skipped = len(records) - len(fresh)
+        stats.skipped = 0
+        fresh: dict[int, Sequence[InRecord]] = {}
+        for partition, records in batches.items():
+            applied = self.assignments[partition].applied
+            # Re-deliveries (offsets at or below the fence) change nothing and say nothing.
+            new = records if records[0].offset > applied else [r for r in records if r.offset > applied]
+            stats.skipped += len(records) - len(new)
+            if new:
+                fresh[partition] = new
         if not fresh:
-            return []
-        items = [decode_response(r.value, authentic=r.authentic) for r in fresh]
+            return [], {}
+        records = [r for new in fresh.values() for r in new]
+        items = [decode_response(value, authentic=authentic) for _, value, authentic in records]
         started = time.perf_counter()
         view = await self.store.load(self.engine.needs(items), self.cache)
         self._timed("load", started)
         outcome = self.engine.apply_batch(items, view)
-        outputs = [OutRecord(EVENT, e["message_id"].encode(), dumps(e)) for e in outcome.events]
-        for index, rejection in outcome.rejections:
-            outputs.append(self._rejection(rejection, fresh[index].offset))
+
+        # Where each output goes: an event to its message's partition, a rejection to its record's.
+        home: dict[str, int] = {}
         offsets: dict[tuple[str, str], int] = {}
-        for record, item in zip(fresh, items, strict=True):
-            if isinstance(item, Response):
-                offsets.setdefault((item.message_id, item.id), record.offset)
-        encoded = [o.encode() for o in outputs]
+        at = 0
+        for partition, new in fresh.items():
+            for record, item in zip(new, items[at:at + len(new)], strict=True):
+                if isinstance(item, Response):
+                    home[item.message_id] = partition
+                    offsets.setdefault((item.message_id, item.id), record.offset)
+            at += len(new)
+        per_partition: dict[int, list[OutRecord]] = {}
+        for event in outcome.events:
+            message_id = event["message_id"]
+            output = OutRecord(EVENT, message_id.encode(), dumps(event))
+            per_partition.setdefault(home[message_id], []).append(output)
+        if outcome.rejections:
+            partitions = list(fresh)
+            starts = list(accumulate((len(new) for new in fresh.values()), initial=0))
+            for index, rejection in outcome.rejections:
+                partition = partitions[bisect_right(starts, index) - 1]
+                output = self._rejection(rejection, partition, records[index].offset)
+                per_partition.setdefault(partition, []).append(output)
+
+        writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
+                                 pack_outbox(per_partition[p]) if p in per_partition else b"")
+                  for p, new in fresh.items()]
         started = time.perf_counter()
-        await self.store.persist(assignment, fresh[0].offset, fresh[-1].offset, outcome.delta,
-                                 view, encoded, offsets)
+        await self.store.persist(writes, outcome.delta, view, offsets)
         self._timed("persist", started)
-        stats.applied = len(fresh)
+        for partition, new in fresh.items():
+            stats.applied[partition] = len(new)
         stats.events = len(outcome.events)
         stats.rejections = [r["reason"] for _, r in outcome.rejections]
-        return outputs
+        outputs = [output for partition in fresh for output in per_partition.get(partition, ())]
+        return outputs, {p: 1 for p in per_partition}
 
     def _timed(self, step: str, started: float) -> None:
         times = self.stats.redis_seconds
         times[step] = times.get(step, 0.0) + time.perf_counter() - started
 
-    def _rejection(self, rejection: dict[str, Any], offset: int) -> OutRecord:
+    @staticmethod
+    def _rejection(rejection: Rejection, partition: int, offset: int) -> OutRecord:
         # The pipeline says where the record is, so even a too_large one can be found.
-        rejection = {**rejection, "partition": self.partition, "offset": offset}
-        message_id = rejection.get("message_id")
+        located = {**rejection, "partition": partition, "offset": offset}
+        message_id = located.get("message_id")
         key = message_id.encode() if isinstance(message_id, str) else b""
-        return OutRecord(REJECTION, key, dumps(rejection))
+        return OutRecord(REJECTION, key, dumps(located))
 
 
-__all__ = ["EVENT", "REJECTION", "BatchStats", "Fenced", "InRecord", "OutRecord", "PartitionProcessor",
-           "Sink"]
+__all__ = ["EVENT", "REJECTION", "Fenced", "InRecord", "OutRecord", "RoundProcessor", "RoundStats",
+           "Sink", "pack_outbox", "unpack_outbox"]

@@ -10,7 +10,7 @@ partition's outbox in the same step and dropped only after Kafka acknowledged th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -54,13 +54,23 @@ class Assignment:
     acked: int = 0
 
 
+@dataclass(slots=True)
+class PartitionWrite:
+    """One partition's part of a round: its records' offsets and its new outbox entry."""
+
+    assignment: Assignment
+    first: int
+    last: int
+    outbox: bytes  # b"" when the round gave this partition no output
+
+
 class RedisStateStore:
     def __init__(self, client: aioredis.Redis, keys: Keys, window: int = DEDUPE_WINDOW) -> None:
         self.client = client
         self.keys = keys
         self.window = window
         self._take = client.register_script(_TAKE)
-        self._apply = client.register_script(_lua("apply_batch.lua"))
+        self._apply = client.register_script(_lua("apply_round.lua"))
         self.batcher = CommandBatcher(client)
         self._ack = client.register_script(_lua("ack_outbox.lua"))
 
@@ -109,17 +119,45 @@ class RedisStateStore:
         cache.loaded(metas, held, seen)
         return cache
 
-    async def persist(self, assignment: Assignment, first: int, last: int, delta: StateDelta,
-                      before: StateCache, outbox: Sequence[bytes],
-                      offsets: dict[tuple[str, str], int]) -> None:
-        """Write the batch, its outbox entries and the new fence offset, atomically; first drop
-        the `assignment.acked` outbox entries Kafka already has.
+    async def persist(self, parts: Sequence[PartitionWrite], delta: StateDelta, before: StateCache,
+                      offsets: Mapping[tuple[str, str], int]) -> None:
+        """Write a round's decisions, each partition's outbox entry and new fence offset, in one
+        atomic script; first drop each partition's `acked` outbox entries Kafka already has.
 
-        `offsets` gives the input offset of each taken response id (its dedupe score). `before`,
-        the view the batch was decided on, takes the writes in once Redis holds them.
+        Every partition's token and fence are checked before anything is written: Fenced or
+        AlreadyApplied names the first partition that refused, and then nothing was written.
+        `offsets` gives the input offset of each taken response id (its dedupe score).
+        `before`, the view the round was decided on, takes the writes in once Redis holds them.
         """
-        keys = [self.keys.fence(assignment.topic, assignment.partition),
-                self.keys.outbox(assignment.topic, assignment.partition)]
+        keys: list[str] = []
+        args: list[bytes | int | str] = [len(parts)]
+        for part in parts:
+            assignment = part.assignment
+            keys.append(self.keys.fence(assignment.topic, assignment.partition))
+            keys.append(self.keys.outbox(assignment.topic, assignment.partition))
+            args += (assignment.token, part.first, part.last, assignment.acked, part.outbox)
+        args.append(orjson.dumps(self._writes(keys, delta, before, offsets)))
+        sha = self._apply.sha
+        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
+        if isinstance(reply, NoScriptError):
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
+            try:
+                await self._apply(keys=keys, args=args)
+            except ResponseError as exc:
+                _raise_fence_error(exc, parts)
+                raise
+        elif isinstance(reply, Exception):
+            if isinstance(reply, ResponseError):
+                _raise_fence_error(reply, parts)
+            raise reply
+        for part in parts:
+            part.assignment.applied = part.last
+            part.assignment.acked = 0
+        before.written(delta, self.window)
+
+    def _writes(self, keys: list[str], delta: StateDelta, before: StateCache,
+                offsets: Mapping[tuple[str, str], int]) -> list[str | int]:
+        """The delta as the script's groups of four, adding the state keys to `keys`."""
         index: dict[str, int] = {}
 
         def at(key: str) -> int:
@@ -153,29 +191,12 @@ class RedisStateStore:
         trimmed: set[str] = set()
         for message_id, response_id in delta.taken:
             k = at(self.keys.seen(message_id))
-            add(("Z", k, response_id, str(offsets.get((message_id, response_id), last))))
+            add(("Z", k, response_id, str(offsets[(message_id, response_id)])))
             trimmed.add(message_id)
         window = str(self.window)
         for message_id in trimmed:
             add(("T", at(self.keys.seen(message_id)), "", window))
-        args: list[bytes | int] = [assignment.token, first, last, assignment.acked, len(outbox),
-                                   *outbox, orjson.dumps(ops)]
-        sha = self._apply.sha
-        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
-        if isinstance(reply, NoScriptError):
-            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
-            try:
-                await self._apply(keys=keys, args=args)
-            except ResponseError as exc:
-                _raise_fence_error(exc)
-                raise
-        elif isinstance(reply, Exception):
-            if isinstance(reply, ResponseError):
-                _raise_fence_error(reply)
-            raise reply
-        assignment.applied = last
-        assignment.acked = 0
-        before.written(delta, self.window)
+        return ops
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         """Drop the first `count` outbox entries: Kafka has them."""
@@ -190,9 +211,16 @@ class RedisStateStore:
             raise
 
 
-def _raise_fence_error(exc: ResponseError) -> None:
+def _raise_fence_error(exc: ResponseError, parts: Sequence[PartitionWrite] = ()) -> None:
+    """Fenced or AlreadyApplied for a script's refusal, naming the partition that refused."""
     text = str(exc)
-    if text.startswith("FENCED"):
-        raise Fenced(text) from exc
-    if text.startswith("REAPPLY"):
-        raise AlreadyApplied(text) from exc
+    kind, _, rest = text.partition(" ")
+    if kind not in ("FENCED", "REAPPLY"):
+        return
+    position, _, _ = rest.partition(" ")
+    partition = None
+    if position.isdigit() and 0 < int(position) <= len(parts):
+        partition = parts[int(position) - 1].assignment.partition
+    if kind == "FENCED":
+        raise Fenced(text, partition) from exc
+    raise AlreadyApplied(text, partition) from exc

@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from streams.processor import BatchStats
+from streams.processor import RoundStats
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -32,10 +32,10 @@ class WorkerMetrics:
                               registry=registry)
         self.rejections = Counter("msgstate_worker_rejections", "Rejections produced, by reason",
                                   ["reason"], registry=registry)
-        self.batch_size = Histogram("msgstate_worker_batch_size", "Input records per batch",
+        self.batch_size = Histogram("msgstate_worker_batch_size", "Input records per round (one fetch)",
                                     buckets=_SIZES, registry=registry)
         self.redis_seconds = Histogram("msgstate_worker_redis_seconds",
-                                       "Time of a batch's Redis steps", ["step"], buckets=_SECONDS,
+                                       "Time of a round's Redis steps", ["step"], buckets=_SECONDS,
                                        registry=registry)
         self.produce_seconds = Histogram("msgstate_worker_produce_seconds",
                                          "Time until Kafka acknowledged a batch's outputs",
@@ -55,16 +55,16 @@ class WorkerMetrics:
                                 "Batches that failed unexpectedly and are read again",
                                 registry=registry)
 
-    def batch(self, partition: int, stats: BatchStats) -> None:
-        if stats.applied:
-            self.records.labels(str(partition)).inc(stats.applied)
+    def round(self, stats: RoundStats) -> None:
+        for partition, applied in stats.applied.items():
+            self.records.labels(str(partition)).inc(applied)
         if stats.skipped:
             self.skipped.inc(stats.skipped)
         if stats.events:
             self.events.inc(stats.events)
         for reason in stats.rejections:
             self.rejections.labels(reason).inc()
-        self.batch_size.observe(stats.applied + stats.skipped)
+        self.batch_size.observe(sum(stats.applied.values()) + stats.skipped)
         for step, seconds in stats.redis_seconds.items():
             self.redis_seconds.labels(step).observe(seconds)
         for seconds in stats.produce_seconds:

@@ -2,9 +2,8 @@
 
 A consumer-group member on aiokafka (faust's own Kafka driver), used directly: faust's
 per-message dispatch (a task per message, a stream per actor, per-event acks) capped a no-op
-agent at a few per cent of what the bare consumer reads. Here each fetch gives a batch per
-partition; the partitions of one fetch are processed concurrently, each by its
-PartitionProcessor, and the fetch after it is prefetched meanwhile.
+agent at a few per cent of what the bare consumer reads. Here each fetch is one round for the
+RoundProcessor, all its partitions together, and the fetch after it is prefetched meanwhile.
 
 Correctness does not rest on Kafka's committed offsets but on the Redis fence: an assignment
 takes a new token, a stale holder is refused, records at or below the fence are skipped. Offsets
@@ -24,9 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from schemas.exceptions import Fenced
 from streams.engine import Engine
-from streams.processor import EVENT, InRecord, OutRecord, PartitionProcessor
+from streams.processor import EVENT, InRecord, OutRecord, RoundProcessor
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStateStore
 from streams.signing import is_authentic
@@ -75,9 +73,10 @@ class StateWorker:
             **settings.aiokafka_client(), client_id=f"{settings.app_id}-state",
             acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024,
             partitioner=self.partitioner)
-        # Partitions held now, and their processors (a new one, so a new token, per assignment).
+        # Partitions held now; the processor takes a new token for each at its first round.
         self.assigned: set[TopicPartition] = set()
-        self.processors: dict[TopicPartition, PartitionProcessor] = {}
+        self.processor = RoundProcessor(self.engine, self.store, self._send,
+                                        settings.topics.responses)
         self.fenced: set[TopicPartition] = set()
         self.positions: dict[TopicPartition, int] = {}  # next offset to commit
         self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
@@ -129,8 +128,7 @@ class StateWorker:
                 batches = {tp: records for tp, records in fetched.items()
                            if tp in self.assigned and tp not in self.fenced}
                 if batches:
-                    await asyncio.gather(*(self._process(tp, records)
-                                           for tp, records in batches.items()))
+                    await self._process(batches)
                 if time.monotonic() - self._last_commit >= COMMIT_EVERY and (
                         self._committing is None or self._committing.done()):
                     # In the background: the next fetch need not wait for the coordinator.
@@ -143,34 +141,42 @@ class StateWorker:
             if high is not None and applied is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - applied))
 
-    async def _process(self, tp: TopicPartition, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        processor = self.processors.get(tp)
-        if processor is None:
-            processor = self.processors[tp] = PartitionProcessor(
-                self.engine, self.store, self._send, tp.topic, tp.partition)
-        context = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset}
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        by_partition = {tp.partition: tp for tp in batches}
+        keyring = self.settings.keyring
         try:
-            keyring = self.settings.keyring
-            stats = await processor.process([
-                InRecord(r.offset, r.value, is_authentic(keyring, r.headers, r.key, r.value))
-                for r in records])
-        except Fenced:
+            if keyring is None:
+                stats = await self.processor.process({
+                    tp.partition: [InRecord(r.offset, r.value) for r in records]
+                    for tp, records in batches.items()})
+            else:
+                stats = await self.processor.process({
+                    tp.partition: [InRecord(r.offset, r.value, is_authentic(keyring, r.headers, r.key,
+                                                                            r.value))
+                                   for r in records]
+                    for tp, records in batches.items()})
+        except Exception:
+            # Never lose a batch: read the round again after a pause, from its first offsets.
+            log.exception("round failed; reading it again",
+                          extra={"partitions": sorted(by_partition)})
+            self.metrics.failures.inc()
+            self.processor = RoundProcessor(self.engine, self.store, self._send,
+                                            self.settings.topics.responses)
+            for tp, records in batches.items():
+                self.consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(RETRY_DELAY)
+            return
+        for partition in stats.fenced:
+            tp = by_partition[partition]
             log.warning("partition now belongs to another worker; no more writes from here",
-                        extra=context)
+                        extra={"topic": tp.topic, "partition": partition})
             self.metrics.fenced.inc()
             self.fenced.add(tp)
             self.consumer.pause(tp)
-            return
-        except Exception:
-            # Never lose the batch: read it again after a pause, from its first offset.
-            log.exception("batch failed; reading it again", extra=context)
-            self.metrics.failures.inc()
-            self.processors.pop(tp, None)
-            self.consumer.seek(tp, records[0].offset)
-            await asyncio.sleep(RETRY_DELAY)
-            return
-        self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
-        self.metrics.batch(tp.partition, stats)
+        for tp, records in batches.items():
+            if tp.partition not in stats.fenced:
+                self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
+        self.metrics.round(stats)
 
     async def _send(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
         """Hand a batch's outputs to the producer, one Kafka batch per output partition; returns
@@ -214,14 +220,12 @@ class StateWorker:
         if self._committing is not None:
             await asyncio.wait([self._committing])
         await self._commit(tps)
+        try:
+            await self.processor.release(tp.partition for tp in tps if tp not in self.fenced)
+        except Exception as exc:  # the next holder produces them again: at least once
+            log.info("outbox left for the next holder (%r)", exc,
+                     extra={"partitions": sorted(tp.partition for tp in tps)})
         for tp in tps:
-            processor = self.processors.pop(tp, None)
-            if processor is not None and tp not in self.fenced:
-                try:
-                    await processor.drain()
-                except Exception as exc:  # the next holder produces them again: at least once
-                    log.info("outbox left for the next holder (%r)", exc,
-                             extra={"topic": tp.topic, "partition": tp.partition})
             self.applied_to.pop(tp, None)
         self.assigned -= tps
         self.fenced -= tps

@@ -17,9 +17,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from schemas.exceptions import Fenced
 from streams.engine import Engine
-from streams.processor import InRecord, OutRecord, PartitionProcessor
+from streams.processor import InRecord, OutRecord, RoundProcessor
 from streams.reader import SummaryReader
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStateStore
@@ -78,9 +77,9 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
         async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
             return acknowledged()
 
-        processor = PartitionProcessor(Engine(None), RedisStateStore(async_client, Keys(settings.key_prefix)),
-                                       sink, settings.topics.responses, 0)
-        await processor.process([InRecord(i, v) for i, v in enumerate(VALUES)])
+        processor = RoundProcessor(Engine(None), RedisStateStore(async_client, Keys(settings.key_prefix)),
+                                   sink, settings.topics.responses)
+        await processor.process({0: [InRecord(i, v) for i, v in enumerate(VALUES)]})
     finally:
         await async_client.aclose()
     client = redis.Redis.from_url(settings.redis)
@@ -121,12 +120,11 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
                 "id": f"r{i}", "message_id": "m", "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = PartitionProcessor(Engine(None), RedisStateStore(client, keys), sink_for("a"), "t", 0)
-        b = PartitionProcessor(Engine(None), RedisStateStore(client, keys), sink_for("b"), "t", 0)
-        await a.process([record(0, "alice")])
-        await b.process([record(1, "bob")])  # B takes the partition: a new token
-        with pytest.raises(Fenced):
-            await a.process([record(2, "mallory")])
+        a = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink_for("a"), "t")
+        b = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink_for("b"), "t")
+        await a.process({0: [record(0, "alice")]})
+        await b.process({0: [record(1, "bob")]})  # B takes the partition: a new token
+        assert (await a.process({0: [record(2, "mallory")]})).fenced == {0}
         summary = SummaryReader(redis.Redis.from_url(settings.redis), settings.key_prefix
                                 ).get_summary("m")
         assert summary["states"]["pick"]["values"] == {"alice": "alice", "bob": "bob"}
@@ -138,5 +136,39 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
         assert ids["b"][-1] == "m/r1/pick" and set(ids["b"]) <= {"m/r0/pick", "m/r1/pick"}
         fence = await client.hgetall(keys.fence("t", 0))
         assert int(fence[b"offset"]) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_round_with_a_stale_partition_applies_the_others(settings: Settings) -> None:
+    """A holds partitions 0 and 1; B takes 1. A's next round has records of both: the script
+    refuses it whole, A drops partition 1 and applies partition 0 alone."""
+    client = aioredis.from_url(settings.redis)
+    try:
+        keys = Keys(settings.key_prefix)
+        sent: list[OutRecord] = []
+
+        async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
+            sent.extend(out)
+            return acknowledged()
+
+        def record(offset: int, message: str, who: str) -> InRecord:
+            return InRecord(offset, orjson.dumps({
+                "id": f"r{offset}", "message_id": message, "identity_id": who,
+                "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
+
+        a = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink, "t")
+        b = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink, "t")
+        await a.process({0: [record(0, "m0", "alice")], 1: [record(0, "m1", "alice")]})
+        await b.process({1: [record(1, "m1", "bob")]})
+        stats = await a.process({0: [record(1, "m0", "carol")], 1: [record(2, "m1", "mallory")]})
+        assert stats.fenced == {1}
+        assert stats.applied == {0: 1}
+        reader = SummaryReader(redis.Redis.from_url(settings.redis), settings.key_prefix)
+        assert reader.get_summary("m0")["states"]["pick"]["values"] == {"alice": "alice", "carol": "carol"}
+        assert reader.get_summary("m1")["states"]["pick"]["values"] == {"alice": "alice", "bob": "bob"}
+        assert int((await client.hgetall(keys.fence("t", 1)))[b"offset"]) == 1
+        assert int((await client.hgetall(keys.fence("t", 0)))[b"offset"]) == 1
+        assert "m1/r2/pick" not in {orjson.loads(o.value)["event_id"] for o in sent}
     finally:
         await client.aclose()
