@@ -2,8 +2,8 @@
 one fenced script with an outbox entry per partition, then the outputs go to Kafka and leave
 the outboxes.
 
-A round is the unit of work: one decode pass, one load (none in steady state, see
-streams/state_cache.py), one engine call, one persist script for all its partitions, one hand-off
+A round is the unit of work: one decode pass, one load (none in steady state: the decider caches
+what it read and wrote), one engine call, one persist script for all its partitions, one hand-off
 to the producer. Per-partition costs were what bounded a worker under a steady load, where a
 fetch brings a few records from each of many partitions.
 
@@ -29,11 +29,9 @@ from typing import Any, NamedTuple
 
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
-from schemas.records import Response, decode_response
 from schemas.rejections import Rejection
-from streams.engine import Engine
+from streams.decider import Decider, Decision
 from streams.redis_store import Assignment, PartitionWrite, RedisStateStore
-from streams.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +46,7 @@ class InRecord(NamedTuple):
     offset: int
     value: bytes
     authentic: bool = True  # the signature verdict (True when signing is off)
+    key: bytes | None = None  # the record key: the message id
 
 
 class OutRecord(NamedTuple):
@@ -114,9 +113,9 @@ class RoundStats:
 class RoundProcessor:
     """The partitions one worker holds on one input topic, processed a round at a time."""
 
-    def __init__(self, engine: Engine, store: RedisStateStore, sink: Sink, topic: str,
+    def __init__(self, decider: Decider, store: RedisStateStore, sink: Sink, topic: str,
                  retry_max: float = 5.0, inflight_max: int = 8) -> None:
-        self.engine = engine
+        self.decider = decider
         self.store = store
         self.sink = sink
         self.topic = topic
@@ -127,8 +126,6 @@ class RoundProcessor:
         # partition, their future).
         self.inflight: deque[tuple[dict[int, int], asyncio.Future[Any]]] = deque()
         self._delivered: list[float] = []  # seconds each delivery took, not yet reported
-        # Valid while the assignments hold (a message lives in one partition, so in one worker).
-        self.cache = StateCache()
         self.stats = RoundStats()  # of the round in hand
         self.log = logging.LoggerAdapter(log, {"topic": topic})
 
@@ -231,7 +228,8 @@ class RoundProcessor:
 
     async def _take(self, partitions: Sequence[int]) -> None:
         # Whatever happened before (a lost reply, another holder), Redis is the truth again.
-        self.cache.clear()
+        # The cache is valid while the assignments hold (a message lives in one partition).
+        self.decider.clear()
         started = time.perf_counter()
         taken = await asyncio.gather(*(self.store.take(self.topic, p) for p in partitions))
         self._timed("take", started)
@@ -261,47 +259,54 @@ class RoundProcessor:
         if not fresh:
             return [], {}
         records = [r for new in fresh.values() for r in new]
-        items = [decode_response(value, authentic=authentic) for _, value, authentic in records]
-        started = time.perf_counter()
-        view = await self.store.load(self.engine.needs(items), self.cache)
-        self._timed("load", started)
-        outcome = self.engine.apply_batch(items, view)
-
-        # Where each output goes: an event to its message's partition, a rejection to its record's.
-        home: dict[str, int] = {}
-        offsets: dict[tuple[str, str], int] = {}
-        at = 0
-        for partition, new in fresh.items():
-            for record, item in zip(new, items[at:at + len(new)], strict=True):
-                if isinstance(item, Response):
-                    home[item.message_id] = partition
-                    offsets.setdefault((item.message_id, item.id), record.offset)
-            at += len(new)
-        per_partition: dict[int, list[OutRecord]] = {}
-        for event in outcome.events:
-            message_id = event["message_id"]
-            output = OutRecord(EVENT, message_id.encode(), dumps(event))
-            per_partition.setdefault(home[message_id], []).append(output)
-        if outcome.rejections:
-            partitions = list(fresh)
-            starts = list(accumulate((len(new) for new in fresh.values()), initial=0))
-            for index, rejection in outcome.rejections:
-                partition = partitions[bisect_right(starts, index) - 1]
-                output = self._rejection(rejection, partition, records[index].offset)
-                per_partition.setdefault(partition, []).append(output)
-
-        writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
-                                 pack_outbox(per_partition[p]) if p in per_partition else b"")
-                  for p, new in fresh.items()]
-        started = time.perf_counter()
-        await self.store.persist(writes, outcome.delta, view, offsets)
-        self._timed("persist", started)
+        decider = self.decider
+        needs = decider.decide([r.value for r in records],
+                               None if all(r.authentic for r in records)
+                               else [r.authentic for r in records])
+        if needs.parts or needs.values or needs.response_ids:
+            started = time.perf_counter()
+            decider.load(*await self.store.read(needs))
+            self._timed("load", started)
+        decision = decider.apply()
+        try:
+            outputs = self._route(fresh, records, decision)
+            writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
+                                     pack_outbox(outputs[p]) if p in outputs else b"")
+                      for p, new in fresh.items()]
+            delta = decision.delta
+            offsets = {taken: records[index].offset
+                       for taken, index in zip(delta.taken, decision.taken_at, strict=True)}
+            started = time.perf_counter()
+            await self.store.persist(writes, delta, decision, offsets)
+            self._timed("persist", started)
+        except BaseException:
+            decider.clear()  # what Redis holds now is unknown: load it again
+            raise
+        decider.commit()
         for partition, new in fresh.items():
             stats.applied[partition] = len(new)
-        stats.events = len(outcome.events)
-        stats.rejections = [r["reason"] for _, r in outcome.rejections]
-        outputs = [output for partition in fresh for output in per_partition.get(partition, ())]
-        return outputs, {p: 1 for p in per_partition}
+        stats.events = len(decision.events)
+        stats.rejections = [r["reason"] for _, r in decision.rejections]
+        return [output for p in fresh for output in outputs.get(p, ())], {p: 1 for p in outputs}
+
+    def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
+               decision: Decision) -> dict[int, list[OutRecord]]:
+        """Each output under the input partition whose outbox keeps it: an event under its
+        message's partition (the record key is the message id), a rejection under its record's."""
+        partitions = list(fresh)
+        home = {r.key: p for p, new in fresh.items() for r in new}
+        outputs: dict[int, list[OutRecord]] = {}
+        for key, value in decision.events:
+            # A record keyed otherwise than by its message id: any partition of the round will do.
+            partition = home.get(key, partitions[0])
+            outputs.setdefault(partition, []).append(OutRecord(EVENT, key, value))
+        if decision.rejections:
+            starts = list(accumulate((len(new) for new in fresh.values()), initial=0))
+            for index, rejection in decision.rejections:
+                partition = partitions[bisect_right(starts, index) - 1]
+                output = self._rejection(rejection, partition, records[index].offset)
+                outputs.setdefault(partition, []).append(output)
+        return outputs
 
     def _timed(self, step: str, started: float) -> None:
         times = self.stats.redis_seconds

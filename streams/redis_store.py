@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -23,7 +24,7 @@ from schemas.exceptions import AlreadyApplied, Fenced
 from streams.redis_batch import CommandBatcher, first_error
 from streams.redis_codec import decode_held, decode_meta, encode_held
 from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
-from streams.state import Held, PartKey, StateDelta, StateNeeds, ValueKey
+from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 from streams.state_cache import StateCache
 
 DEDUPE_WINDOW = 10_000
@@ -39,6 +40,11 @@ return {token, offset, redis.call('LRANGE', KEYS[2], 0, -1)}
 
 def _lua(name: str) -> str:
     return (resources.files("streams") / "lua" / name).read_text()
+
+
+class MetaView(Protocol):
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        """A part's meta as it was before the writes being persisted."""
 
 
 @dataclass(slots=True)
@@ -80,11 +86,11 @@ class RedisStateStore:
             keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
         return Assignment(topic, partition, int(token), int(applied), list(pending))
 
-    async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
-        """Read what `needs` names and the cache does not know, in one round trip (none when
-        it knows all); returns the cache, now a view of everything the batch reads."""
-        cache = StateCache() if cache is None else cache
-        needs = cache.missing(needs)
+    async def read(self, needs: StateNeeds) -> tuple[dict[PartKey, PartMeta],
+                                                     dict[ValueKey, Held | None], dict[str, list[str]]]:
+        """What Redis holds for `needs`, in one round trip (none when nothing is needed): the
+        parts' metas, the values (None for an absent one) and each message's whole dedupe
+        memory, oldest first (the shapes `StateCache.loaded` takes)."""
         parts = list(needs.parts)
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
         for key in needs.values:
@@ -92,7 +98,7 @@ class RedisStateStore:
         value_parts = list(by_part.items())
         messages = list({message_id for message_id, _ in needs.response_ids})
         if not (parts or value_parts or messages):
-            return cache
+            return {}, {}, {}
         keys = self.keys
 
         def build(pipe: Pipeline) -> None:
@@ -116,18 +122,24 @@ class RedisStateStore:
         at += len(value_parts)
         seen = {message_id: [rid.decode() for rid in ids]
                 for message_id, ids in zip(messages, replies[at:], strict=True)}
-        cache.loaded(metas, held, seen)
+        return metas, held, seen
+
+    async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
+        """Read what `needs` names and the cache does not know; returns the cache, now a view
+        of everything those needs read."""
+        cache = StateCache() if cache is None else cache
+        cache.loaded(*await self.read(cache.missing(needs)))
         return cache
 
-    async def persist(self, parts: Sequence[PartitionWrite], delta: StateDelta, before: StateCache,
+    async def persist(self, parts: Sequence[PartitionWrite], delta: StateDelta, before: MetaView,
                       offsets: Mapping[tuple[str, str], int]) -> None:
         """Write a round's decisions, each partition's outbox entry and new fence offset, in one
         atomic script; first drop each partition's `acked` outbox entries Kafka already has.
 
         Every partition's token and fence are checked before anything is written: Fenced or
         AlreadyApplied names the first partition that refused, and then nothing was written.
-        `offsets` gives the input offset of each taken response id (its dedupe score).
-        `before`, the view the round was decided on, takes the writes in once Redis holds them.
+        `offsets` gives the input offset of each taken response id (its dedupe score);
+        `before` the metas the round was decided on, so that only what changed is written.
         """
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
@@ -153,9 +165,8 @@ class RedisStateStore:
         for part in parts:
             part.assignment.applied = part.last
             part.assignment.acked = 0
-        before.written(delta, self.window)
 
-    def _writes(self, keys: list[str], delta: StateDelta, before: StateCache,
+    def _writes(self, keys: list[str], delta: StateDelta, before: MetaView,
                 offsets: Mapping[tuple[str, str], int]) -> list[str | int]:
         """The delta as the script's groups of four, adding the state keys to `keys`."""
         index: dict[str, int] = {}

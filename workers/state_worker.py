@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from streams.decider import PythonDecider
 from streams.engine import Engine
 from streams.processor import EVENT, InRecord, OutRecord, RoundProcessor
 from streams.redis_keys import Keys
@@ -75,8 +76,7 @@ class StateWorker:
             partitioner=self.partitioner)
         # Partitions held now; the processor takes a new token for each at its first round.
         self.assigned: set[TopicPartition] = set()
-        self.processor = RoundProcessor(self.engine, self.store, self._send,
-                                        settings.topics.responses)
+        self.processor = self._new_processor()
         self.fenced: set[TopicPartition] = set()
         self.positions: dict[TopicPartition, int] = {}  # next offset to commit
         self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
@@ -141,18 +141,22 @@ class StateWorker:
             if high is not None and applied is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - applied))
 
+    def _new_processor(self) -> RoundProcessor:
+        decider = PythonDecider(self.engine, window=self.store.window)
+        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
+
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         by_partition = {tp.partition: tp for tp in batches}
         keyring = self.settings.keyring
         try:
             if keyring is None:
                 stats = await self.processor.process({
-                    tp.partition: [InRecord(r.offset, r.value) for r in records]
+                    tp.partition: [InRecord(r.offset, r.value, True, r.key) for r in records]
                     for tp, records in batches.items()})
             else:
                 stats = await self.processor.process({
-                    tp.partition: [InRecord(r.offset, r.value, is_authentic(keyring, r.headers, r.key,
-                                                                            r.value))
+                    tp.partition: [InRecord(r.offset, r.value,
+                                            is_authentic(keyring, r.headers, r.key, r.value), r.key)
                                    for r in records]
                     for tp, records in batches.items()})
         except Exception:
@@ -160,8 +164,7 @@ class StateWorker:
             log.exception("round failed; reading it again",
                           extra={"partitions": sorted(by_partition)})
             self.metrics.failures.inc()
-            self.processor = RoundProcessor(self.engine, self.store, self._send,
-                                            self.settings.topics.responses)
+            self.processor = self._new_processor()
             for tp, records in batches.items():
                 self.consumer.seek(tp, records[0].offset)
             await asyncio.sleep(RETRY_DELAY)

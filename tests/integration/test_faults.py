@@ -17,6 +17,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from schemas.limits import DEDUPE_WINDOW
+from streams.decider import PythonDecider
 from streams.engine import Engine
 from streams.processor import InRecord, OutRecord, RoundProcessor
 from streams.reader import SummaryReader
@@ -60,6 +62,10 @@ def acknowledged() -> asyncio.Future[Any]:
     return done
 
 
+def _decider() -> PythonDecider:
+    return PythonDecider(Engine(None), window=DEDUPE_WINDOW)
+
+
 VALUES = [
     orjson.dumps({"id": f"r{i}", "message_id": "m1", "identity_id": f"u{i % 3}", "changes": [
         {"operation": "add", "type": "Set", "name": "reactions", "value": f"v{i % 4}"}]})
@@ -77,7 +83,8 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
         async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
             return acknowledged()
 
-        processor = RoundProcessor(Engine(None), RedisStateStore(async_client, Keys(settings.key_prefix)),
+        processor = RoundProcessor(_decider(),
+                                   RedisStateStore(async_client, Keys(settings.key_prefix)),
                                    sink, settings.topics.responses)
         await processor.process({0: [InRecord(i, v) for i, v in enumerate(VALUES)]})
     finally:
@@ -120,8 +127,8 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
                 "id": f"r{i}", "message_id": "m", "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink_for("a"), "t")
-        b = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink_for("b"), "t")
+        a = RoundProcessor(_decider(), RedisStateStore(client, keys), sink_for("a"), "t")
+        b = RoundProcessor(_decider(), RedisStateStore(client, keys), sink_for("b"), "t")
         await a.process({0: [record(0, "alice")]})
         await b.process({0: [record(1, "bob")]})  # B takes the partition: a new token
         assert (await a.process({0: [record(2, "mallory")]})).fenced == {0}
@@ -157,8 +164,8 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
                 "id": f"r{offset}", "message_id": message, "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink, "t")
-        b = RoundProcessor(Engine(None), RedisStateStore(client, keys), sink, "t")
+        a = RoundProcessor(_decider(), RedisStateStore(client, keys), sink, "t")
+        b = RoundProcessor(_decider(), RedisStateStore(client, keys), sink, "t")
         await a.process({0: [record(0, "m0", "alice")], 1: [record(0, "m1", "alice")]})
         await b.process({1: [record(1, "m1", "bob")]})
         stats = await a.process({0: [record(1, "m0", "carol")], 1: [record(2, "m1", "mallory")]})

@@ -1,0 +1,110 @@
+"""The engine over a cache of the state in Redis, as a worker's round uses it.
+
+A round goes: `decide` (decode; the `StateNeeds` the cache does not hold) → `load` what Redis
+has for them → `apply` (the decisions: events, rejections and the `StateDelta` to persist) →
+`commit` once Redis holds the writes, or `clear` when their fate is unknown. Two
+implementations: `PythonDecider` (decode + `Engine` + `StateCache`, the reference) and the
+compiled one in `streams.native_engine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.codec import dumps
+from schemas.records import Response, decode_response
+from schemas.rejections import Rejection
+from streams.engine import Engine, Item
+from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.state_cache import StateCache
+
+_EMPTY = PartMeta()
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one round's records produced."""
+
+    # (record key: the message id in UTF-8, record value: the event as compact JSON, keys sorted)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (index of the record in the round, rejection), in the order they arise
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+    delta: StateDelta = field(default_factory=StateDelta)
+    # The round index of each `delta.taken` entry (its input offset is the dedupe score).
+    taken_at: list[int] = field(default_factory=list)
+    # The meta before the round of every part in `delta.parts`.
+    before: dict[PartKey, PartMeta] = field(default_factory=dict)
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        """The part's meta before the round (what `RedisStateStore.persist` compares with)."""
+        return self.before.get((message_id, part_id)) or _EMPTY
+
+
+class Decider(Protocol):
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
+        """Take a round's record values; returns what they read that the cache does not hold."""
+
+    def load(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
+             seen: Mapping[str, list[str]]) -> None:
+        """Take in what Redis holds (the shapes of `StateCache.loaded`)."""
+
+    def apply(self) -> Decision:
+        """Decide the round taken by `decide`."""
+
+    def commit(self) -> None:
+        """Redis holds the round's writes: the cache keeps them."""
+
+    def clear(self) -> None:
+        """Drop everything held; the next round loads what it needs again."""
+
+
+class PythonDecider:
+    """The reference: `decode_response`, `Engine` and a `StateCache`."""
+
+    def __init__(self, engine: Engine, *, window: int, limit: int = 100_000) -> None:
+        self.engine = engine
+        self.window = window
+        self.cache = StateCache(limit)
+        self._items: list[Item] = []
+        self._delta: StateDelta | None = None
+
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
+        if authentic is None:
+            self._items = [decode_response(value) for value in values]
+        else:
+            self._items = [decode_response(value, authentic=ok)
+                           for value, ok in zip(values, authentic, strict=True)]
+        self._delta = None
+        return self.cache.missing(self.engine.needs(self._items))
+
+    def load(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
+             seen: Mapping[str, list[str]]) -> None:
+        self.cache.loaded(metas, held, seen)
+
+    def apply(self) -> Decision:
+        items = self._items
+        outcome = self.engine.apply_batch(items, self.cache)
+        delta = self._delta = outcome.delta
+        first: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(items):
+            if isinstance(item, Response):
+                first.setdefault((item.message_id, item.id), index)
+        part_meta = self.cache.part_meta
+        return Decision(
+            events=[(event["message_id"].encode(), dumps(event)) for event in outcome.events],
+            rejections=outcome.rejections,
+            delta=delta,
+            taken_at=[first[taken] for taken in delta.taken],
+            before={part: part_meta(*part) for part in delta.parts},
+        )
+
+    def commit(self) -> None:
+        if self._delta is not None:
+            self.cache.written(self._delta, self.window)
+            self._delta = None
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self._delta = None
