@@ -10,6 +10,7 @@ input is judged exactly as on the Python path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -17,7 +18,9 @@ import orjson
 from schemas.exceptions import ValidationError
 from schemas.limits import DEDUPE_WINDOW
 from schemas.registry import check_registry
+from schemas.rejections import Rejection
 from streams import _native
+from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 
 
 class NativeEngine:
@@ -78,6 +81,104 @@ class NativeEngine:
     def forget_response_ids(self) -> None:
         """Drop the dedupe memory (to measure the state alone)."""
         self._core.forget_response_ids()
+
+
+_EMPTY = PartMeta()
+
+
+@dataclass(slots=True)
+class NativeOutcome:
+    """What one batch produced, as the Python engine's `Outcome` has it, and more."""
+
+    # (record key: the message id in UTF-8, record value: the event as compact JSON, keys sorted)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (index of the record in the batch, rejection), in the order they arise
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+    delta: StateDelta = field(default_factory=StateDelta)
+    # The batch index of each `delta.taken` entry (its input offset is the dedupe score).
+    taken_at: list[int] = field(default_factory=list)
+    # The meta before the batch of every part in `delta.parts`.
+    before: dict[PartKey, PartMeta] = field(default_factory=dict)
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        """The part's meta before the batch (what `RedisStateStore.persist` compares with)."""
+        return self.before.get((message_id, part_id)) or _EMPTY
+
+
+class NativeStateCache:
+    """The compiled engine over a cache of the state in Redis (a worker's partition).
+
+    A batch goes: `decide` (decode; the `StateNeeds` the cache does not hold) → `load`
+    what Redis has for them → `apply` (the cache takes the writes at once; the outcome
+    carries them as a `StateDelta` equal to the Python engine's) → `commit` once Redis
+    holds them, or `clear` when their fate is unknown: an applied batch must be committed
+    or cleared before the next `decide`. Past `limit` entries, `decide` starts again empty
+    (like `StateCache`).
+    """
+
+    __slots__ = ("_core", "limit")
+
+    def __init__(
+        self,
+        registry: Mapping[str, str] | None = None,
+        *,
+        window: int = DEDUPE_WINDOW,
+        events: bool = True,
+        tallies: bool = True,
+        limit: int = 100_000,
+    ) -> None:
+        if window < 1:
+            raise ValueError("the dedupe window must hold at least one id")
+        self._core = _native.Cache(check_registry(registry or {}), window, events, tallies, orjson)
+        self.limit = limit
+
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
+        """Take a batch of record values; returns what it reads that the cache does not hold."""
+        if authentic is not None and len(authentic) != len(values):
+            raise ValueError("authentic needs one verdict per value")
+        if self._core.entries() > self.limit:
+            self._core.clear()
+        parts, values_needed, response_ids = self._core.decide(values, authentic)
+        return StateNeeds(set(parts), set(values_needed), set(response_ids))
+
+    def load(
+        self,
+        metas: Mapping[PartKey, PartMeta],
+        held: Mapping[ValueKey, Held | None],
+        seen: Mapping[str, list[str]],
+    ) -> None:
+        """Take in what was read from Redis (the shapes of `StateCache.loaded`)."""
+        self._core.load(
+            [(mid, pid, meta.version, list(meta.types.items())) for (mid, pid), meta in metas.items()],
+            [(*key, value) for key, value in held.items()],
+            list(seen.items()),
+        )
+
+    def apply(self) -> NativeOutcome:
+        """Apply the decided batch."""
+        events, rejections, parts, values, tallies, taken, before = self._core.apply()
+        delta = StateDelta(
+            parts={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in parts},
+            values={(mid, pid, name, ident): held for mid, pid, name, ident, held in values},
+            tallies={(mid, pid, name, value): n for mid, pid, name, value, n in tallies},
+            taken=[(mid, rid) for mid, rid, _ in taken],
+        )
+        return NativeOutcome(
+            events=events,
+            rejections=[(index, orjson.loads(line)) for index, line in rejections],
+            delta=delta,
+            taken_at=[index for _, _, index in taken],
+            before={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in before},
+        )
+
+    def commit(self) -> None:
+        """Redis holds the applied batch: the cache keeps it."""
+        self._core.commit()
+
+    def clear(self) -> None:
+        """Drop everything held; the next batch loads what it needs again."""
+        self._core.clear()
+
 
 
 def heap_bytes() -> int:

@@ -1,7 +1,8 @@
 //! The rules of SPEC sections 3-5 (`streams/engine.py`), applied straight to the store.
 
+use indexmap::IndexMap;
 use pyo3::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::decode::{Change, Kind, Response, Whole};
 use crate::json;
@@ -17,6 +18,34 @@ pub struct Engine {
     pub store: Store,
     registry: FxHashMap<Sym, Kind>,
     pub events: bool,
+    /// Records the batch's writes as a `StateDelta` (the workers' use); None in replay.
+    pub journal: Option<Journal>,
+    /// Whether the journal counts tally changes.
+    pub tallies: bool,
+}
+
+/// A batch's writes, as the Python engine's `StateDelta` has them.
+#[derive(Default)]
+pub struct Journal {
+    /// Parts the batch changed, with their version and number of names before it.
+    pub before: IndexMap<u32, (u64, usize), FxBuildHasher>,
+    /// (part, name, identity) -> the holding after the batch (None: deleted).
+    pub values: IndexMap<(u32, Sym, Sym), Option<Held>, FxBuildHasher>,
+    /// (part, name, encoding) -> count change.
+    pub tallies: IndexMap<(u32, Sym, Sym), i64, FxBuildHasher>,
+    /// (message, response id, index in the batch) of each taken id, in order.
+    pub taken: Vec<(Sym, Box<str>, usize)>,
+}
+
+impl Journal {
+    fn changed(&mut self, store: &Store, part: usize) {
+        let meta = &store.parts[part];
+        self.before.entry(part as u32).or_insert((meta.version, meta.names.len()));
+    }
+
+    fn tally(&mut self, part: usize, name: Sym, encoding: Sym, change: i64) {
+        *self.tallies.entry((part as u32, name, encoding)).or_insert(0) += change;
+    }
 }
 
 /// What one accepted change does to the author's holding.
@@ -43,7 +72,7 @@ impl Engine {
     pub fn new(registry: &[(String, Kind)], window: usize, events: bool) -> Engine {
         let mut store = Store::new(window);
         let registry = registry.iter().map(|(name, kind)| (store.strings.intern(name), *kind)).collect();
-        Engine { store, registry, events }
+        Engine { store, registry, events, journal: None, tallies: false }
     }
 
     pub fn reject_whole(&self, whole: &Whole, out: &mut Lines) {
@@ -59,10 +88,14 @@ impl Engine {
     }
 
     /// Apply one decoded response (SPEC section 3, rule numbers as in `streams/engine.py`).
-    pub fn apply(&mut self, r: &Response, dump: &mut DumpChange, out: &mut Lines) -> PyResult<()> {
+    pub fn apply(&mut self, r: &Response, index: usize, dump: &mut DumpChange, out: &mut Lines) -> PyResult<()> {
         let store = &mut self.store;
         let mid = store.strings.intern(r.mid);
-        if !store.take(mid, r.rid) {
+        let taken = store.take(mid, r.rid);
+        if let (true, Some(journal)) = (taken, &mut self.journal) {
+            journal.taken.push((mid, r.rid.into(), index));
+        }
+        if !taken {
             let detail = format!("response {} was already taken for this message", r.rid);
             let line = rejection_line("duplicate", &detail, Some(r.rid), Some(r.mid), Some(r.ident), None, None);
             out.rejections.push(line);
@@ -198,6 +231,9 @@ impl Engine {
             let slot = match slot {
                 Some(s) => s,
                 None => {
+                    if let Some(journal) = &mut self.journal {
+                        journal.changed(store, p);
+                    }
                     let the_part = &mut store.parts[p];
                     the_part.names.push((name, kind));
                     the_part.holdings.push(FxHashMap::default());
@@ -209,6 +245,24 @@ impl Engine {
                 New::Delete => None,
                 New::Put(held) => Some(held.clone()),
             };
+            if let (Some(journal), false) = (&mut self.journal, matches!(new, New::Same)) {
+                let i = store.strings.intern(r.ident);
+                journal.values.insert((p as u32, name, i), now.clone());
+                if self.tallies {
+                    if kind == Kind::Set {
+                        // A Set change adds or removes exactly its own member.
+                        let member = store.encodings.intern(&change.value);
+                        journal.tally(p, name, member, if change.is_add { 1 } else { -1 });
+                    } else {
+                        if let Some(Held::One(was)) = &old {
+                            journal.tally(p, name, *was, -1);
+                        }
+                        if let Some(Held::One(is)) = &now {
+                            journal.tally(p, name, *is, 1);
+                        }
+                    }
+                }
+            }
             match touched.iter_mut().find(|t| t.name == name) {
                 Some(touch) => touch.now = now,
                 None => touched.push(Touch { name, kind, old, now }),
@@ -218,11 +272,17 @@ impl Engine {
                 New::Delete => {
                     if let Some(i) = ident {
                         store.parts[p].holdings[slot].remove(&i);
+                        if self.journal.is_some() {
+                            store.absent.insert((p as u32, name, i));
+                        }
                     }
                 }
                 New::Put(held) => {
                     let i = store.strings.intern(r.ident);
                     store.parts[p].holdings[slot].insert(i, held);
+                    if self.journal.is_some() {
+                        store.absent.remove(&(p as u32, name, i));
+                    }
                 }
             }
         }
@@ -235,6 +295,9 @@ impl Engine {
                 continue;
             }
             if !bumped {
+                if let Some(journal) = &mut self.journal {
+                    journal.changed(store, p);
+                }
                 store.parts[p].version += 1;
                 bumped = true;
                 if !self.events {

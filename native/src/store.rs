@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use indexmap::IndexSet;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::decode::Kind;
 use crate::json;
@@ -75,6 +75,8 @@ impl Held {
 
 #[derive(Default)]
 pub struct Part {
+    /// (message id, part id)
+    pub key: (Sym, Sym),
     pub version: u64,
     /// name -> type, in the order the names were fixed; `holdings` has one map per name.
     pub names: Vec<(Sym, Kind)>,
@@ -102,6 +104,8 @@ pub struct Store {
     pub index: FxHashMap<(Sym, Sym), u32>,
     pub parts: Vec<Part>,
     taken: FxHashMap<Sym, Taken>,
+    /// (part, name, identity) known to hold nothing (a cache of Redis only).
+    pub absent: FxHashSet<(u32, Sym, Sym)>,
     window: usize,
     batch: u32,
     touched: Vec<Sym>,
@@ -115,6 +119,7 @@ impl Store {
             index: FxHashMap::default(),
             parts: Vec::new(),
             taken: FxHashMap::default(),
+            absent: FxHashSet::default(),
             window,
             batch: 1,
             touched: Vec::new(),
@@ -128,7 +133,7 @@ impl Store {
 
     pub fn new_part(&mut self, mid: Sym, pid: Sym) -> usize {
         let at = self.parts.len();
-        self.parts.push(Part::default());
+        self.parts.push(Part { key: (mid, pid), ..Part::default() });
         self.index.insert((mid, pid), at as u32);
         at
     }
@@ -173,6 +178,48 @@ impl Store {
             }
         }
         self.batch = self.batch.wrapping_add(1);
+    }
+
+    /// Trim each message the batch touched to its last `window` ids, as Redis does.
+    pub fn end_batch_exact(&mut self) {
+        let window = self.window;
+        for mid in self.touched.drain(..) {
+            let Some(taken) = self.taken.get_mut(&mid) else { continue };
+            let len = taken.ids.len();
+            if len > window {
+                taken.ids = taken.ids.drain(len - window..).collect();
+            }
+        }
+        self.batch = self.batch.wrapping_add(1);
+    }
+
+    /// Whether the dedupe memory of this message is held.
+    pub fn knows_message(&self, mid: &str) -> bool {
+        self.strings.get(mid).is_some_and(|mid| self.taken.contains_key(&mid))
+    }
+
+    /// Replace a message's dedupe memory (ids oldest first), as loaded from Redis.
+    pub fn load_taken(&mut self, mid: &str, ids: Vec<String>) {
+        let mid = self.strings.intern(mid);
+        let ids = ids.into_iter().map(String::into_boxed_str).collect();
+        self.taken.insert(mid, Taken { ids, batch: 0, start: 0 });
+    }
+
+    /// Whether what this identity holds for this state is known (held, or known absent).
+    pub fn knows_value(&self, part: usize, name: &str, ident: &str) -> bool {
+        let (Some(name), Some(ident)) = (self.strings.get(name), self.strings.get(ident)) else {
+            return false;
+        };
+        let the_part = &self.parts[part];
+        the_part.slot(name).is_some_and(|slot| the_part.holdings[slot].contains_key(&ident))
+            || self.absent.contains(&(part as u32, name, ident))
+    }
+
+    /// Held entries, known-absent values and remembered ids: how big a cache has grown.
+    pub fn entries(&self) -> usize {
+        let held: usize = self.parts.iter().flat_map(|p| p.holdings.iter()).map(|h| h.len()).sum();
+        let ids: usize = self.taken.values().map(|t| t.ids.len()).sum();
+        self.parts.len() + held + self.absent.len() + ids
     }
 
     pub fn forget_response_ids(&mut self) {
