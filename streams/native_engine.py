@@ -40,8 +40,6 @@ class NativeEngine:
         window: int = DEDUPE_WINDOW,
         events: bool = True,
     ) -> None:
-        if window < 1:
-            raise ValueError("the dedupe window must hold at least one id")
         self._registry = check_registry(registry or {})
         self._core = _native.Engine(self._registry, window, events, orjson)
 
@@ -127,8 +125,6 @@ class NativeStateCache:
         tallies: bool = True,
         limit: int = 100_000,
     ) -> None:
-        if window < 1:
-            raise ValueError("the dedupe window must hold at least one id")
         self._core = _native.Cache(check_registry(registry or {}), window, events, tallies, orjson)
         self.limit = limit
 

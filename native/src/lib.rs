@@ -93,6 +93,13 @@ fn verdict(verdicts: &Option<Vec<bool>>, index: usize) -> PyResult<bool> {
     }
 }
 
+fn checked_window(window: i64) -> PyResult<usize> {
+    if window < 1 {
+        return Err(PyValueError::new_err("the dedupe window must hold at least one id"));
+    }
+    Ok(window as usize)
+}
+
 fn checked_registry(registry: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Kind)>> {
     let mut types = Vec::new();
     for (name, kind) in registry.iter() {
@@ -110,13 +117,11 @@ impl NativeCore {
     fn new(
         py: Python<'_>,
         registry: &Bound<'_, PyDict>,
-        window: usize,
+        window: i64,
         events: bool,
         orjson: &Bound<'_, PyModule>,
     ) -> PyResult<NativeCore> {
-        if window < 1 {
-            return Err(PyValueError::new_err("the dedupe window must hold at least one id"));
-        }
+        let window = checked_window(window)?;
         Ok(NativeCore {
             core: engine::Engine::new(&checked_registry(registry)?, window, events),
             keys: Keys::new(py),
@@ -225,14 +230,12 @@ impl NativeCache {
     fn new(
         py: Python<'_>,
         registry: &Bound<'_, PyDict>,
-        window: usize,
+        window: i64,
         events: bool,
         tallies: bool,
         orjson: &Bound<'_, PyModule>,
     ) -> PyResult<NativeCache> {
-        if window < 1 {
-            return Err(PyValueError::new_err("the dedupe window must hold at least one id"));
-        }
+        let window = checked_window(window)?;
         let registry = checked_registry(registry)?;
         Ok(NativeCache {
             core: cache_engine(&registry, window, events, tallies),

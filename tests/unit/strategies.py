@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from hypothesis import strategies as st
 
 MESSAGES = ["m1", "m2", "layer:///messages/940de862"]
@@ -138,3 +139,28 @@ registries = st.one_of(
     st.just({}),
     st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
 )
+
+
+def dense_lines(
+    ids: int, kinds: list[str], values: list[Any], max_size: int
+) -> st.SearchStrategy[list[bytes]]:
+    """Dense workloads: one message, few names and identities, so limits, conflicts and Set
+    orders collide."""
+    return st.lists(
+        st.builds(
+            lambda rid, ident, changes: orjson.dumps({
+                "id": rid, "message_id": "m", "identity_id": ident, "changes": changes}),
+            st.sampled_from([f"r{n}" for n in range(ids)]),
+            st.sampled_from(["a", "b"]),
+            st.lists(
+                st.fixed_dictionaries({
+                    "operation": st.sampled_from(["add", "remove"]),
+                    "type": st.sampled_from(kinds),
+                    "name": st.sampled_from(["s", "t"]),
+                    "value": st.sampled_from(values),
+                }),
+                min_size=1, max_size=6,
+            ),
+        ),
+        min_size=1, max_size=max_size,
+    )

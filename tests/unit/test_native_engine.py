@@ -3,7 +3,6 @@ byte for byte, on random workloads, hostile records and small dedupe windows."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,25 +88,7 @@ def test_native_matches_python(lines: list[bytes], registry: dict[str, str], siz
     same(lines, registry, sizes, window, verdicts)
 
 
-# Dense workloads: few names and identities, so limits, conflicts and Set orders collide.
-dense = st.lists(
-    st.builds(
-        lambda rid, ident, changes: orjson.dumps({
-            "id": rid, "message_id": "m", "identity_id": ident, "changes": changes}),
-        st.sampled_from([f"r{n}" for n in range(40)]),
-        st.sampled_from(["a", "b"]),
-        st.lists(
-            st.fixed_dictionaries({
-                "operation": st.sampled_from(["add", "remove"]),
-                "type": st.sampled_from(["Set", "LWWN", "FWW", "LWW"]),
-                "name": st.sampled_from(["s", "t"]),
-                "value": st.sampled_from(["x", "y", 1, True, "é\\\""]),
-            }),
-            min_size=1, max_size=6,
-        ),
-    ),
-    min_size=1, max_size=40,
-)
+dense = ws.dense_lines(40, ["Set", "LWWN", "FWW", "LWW"], ["x", "y", 1, True, "é\\\""], 40)
 
 
 @SETTINGS
