@@ -6,7 +6,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::decode::{Change, Kind, Response, Whole};
 use crate::json;
-use crate::store::{Held, Store, Sym};
+use crate::store::{Held, Store, Stored, Sym};
 
 const MAX_NAMES: usize = 64;
 const MAX_MEMBERS: usize = 256;
@@ -147,7 +147,7 @@ impl Engine {
                 continue;
             }
             let ident = store.strings.get(r.ident);
-            let held: Option<&Held> = match slot {
+            let held: Option<&Stored> = match slot {
                 None => {
                     // Nobody holds a name that is not fixed yet: only the limit can refuse it.
                     if part.is_some_and(|p| store.parts[p].names.len() >= MAX_NAMES) {
@@ -165,7 +165,7 @@ impl Engine {
                     None if change.is_add => New::Put(Held::Many(Box::new([store.encodings.intern(&change.value)]))),
                     None => New::Same,
                     Some(held) => {
-                        let members = held.members();
+                        let members = store.sets.members(held);
                         let holds = value.is_some_and(|v| members.contains(&v));
                         if change.is_add {
                             if holds {
@@ -197,13 +197,13 @@ impl Engine {
                 _ if change.is_add => {
                     if let (Kind::Fww, Some(held)) = (kind, held) {
                         // 4
-                        let shown = String::from_utf8_lossy(store.encodings.bytes(held.members()[0]));
+                        let shown = String::from_utf8_lossy(store.encodings.bytes(*held));
                         let detail = format!("{} already holds {shown} for this identity", change.name);
                         refuse(out, dump, "fww_conflict", &detail)?;
                         continue;
                     }
                     let put = store.encodings.intern(&change.value);
-                    if held == Some(&Held::One(put)) {
+                    if held == Some(&put) {
                         New::Same
                     } else {
                         New::Put(Held::One(put))
@@ -211,11 +211,11 @@ impl Engine {
                 }
                 // An LWWN remove: unset when no value is given or the value is held.
                 _ => match held {
-                    Some(Held::One(one)) if change.value.is_empty() || value == Some(*one) => New::Delete,
+                    Some(&one) if change.value.is_empty() || value == Some(one) => New::Delete,
                     _ => New::Same,
                 },
             };
-            let old = held.cloned();
+            let old = held.map(|held| store.sets.owned(held));
 
             // Accepted, even when it has no effect: the name is fixed from now on.
             let name = store.strings.intern(change.name);
@@ -271,7 +271,7 @@ impl Engine {
                 New::Same => {}
                 New::Delete => {
                     if let Some(i) = ident {
-                        store.parts[p].holdings[slot].remove(&i);
+                        store.delete(p, slot, i);
                         if self.journal.is_some() {
                             store.absent.insert((p as u32, name, i));
                         }
@@ -279,7 +279,7 @@ impl Engine {
                 }
                 New::Put(held) => {
                     let i = store.strings.intern(r.ident);
-                    store.parts[p].holdings[slot].insert(i, held);
+                    store.put(p, slot, i, held);
                     if self.journal.is_some() {
                         store.absent.remove(&(p as u32, name, i));
                     }

@@ -334,7 +334,7 @@ impl NativeCache {
             let slot = store.parts[p]
                 .slot(name)
                 .ok_or_else(|| PyValueError::new_err("a value of a state name its part has not fixed"))?;
-            store.parts[p].holdings[slot].insert(ident, held);
+            store.put(p, slot, ident, held);
             store.absent.remove(&(p as u32, name, ident));
         }
         for (mid, ids) in seen {

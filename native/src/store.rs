@@ -64,11 +64,70 @@ pub enum Held {
     Many(Box<[Sym]>),
 }
 
-impl Held {
-    pub fn members(&self) -> &[Sym] {
-        match self {
-            Held::One(one) => std::slice::from_ref(one),
-            Held::Many(many) => many,
+/// A holding as the store keeps it, in 4 bytes: a scalar's encoding, or (top bit set) the
+/// place of a Set's members in `Sets`.
+pub type Stored = u32;
+const SET: u32 = 1 << 31;
+
+/// The members of every Set holding, with the places of deleted ones reused.
+#[derive(Default)]
+pub struct Sets {
+    boxes: Vec<Box<[Sym]>>,
+    free: Vec<u32>,
+}
+
+impl Sets {
+    pub fn members<'a>(&'a self, stored: &'a Stored) -> &'a [Sym] {
+        if *stored & SET != 0 {
+            &self.boxes[(*stored & !SET) as usize]
+        } else {
+            std::slice::from_ref(stored)
+        }
+    }
+
+    pub fn owned(&self, stored: &Stored) -> Held {
+        if *stored & SET != 0 {
+            Held::Many(self.boxes[(*stored & !SET) as usize].clone())
+        } else {
+            Held::One(*stored)
+        }
+    }
+
+    fn keep(&mut self, held: Held, previous: Option<Stored>) -> Stored {
+        match held {
+            Held::One(one) => {
+                if let Some(previous) = previous {
+                    self.release(previous);
+                }
+                one
+            }
+            Held::Many(members) => match previous {
+                Some(previous) if previous & SET != 0 => {
+                    self.boxes[(previous & !SET) as usize] = members;
+                    previous
+                }
+                _ => {
+                    let at = match self.free.pop() {
+                        Some(at) => {
+                            self.boxes[at as usize] = members;
+                            at
+                        }
+                        None => {
+                            self.boxes.push(members);
+                            (self.boxes.len() - 1) as u32
+                        }
+                    };
+                    at | SET
+                }
+            },
+        }
+    }
+
+    fn release(&mut self, stored: Stored) {
+        if stored & SET != 0 {
+            let at = stored & !SET;
+            self.boxes[at as usize] = Box::new([]);
+            self.free.push(at);
         }
     }
 }
@@ -81,7 +140,7 @@ pub struct Part {
     /// name -> type, in the order the names were fixed; `holdings` has one map per name.
     pub names: Vec<(Sym, Kind)>,
     /// identity -> holding, per name.
-    pub holdings: Vec<FxHashMap<Sym, Held>>,
+    pub holdings: Vec<FxHashMap<Sym, Stored>>,
 }
 
 impl Part {
@@ -101,6 +160,7 @@ struct Taken {
 pub struct Store {
     pub strings: Strings,
     pub encodings: Encodings,
+    pub sets: Sets,
     pub index: FxHashMap<(Sym, Sym), u32>,
     pub parts: Vec<Part>,
     taken: FxHashMap<Sym, Taken>,
@@ -116,6 +176,7 @@ impl Store {
         Store {
             strings: Strings::default(),
             encodings: Encodings::default(),
+            sets: Sets::default(),
             index: FxHashMap::default(),
             parts: Vec::new(),
             taken: FxHashMap::default(),
@@ -136,6 +197,19 @@ impl Store {
         self.parts.push(Part { key: (mid, pid), ..Part::default() });
         self.index.insert((mid, pid), at as u32);
         at
+    }
+
+    /// Set what an identity holds for the state in that slot of the part.
+    pub fn put(&mut self, part: usize, slot: usize, ident: Sym, held: Held) {
+        let previous = self.parts[part].holdings[slot].get(&ident).copied();
+        let stored = self.sets.keep(held, previous);
+        self.parts[part].holdings[slot].insert(ident, stored);
+    }
+
+    pub fn delete(&mut self, part: usize, slot: usize, ident: Sym) {
+        if let Some(stored) = self.parts[part].holdings[slot].remove(&ident) {
+            self.sets.release(stored);
+        }
     }
 
     /// Take a response id for a message; false when it was already taken (a duplicate).
@@ -231,7 +305,7 @@ impl Store {
             .iter()
             .flat_map(|part| part.holdings.iter())
             .flat_map(|held_by| held_by.values())
-            .map(|held| held.members().len())
+            .map(|held| self.sets.members(held).len())
             .sum()
     }
 
@@ -239,17 +313,19 @@ impl Store {
         match held {
             None => out.extend_from_slice(b"null"),
             Some(Held::One(one)) => out.extend_from_slice(self.encodings.bytes(*one)),
-            Some(Held::Many(many)) => {
-                out.push(b'[');
-                for (i, member) in many.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(self.encodings.bytes(*member));
-                }
-                out.push(b']');
-            }
+            Some(Held::Many(many)) => self.write_members(out, many),
         }
+    }
+
+    fn write_members(&self, out: &mut Vec<u8>, members: &[Sym]) {
+        out.push(b'[');
+        for (i, member) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.encodings.bytes(*member));
+        }
+        out.push(b']');
     }
 
     /// Every summary of a part with at least one fixed name, by (message_id, part_id).
@@ -295,9 +371,9 @@ impl Store {
         out.extend_from_slice(b"}\n");
     }
 
-    fn render_state(&self, out: &mut Vec<u8>, kind: Kind, held_by: &FxHashMap<Sym, Held>, clip: Option<usize>) {
+    fn render_state(&self, out: &mut Vec<u8>, kind: Kind, held_by: &FxHashMap<Sym, Stored>, clip: Option<usize>) {
         let total = held_by.len();
-        let mut shown: Vec<(&str, &Held)> =
+        let mut shown: Vec<(&str, &Stored)> =
             held_by.iter().map(|(ident, held)| (self.strings.text(*ident), held)).collect();
         shown.sort_unstable_by(|a, b| a.0.cmp(b.0));
         out.push(b'{');
@@ -327,16 +403,20 @@ impl Store {
             }
             json::write_str(out, ident);
             out.push(b':');
-            self.write_held(out, Some(held));
+            if *held & SET != 0 {
+                self.write_members(out, self.sets.members(held));
+            } else {
+                out.extend_from_slice(self.encodings.bytes(*held));
+            }
         }
         out.extend_from_slice(b"}}");
     }
 
     /// (encoding, count): count descending, then false, true, integers, strings by code point.
-    fn tally(&self, held_by: &FxHashMap<Sym, Held>) -> Vec<(Sym, usize)> {
+    fn tally(&self, held_by: &FxHashMap<Sym, Stored>) -> Vec<(Sym, usize)> {
         let mut counts: FxHashMap<Sym, usize> = FxHashMap::default();
         for held in held_by.values() {
-            for member in held.members() {
+            for member in self.sets.members(held) {
                 *counts.entry(*member).or_insert(0) += 1;
             }
         }
