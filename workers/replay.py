@@ -5,17 +5,27 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import click
 
-from schemas.codec import dumps_line
+from schemas.exceptions import ConfigError
 from schemas.registry import parse_registry
-from streams.replay import read_records
-from streams.replay import replay as run_replay
+from streams.replay import ENGINES, read_records, replay_lines
 from workers.progress import reading
+
+ENGINE_ENV = "MSGSTATE_ENGINE"
+
+
+def engine_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The replay engine: `native` (compiled, the default) or `python` (the reference)."""
+    env = os.environ if env is None else env
+    engine = env.get(ENGINE_ENV, "").strip() or "native"
+    if engine not in ENGINES:
+        raise ConfigError(f"{ENGINE_ENV}={engine!r}: it must be one of {', '.join(ENGINES)}")
+    return engine
 
 
 def _open_output(stack: contextlib.ExitStack, path: Path | None) -> BinaryIO | None:
@@ -61,6 +71,10 @@ def replay(
     INPUT holds one record per line ("-" reads standard input). Summaries go to
     standard output, one JSON line each, sorted by message and part.
     """
+    try:
+        engine = engine_from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     types: dict[str, str] | None = None
     if registry is not None:
         try:
@@ -71,16 +85,17 @@ def replay(
         source = reading(_open_input(stack, input_name), f"replaying {input_name}", stack)
         events_out = _open_output(stack, changes)
         rejections_out = _open_output(stack, rejections)
-        store = run_replay(
+        summaries = replay_lines(
             _records(source, input_name),
+            engine=engine,
             registry=types,
             on_event=None if events_out is None else _writer(events_out, changes),
             on_rejection=None if rejections_out is None else _writer(rejections_out, rejections),
         )
     out = click.get_binary_stream("stdout")
     try:
-        for summary in store.summaries():
-            out.write(dumps_line(summary))
+        for summary in summaries:
+            out.write(summary)
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as the Python docs advise.
@@ -95,12 +110,12 @@ def _records(source: BinaryIO, name: str) -> Iterator[bytes]:
         raise click.ClickException(f"cannot read {name}: {exc.strerror or exc}") from exc
 
 
-def _writer(stream: BinaryIO, path: Path | None) -> Callable[[Any], None]:
+def _writer(stream: BinaryIO, path: Path | None) -> Callable[[bytes], None]:
     write = stream.write
 
-    def emit(record: Any) -> None:
+    def emit(record: bytes) -> None:
         try:
-            write(dumps_line(record))
+            write(record)
         except OSError as exc:
             raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -8,9 +8,11 @@ from typing import Any
 
 import orjson
 
+from schemas.codec import dumps_line
 from schemas.records import decode_response
 from streams.engine import Engine
 from streams.memory_store import MemoryStore
+from streams.native_engine import NativeEngine
 
 ABSENT: Any = object()
 
@@ -56,22 +58,27 @@ def line(rid: str, *changes: Any, **fields: Any) -> bytes:
 
 
 class Run:
-    """Records applied in batches to a fresh MemoryStore; what came out, in order."""
+    """Records applied in batches to a fresh MemoryStore; what came out, in order.
+
+    Every batch also goes through the compiled engine, which must give the same
+    bytes: each rule test holds for both engines.
+    """
 
     def __init__(self, registry: Mapping[str, str] | None = None) -> None:
         self.engine = Engine(registry)
+        self.native = NativeEngine(registry)
         self.store = MemoryStore()
         self.events: list[dict[str, Any]] = []
         self.rejections: list[dict[str, Any]] = []
 
     def feed(self, *raws: bytes | dict[str, Any], authentic: bool = True) -> Run:
-        items = [
-            decode_response(raw if isinstance(raw, bytes) else orjson.dumps(raw),
-                            authentic=authentic)
-            for raw in raws
-        ]
+        values = [raw if isinstance(raw, bytes) else orjson.dumps(raw) for raw in raws]
+        items = [decode_response(value, authentic=authentic) for value in values]
         out = self.engine.apply_batch(items, self.store)
         self.store.apply(out.delta)
+        events, rejections = self.native.feed(values, [authentic] * len(values))
+        assert events == [dumps_line(event) for event in out.events]
+        assert rejections == [dumps_line(rejection) for _, rejection in out.rejections]
         self.events += out.events
         self.rejections += [rejection for _, rejection in out.rejections]
         return self
@@ -83,7 +90,10 @@ class Run:
         return self
 
     def summary(self, message: str = "m1", part: str = "root") -> dict[str, Any]:
-        return self.store.summary(message, part)
+        summary = self.store.summary(message, part)
+        assert self.native.summary(message, part) == summary
+        assert self.native.summary_lines() == [dumps_line(s) for s in self.store.summaries()]
+        return summary
 
     def values(self, name: str, message: str = "m1", part: str = "root") -> dict[str, Any]:
         states = self.summary(message, part)["states"]

@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from hypothesis import strategies as st
 
 MESSAGES = ["m1", "m2", "layer:///messages/940de862"]
 PARTS = ["root", "p2"]
-IDENTITIES = ["alice", "bob", "layer:///identities/FrodoTheDodo"]
+IDENTITIES = ["alice", "bob", "layer:///identities/FrodoTheDodo", 'q"\\\t\u0001\u00e9\U0001f600']
 NAMES = ["color", "poll", "tags", "rsvp", "a.b:c-d_1"]
 TYPES = ["Set", "FWW", "LWW", "LWWN"]
 GOOD_VALUES: list[Any] = ["red", "blue", "1", "", "é" * 512, 1, 0, -1, True, False,
-                          2**63 - 1, -(2**63)]
+                          2**63 - 1, -(2**63), 'q"\\/\b\f\n\r\u001f\u007f\u2028\U0001f600']
 # Not valid values, but all of them survive a JSON round trip unchanged.
 BAD_VALUES: list[Any] = [1.0, 100.0, -0.5, 2**63, 2**64 - 1, None, [], {}, ["red"],
-                         {"v": 1}, "x" * 1025, "é" * 513]
+                         {"v": 1}, "x" * 1025, "é" * 513, 1e300, -0.0,
+                         {"b": {"a": [1.5, None, 2**64 - 1]}}, [[[True]]]]
 
 _absent = object()
 
@@ -137,3 +139,28 @@ registries = st.one_of(
     st.just({}),
     st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
 )
+
+
+def dense_lines(
+    ids: int, kinds: list[str], values: list[Any], max_size: int
+) -> st.SearchStrategy[list[bytes]]:
+    """Dense workloads: one message, few names and identities, so limits, conflicts and Set
+    orders collide."""
+    return st.lists(
+        st.builds(
+            lambda rid, ident, changes: orjson.dumps({
+                "id": rid, "message_id": "m", "identity_id": ident, "changes": changes}),
+            st.sampled_from([f"r{n}" for n in range(ids)]),
+            st.sampled_from(["a", "b"]),
+            st.lists(
+                st.fixed_dictionaries({
+                    "operation": st.sampled_from(["add", "remove"]),
+                    "type": st.sampled_from(kinds),
+                    "name": st.sampled_from(["s", "t"]),
+                    "value": st.sampled_from(values),
+                }),
+                min_size=1, max_size=6,
+            ),
+        ),
+        min_size=1, max_size=max_size,
+    )

@@ -124,25 +124,7 @@ def test_replay_matches_the_engine(lines: list[bytes], batch: int) -> None:
     got.same_as(expected)
 
 
-# Dense workloads: few names and identities, so limits, conflicts and Set orders collide.
-dense_lines = st.lists(
-    st.builds(
-        lambda rid, ident, changes: orjson.dumps({
-            "id": rid, "message_id": "m", "identity_id": ident, "changes": changes}),
-        st.sampled_from([f"r{n}" for n in range(30)]),
-        st.sampled_from(["a", "b"]),
-        st.lists(
-            st.fixed_dictionaries({
-                "operation": st.sampled_from(["add", "remove"]),
-                "type": st.sampled_from(["Set", "LWWN", "FWW"]),
-                "name": st.sampled_from(["s", "t"]),
-                "value": st.sampled_from(["x", "y", 1, True]),
-            }),
-            min_size=1, max_size=6,
-        ),
-    ),
-    min_size=1, max_size=30,
-)
+dense_lines = ws.dense_lines(30, ["Set", "LWWN", "FWW"], ["x", "y", 1, True], 30)
 
 
 @SETTINGS

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from streams.replay import read_records, records_in
@@ -13,8 +14,17 @@ from tests.unit.helpers import add, line, remove
 from workers.replay import replay
 
 
-def invoke(*args: str, stdin: bytes | None = None) -> tuple[int, bytes, str]:
-    result = CliRunner().invoke(replay, list(args), input=stdin)
+@pytest.fixture(autouse=True, params=["native", "python"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with each engine (MSGSTATE_ENGINE)."""
+    monkeypatch.setenv("MSGSTATE_ENGINE", request.param)
+    return str(request.param)
+
+
+def invoke(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> tuple[int, bytes, str]:
+    result = CliRunner().invoke(replay, list(args), input=stdin, env=env)
     return result.exit_code, result.stdout_bytes, result.stderr
 
 
@@ -136,3 +146,30 @@ def test_registry_option(tmp_path: Path) -> None:
     code, out, _ = invoke(str(source), "--registry", str(registry), "--rejections", str(rejections))
     assert (code, out) == (0, b"")
     assert orjson.loads(rejections.read_bytes())["reason"] == "type_mismatch"
+
+
+def test_engines_print_the_same_bytes(tmp_path: Path, engine: str) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join([
+        line("r1", add("Set", "tags", 'q"\\\u00e9'), add("FWW", "f", 1), identity="\u00e9\t"),
+        line("r2", add("FWW", "f", 2), remove("LWWN", "n"), {"x": [1.5, {"b": None}]}),
+        line("r1", add("LWW", "c", True)),
+        b"[1]",
+    ]))
+    outputs = []
+    for name in ("native", "python"):
+        changes, rejections = tmp_path / f"c-{name}", tmp_path / f"r-{name}"
+        code, out, _ = invoke(str(source), "--changes", str(changes), "--rejections", str(rejections),
+                              env={"MSGSTATE_ENGINE": name})
+        assert code == 0
+        outputs.append((out, changes.read_bytes(), rejections.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0] and outputs[0][1] and outputs[0][2]
+
+
+def test_an_unknown_engine_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(line("r1", add("LWW", "c", 1)))
+    code, out, err = invoke(str(source), env={"MSGSTATE_ENGINE": "rust"})
+    assert code != 0 and out == b""
+    assert "MSGSTATE_ENGINE" in err and len(err.strip().splitlines()) == 1

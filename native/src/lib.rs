@@ -1,0 +1,494 @@
+//! `streams._native`: the msgstate engine compiled. Records are parsed by orjson (called
+//! from here, so malformed input is judged exactly as on the Python path), then checked,
+//! applied to an in-memory store and rendered as JSON lines without Python objects.
+
+mod alloc;
+mod decode;
+mod engine;
+mod json;
+mod store;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use decode::{Decoded, Keys, Kind, Whole, MAX_RECORD_BYTES};
+use engine::{Journal, Lines};
+use store::{Held, Store};
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+/// The engine and its store, for replay; `streams/native_engine.py` is the typed way in.
+#[pyclass(module = "streams._native", name = "Engine")]
+struct NativeCore {
+    core: engine::Engine,
+    keys: Keys,
+    orjson: Orjson,
+}
+
+/// orjson's functions, called from here.
+struct Orjson {
+    loads: Py<PyAny>,
+    dumps: Py<PyAny>,
+    decode_error: Py<PyAny>,
+    sort_keys: Py<PyAny>,
+}
+
+impl Orjson {
+    fn new(orjson: &Bound<'_, PyModule>) -> PyResult<Orjson> {
+        Ok(Orjson {
+            loads: orjson.getattr("loads")?.unbind(),
+            dumps: orjson.getattr("dumps")?.unbind(),
+            decode_error: orjson.getattr("JSONDecodeError")?.unbind(),
+            sort_keys: orjson.getattr("OPT_SORT_KEYS")?.unbind(),
+        })
+    }
+
+    /// The record parsed, or why the whole record is refused before its fields are read
+    /// (too_large, malformed: SPEC section 3, in that order).
+    fn parse<'py>(&self, py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Result<Bound<'py, PyAny>, Whole>> {
+        let raw = value
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("record values must be bytes"))?
+            .as_bytes();
+        if raw.len() > MAX_RECORD_BYTES {
+            return Ok(Err(decode::too_large(raw.len())));
+        }
+        let record = match self.loads.bind(py).call1((value,)) {
+            Ok(record) => record,
+            Err(err) if err.is_instance(py, self.decode_error.bind(py)) => {
+                let detail = format!("the record is not UTF-8 JSON: {}", err.value(py).str()?);
+                return Ok(Err(decode::malformed(raw, detail)));
+            }
+            Err(err) => return Err(err),
+        };
+        // Safety: a borrowed look at a live object.
+        if let Some(detail) = unsafe { decode::not_an_object(record.as_ptr()) } {
+            return Ok(Err(decode::malformed(raw, detail)));
+        }
+        Ok(Ok(record))
+    }
+
+    /// `orjson.dumps(change, option=OPT_SORT_KEYS)`: a refused change as received.
+    fn dump(&self, py: Python<'_>, change: &decode::Change) -> PyResult<Vec<u8>> {
+        // Safety: the change's record is alive while its batch is applied.
+        let raw = unsafe { Bound::from_borrowed_ptr(py, change.raw) };
+        let encoded = self.dumps.bind(py).call1((raw, py.None(), self.sort_keys.bind(py)))?;
+        Ok(encoded.cast::<PyBytes>()?.as_bytes().to_vec())
+    }
+}
+
+fn verdicts(authentic: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<bool>>> {
+    authentic.map(|a| a.extract()).transpose()
+}
+
+fn verdict(verdicts: &Option<Vec<bool>>, index: usize) -> PyResult<bool> {
+    match verdicts {
+        Some(verdicts) => verdicts
+            .get(index)
+            .copied()
+            .ok_or_else(|| PyValueError::new_err("authentic has fewer verdicts than values")),
+        None => Ok(true),
+    }
+}
+
+fn checked_window(window: i64) -> PyResult<usize> {
+    if window < 1 {
+        return Err(PyValueError::new_err("the dedupe window must hold at least one id"));
+    }
+    Ok(window as usize)
+}
+
+fn checked_registry(registry: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Kind)>> {
+    let mut types = Vec::new();
+    for (name, kind) in registry.iter() {
+        let kind: String = kind.extract()?;
+        let kind = Kind::parse(&kind).ok_or_else(|| PyValueError::new_err(format!("bad state type {kind}")))?;
+        types.push((name.extract::<String>()?, kind));
+    }
+    Ok(types)
+}
+
+#[pymethods]
+impl NativeCore {
+    /// `registry`: name -> type, already checked; `orjson`: the orjson module.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        registry: &Bound<'_, PyDict>,
+        window: i64,
+        events: bool,
+        orjson: &Bound<'_, PyModule>,
+    ) -> PyResult<NativeCore> {
+        let window = checked_window(window)?;
+        Ok(NativeCore {
+            core: engine::Engine::new(&checked_registry(registry)?, window, events),
+            keys: Keys::new(py),
+            orjson: Orjson::new(orjson)?,
+        })
+    }
+
+    /// Apply a batch of record values; (event lines, rejection lines), in the order they arise.
+    #[pyo3(signature = (values, authentic=None))]
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        authentic: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let verdicts = verdicts(authentic)?;
+        let orjson = &self.orjson;
+        let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+        let mut dump = |change: &decode::Change| orjson.dump(py, change);
+        for (index, value) in values.try_iter()?.enumerate() {
+            let authentic = verdict(&verdicts, index)?;
+            let record = match orjson.parse(py, &value?)? {
+                Ok(record) => record,
+                Err(whole) => {
+                    self.core.reject_whole(&whole, &mut out);
+                    continue;
+                }
+            };
+            // Safety: `record` outlives everything decoded from it (this iteration).
+            match unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+                Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
+                Decoded::Response(response) => self.core.apply(&response, index, &mut dump, &mut out)?,
+            }
+        }
+        self.core.store.end_batch();
+        let events = PyList::new(py, out.events.iter().map(|line| PyBytes::new(py, line)))?;
+        let rejections = PyList::new(py, out.rejections.iter().map(|line| PyBytes::new(py, line)))?;
+        Ok((events, rejections))
+    }
+
+    /// Every summary of a part with a fixed name, as JSON lines sorted by (message, part).
+    #[pyo3(signature = (clip=None))]
+    fn summary_lines<'py>(&self, py: Python<'py>, clip: Option<usize>) -> PyResult<Bound<'py, PyList>> {
+        summary_lines(py, &self.core.store, clip)
+    }
+
+    /// One part's summary as a JSON line (version 0 and no states when nobody wrote it).
+    #[pyo3(signature = (message_id, part_id, clip=None))]
+    fn summary_line<'py>(
+        &self,
+        py: Python<'py>,
+        message_id: &str,
+        part_id: &str,
+        clip: Option<usize>,
+    ) -> Bound<'py, PyBytes> {
+        summary_line(py, &self.core.store, message_id, part_id, clip)
+    }
+
+    fn live_values(&self) -> usize {
+        self.core.store.live_values()
+    }
+
+    fn forget_response_ids(&mut self) {
+        self.core.store.forget_response_ids();
+    }
+}
+
+fn summary_lines<'py>(py: Python<'py>, store: &Store, clip: Option<usize>) -> PyResult<Bound<'py, PyList>> {
+    let lines = store.summary_lines(clip);
+    PyList::new(py, lines.iter().map(|line| PyBytes::new(py, line)))
+}
+
+fn summary_line<'py>(py: Python<'py>, store: &Store, mid: &str, pid: &str, clip: Option<usize>) -> Bound<'py, PyBytes> {
+    let part = store.part_index(mid, pid).map(|i| &store.parts[i]);
+    let mut out = Vec::new();
+    store.render(&mut out, mid, pid, part, clip);
+    PyBytes::new(py, &out)
+}
+
+/// A record of a decided batch, kept between `decide` and `apply`.
+enum Pending {
+    Refused(Whole),
+    Parsed(Py<PyAny>, bool),
+}
+
+/// The engine over a cache of the state in Redis, for the workers: decide a batch, say what
+/// it needs, take that in, apply (writes recorded as a delta), commit once Redis holds them.
+#[pyclass(module = "streams._native", name = "Cache")]
+struct NativeCache {
+    core: engine::Engine,
+    keys: Keys,
+    orjson: Orjson,
+    batch: Vec<Pending>,
+    /// Applied and not yet committed: the store holds writes Redis may not have.
+    applied: bool,
+    registry: Vec<(String, Kind)>,
+    window: usize,
+}
+
+type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>);
+type Meta = (String, String, u64, Vec<(String, &'static str)>);
+
+#[pymethods]
+impl NativeCache {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        registry: &Bound<'_, PyDict>,
+        window: i64,
+        events: bool,
+        tallies: bool,
+        orjson: &Bound<'_, PyModule>,
+    ) -> PyResult<NativeCache> {
+        let window = checked_window(window)?;
+        let registry = checked_registry(registry)?;
+        Ok(NativeCache {
+            core: cache_engine(&registry, window, events, tallies),
+            keys: Keys::new(py),
+            orjson: Orjson::new(orjson)?,
+            batch: Vec::new(),
+            applied: false,
+            registry,
+            window,
+        })
+    }
+
+    /// Take a batch of record values; (parts, values, response ids) it reads that the cache
+    /// does not hold (the three sets of `StateNeeds`, as lists).
+    #[pyo3(signature = (values, authentic=None))]
+    fn decide(&mut self, py: Python<'_>, values: &Bound<'_, PyAny>, authentic: Option<&Bound<'_, PyAny>>) -> PyResult<Needs> {
+        if self.applied {
+            return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
+        }
+        let verdicts = verdicts(authentic)?;
+        self.batch.clear();
+        let store = &self.core.store;
+        let mut parts = Vec::new();
+        let mut needed_values = Vec::new();
+        let mut ids = Vec::new();
+        for (index, value) in values.try_iter()?.enumerate() {
+            let authentic = verdict(&verdicts, index)?;
+            let record = match self.orjson.parse(py, &value?)? {
+                Ok(record) => record,
+                Err(whole) => {
+                    self.batch.push(Pending::Refused(whole));
+                    continue;
+                }
+            };
+            // Safety: `record` outlives the decoded response (this iteration).
+            if let Decoded::Response(r) = unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+                let part = store.part_index(r.mid, r.pid);
+                if part.is_none() {
+                    parts.push((r.mid.to_owned(), r.pid.to_owned()));
+                }
+                if !store.knows_message(r.mid) {
+                    ids.push((r.mid.to_owned(), r.rid.to_owned()));
+                }
+                for change in r.changes.iter().filter(|c| c.error.is_none()) {
+                    if !part.is_some_and(|p| store.knows_value(p, change.name, r.ident)) {
+                        needed_values.push((r.mid.to_owned(), r.pid.to_owned(), change.name.to_owned(), r.ident.to_owned()));
+                    }
+                }
+            }
+            self.batch.push(Pending::Parsed(record.unbind(), authentic));
+        }
+        Ok((parts, needed_values, ids))
+    }
+
+    /// Take in what was read from Redis: metas (message, part, version, [(name, type)]),
+    /// held (message, part, name, identity, bytes | tuple of bytes | None), seen (message, ids
+    /// oldest first).
+    fn load(
+        &mut self,
+        metas: Vec<(String, String, u64, Vec<(String, String)>)>,
+        held: Vec<(String, String, String, String, Option<Bound<'_, PyAny>>)>,
+        seen: Vec<(String, Vec<String>)>,
+    ) -> PyResult<()> {
+        let store = &mut self.core.store;
+        for (mid, pid, version, types) in metas {
+            let p = part_of(store, &mid, &pid);
+            let mut names = Vec::with_capacity(types.len());
+            for (name, kind) in types {
+                let kind = Kind::parse(&kind).ok_or_else(|| PyValueError::new_err(format!("bad state type {kind}")))?;
+                names.push((store.strings.intern(&name), kind));
+            }
+            // Only parts the cache does not hold are loaded: names and holdings start here.
+            let part = &mut store.parts[p];
+            part.version = version;
+            part.holdings.resize_with(names.len(), Default::default);
+            part.names = names;
+        }
+        for (mid, pid, name, ident, value) in held {
+            let p = part_of(store, &mid, &pid);
+            let name = store.strings.intern(&name);
+            let ident = store.strings.intern(&ident);
+            let Some(value) = value.filter(|v| !v.is_none()) else {
+                store.absent.insert((p as u32, name, ident));
+                continue;
+            };
+            let held = if let Ok(one) = value.cast::<PyBytes>() {
+                Held::One(store.encodings.intern(one.as_bytes()))
+            } else {
+                let members = value.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a holding is bytes or a tuple of bytes"))?;
+                let mut syms = Vec::with_capacity(members.len());
+                for member in members.iter() {
+                    syms.push(store.encodings.intern(member.cast::<PyBytes>()?.as_bytes()));
+                }
+                Held::Many(syms.into_boxed_slice())
+            };
+            let slot = store.parts[p]
+                .slot(name)
+                .ok_or_else(|| PyValueError::new_err("a value of a state name its part has not fixed"))?;
+            store.put(p, slot, ident, held);
+            store.absent.remove(&(p as u32, name, ident));
+        }
+        for (mid, ids) in seen {
+            store.load_taken(&mid, ids);
+        }
+        Ok(())
+    }
+
+    /// Apply the decided batch to the cache; returns (events as (key, value), rejections as
+    /// (index, line), delta parts, delta values, delta tallies, taken (message, id, index),
+    /// metas before the batch of the parts it changed). `commit` or `clear` must follow.
+    fn apply<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        if self.applied {
+            return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
+        }
+        self.applied = true;
+        self.core.journal = Some(Journal::default());
+        let orjson = &self.orjson;
+        let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+        let mut event_keys: Vec<Vec<u8>> = Vec::new();
+        let mut rejected_at: Vec<usize> = Vec::new();
+        let mut dump = |change: &decode::Change| orjson.dump(py, change);
+        for (index, pending) in self.batch.iter().enumerate() {
+            match pending {
+                Pending::Refused(whole) => self.core.reject_whole(whole, &mut out),
+                Pending::Parsed(record, authentic) => {
+                    // Safety: the batch holds `record` while it is applied.
+                    match unsafe { decode::decode(&self.keys, record.as_ptr(), *authentic) } {
+                        Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
+                        Decoded::Response(r) => {
+                            self.core.apply(&r, index, &mut dump, &mut out)?;
+                            event_keys.resize(out.events.len(), r.mid.as_bytes().to_vec());
+                        }
+                    }
+                }
+            }
+            rejected_at.resize(out.rejections.len(), index);
+        }
+        self.batch.clear();
+        let journal = self.core.journal.take().unwrap_or_default();
+        let store = &self.core.store;
+        let text = |sym| store.strings.text(sym);
+        let key = |p: u32| {
+            let (mid, pid) = store.parts[p as usize].key;
+            (text(mid), text(pid))
+        };
+        let meta = |p: u32, version: u64, names: usize| -> Meta {
+            let part = &store.parts[p as usize];
+            let types = part.names[..names].iter().map(|&(n, k)| (text(n).to_owned(), k.name())).collect();
+            let (mid, pid) = key(p);
+            (mid.to_owned(), pid.to_owned(), version, types)
+        };
+        let parts: Vec<Meta> = journal
+            .before
+            .keys()
+            .map(|&p| meta(p, store.parts[p as usize].version, store.parts[p as usize].names.len()))
+            .collect();
+        let before: Vec<Meta> = journal.before.iter().map(|(&p, &(version, names))| meta(p, version, names)).collect();
+        let held_object = |held: &Option<Held>| -> PyResult<Py<PyAny>> {
+            Ok(match held {
+                None => py.None(),
+                Some(Held::One(one)) => PyBytes::new(py, store.encodings.bytes(*one)).into_any().unbind(),
+                Some(Held::Many(many)) => {
+                    PyTuple::new(py, many.iter().map(|m| PyBytes::new(py, store.encodings.bytes(*m))))?.into_any().unbind()
+                }
+            })
+        };
+        let mut values = Vec::with_capacity(journal.values.len());
+        for (&(p, name, ident), held) in &journal.values {
+            let (mid, pid) = key(p);
+            values.push((mid, pid, text(name), text(ident), held_object(held)?));
+        }
+        let tallies: Vec<_> = journal
+            .tallies
+            .iter()
+            .filter(|(_, &n)| n != 0)
+            .map(|(&(p, name, encoding), &n)| {
+                let (mid, pid) = key(p);
+                (mid, pid, text(name), PyBytes::new(py, store.encodings.bytes(encoding)), n)
+            })
+            .collect();
+        let taken: Vec<_> = journal.taken.iter().map(|(mid, rid, index)| (text(*mid), &**rid, *index)).collect();
+        let events: Vec<_> = out
+            .events
+            .iter()
+            .zip(&event_keys)
+            .map(|(line, key)| (PyBytes::new(py, key), PyBytes::new(py, &line[..line.len() - 1])))
+            .collect();
+        let rejections: Vec<_> =
+            out.rejections.iter().zip(&rejected_at).map(|(line, &at)| (at, PyBytes::new(py, line))).collect();
+        (events, rejections, parts, values, tallies, taken, before).into_pyobject(py)
+    }
+
+    /// Redis holds the applied batch: the cache keeps it (its dedupe memories trimmed as
+    /// Redis trims them).
+    fn commit(&mut self) -> PyResult<()> {
+        if !self.applied {
+            return Err(PyRuntimeError::new_err("no applied batch to commit"));
+        }
+        self.core.store.end_batch_exact();
+        self.applied = false;
+        Ok(())
+    }
+
+    /// Drop everything held (the next batch loads from Redis again), the decided batch too.
+    fn clear(&mut self) {
+        self.core = cache_engine(&self.registry, self.window, self.core.events, self.core.tallies);
+        self.batch.clear();
+        self.applied = false;
+    }
+
+    /// Held entries, known-absent values and remembered ids (to bound the cache).
+    fn entries(&self) -> usize {
+        self.core.store.entries()
+    }
+
+    #[pyo3(signature = (message_id, part_id, clip=None))]
+    fn summary_line<'py>(
+        &self,
+        py: Python<'py>,
+        message_id: &str,
+        part_id: &str,
+        clip: Option<usize>,
+    ) -> Bound<'py, PyBytes> {
+        summary_line(py, &self.core.store, message_id, part_id, clip)
+    }
+}
+
+fn cache_engine(registry: &[(String, Kind)], window: usize, events: bool, tallies: bool) -> engine::Engine {
+    let mut core = engine::Engine::new(registry, window, events);
+    core.tallies = tallies;
+    core
+}
+
+fn part_of(store: &mut Store, mid: &str, pid: &str) -> usize {
+    match store.part_index(mid, pid) {
+        Some(p) => p,
+        None => {
+            let (mid, pid) = (store.strings.intern(mid), store.strings.intern(pid));
+            store.new_part(mid, pid)
+        }
+    }
+}
+
+/// Bytes held by Rust allocations of this module (every engine together).
+#[pyfunction]
+fn heap_bytes() -> isize {
+    alloc::held_bytes()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeCore>()?;
+    m.add_class::<NativeCache>()?;
+    m.add_function(wrap_pyfunction!(heap_bytes, m)?)?;
+    Ok(())
+}

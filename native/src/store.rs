@@ -1,0 +1,452 @@
+//! The in-memory store: interned strings, shared value encodings, compact holdings, and the
+//! dedupe memory; renders summaries as JSON lines (`streams/summary.py`, `MemoryStore`).
+
+use std::borrow::Cow;
+
+use indexmap::IndexSet;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+
+use crate::decode::Kind;
+use crate::json;
+
+pub type Sym = u32;
+
+/// Each distinct string once; a string's number is its place in the set.
+#[derive(Default)]
+pub struct Strings {
+    set: IndexSet<Box<str>, FxBuildHasher>,
+}
+
+impl Strings {
+    pub fn get(&self, text: &str) -> Option<Sym> {
+        self.set.get_index_of(text).map(|i| i as Sym)
+    }
+
+    pub fn intern(&mut self, text: &str) -> Sym {
+        match self.set.get_index_of(text) {
+            Some(i) => i as Sym,
+            None => self.set.insert_full(text.into()).0 as Sym,
+        }
+    }
+
+    pub fn text(&self, sym: Sym) -> &str {
+        &self.set[sym as usize]
+    }
+}
+
+/// Each distinct value encoding once.
+#[derive(Default)]
+pub struct Encodings {
+    set: IndexSet<Box<[u8]>, FxBuildHasher>,
+}
+
+impl Encodings {
+    pub fn get(&self, encoded: &[u8]) -> Option<Sym> {
+        self.set.get_index_of(encoded).map(|i| i as Sym)
+    }
+
+    pub fn intern(&mut self, encoded: &[u8]) -> Sym {
+        match self.set.get_index_of(encoded) {
+            Some(i) => i as Sym,
+            None => self.set.insert_full(encoded.into()).0 as Sym,
+        }
+    }
+
+    pub fn bytes(&self, sym: Sym) -> &[u8] {
+        &self.set[sym as usize]
+    }
+}
+
+/// What one identity holds for one state: a scalar, or a Set's members in the order added.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Held {
+    One(Sym),
+    Many(Box<[Sym]>),
+}
+
+/// A holding as the store keeps it, in 4 bytes: a scalar's encoding, or (top bit set) the
+/// place of a Set's members in `Sets`.
+pub type Stored = u32;
+const SET: u32 = 1 << 31;
+
+/// The members of every Set holding, with the places of deleted ones reused.
+#[derive(Default)]
+pub struct Sets {
+    boxes: Vec<Box<[Sym]>>,
+    free: Vec<u32>,
+}
+
+impl Sets {
+    pub fn members<'a>(&'a self, stored: &'a Stored) -> &'a [Sym] {
+        if *stored & SET != 0 {
+            &self.boxes[(*stored & !SET) as usize]
+        } else {
+            std::slice::from_ref(stored)
+        }
+    }
+
+    pub fn owned(&self, stored: &Stored) -> Held {
+        if *stored & SET != 0 {
+            Held::Many(self.boxes[(*stored & !SET) as usize].clone())
+        } else {
+            Held::One(*stored)
+        }
+    }
+
+    fn keep(&mut self, held: Held, previous: Option<Stored>) -> Stored {
+        match held {
+            Held::One(one) => {
+                if let Some(previous) = previous {
+                    self.release(previous);
+                }
+                one
+            }
+            Held::Many(members) => match previous {
+                Some(previous) if previous & SET != 0 => {
+                    self.boxes[(previous & !SET) as usize] = members;
+                    previous
+                }
+                _ => {
+                    let at = match self.free.pop() {
+                        Some(at) => {
+                            self.boxes[at as usize] = members;
+                            at
+                        }
+                        None => {
+                            self.boxes.push(members);
+                            (self.boxes.len() - 1) as u32
+                        }
+                    };
+                    at | SET
+                }
+            },
+        }
+    }
+
+    fn release(&mut self, stored: Stored) {
+        if stored & SET != 0 {
+            let at = stored & !SET;
+            self.boxes[at as usize] = Box::new([]);
+            self.free.push(at);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Part {
+    /// (message id, part id)
+    pub key: (Sym, Sym),
+    pub version: u64,
+    /// name -> type, in the order the names were fixed; `holdings` has one map per name.
+    pub names: Vec<(Sym, Kind)>,
+    /// identity -> holding, per name.
+    pub holdings: Vec<FxHashMap<Sym, Stored>>,
+}
+
+impl Part {
+    pub fn slot(&self, name: Sym) -> Option<usize> {
+        self.names.iter().position(|(n, _)| *n == name)
+    }
+}
+
+/// The response ids taken for one message, oldest first.
+struct Taken {
+    ids: IndexSet<Box<str>, FxBuildHasher>,
+    batch: u32,
+    /// How many ids were held when the current batch first touched the message.
+    start: usize,
+}
+
+pub struct Store {
+    pub strings: Strings,
+    pub encodings: Encodings,
+    pub sets: Sets,
+    pub index: FxHashMap<(Sym, Sym), u32>,
+    pub parts: Vec<Part>,
+    taken: FxHashMap<Sym, Taken>,
+    /// (part, name, identity) known to hold nothing (a cache of Redis only).
+    pub absent: FxHashSet<(u32, Sym, Sym)>,
+    window: usize,
+    batch: u32,
+    touched: Vec<Sym>,
+}
+
+impl Store {
+    pub fn new(window: usize) -> Store {
+        Store {
+            strings: Strings::default(),
+            encodings: Encodings::default(),
+            sets: Sets::default(),
+            index: FxHashMap::default(),
+            parts: Vec::new(),
+            taken: FxHashMap::default(),
+            absent: FxHashSet::default(),
+            window,
+            batch: 1,
+            touched: Vec::new(),
+        }
+    }
+
+    pub fn part_index(&self, mid: &str, pid: &str) -> Option<usize> {
+        let key = (self.strings.get(mid)?, self.strings.get(pid)?);
+        self.index.get(&key).map(|&i| i as usize)
+    }
+
+    pub fn new_part(&mut self, mid: Sym, pid: Sym) -> usize {
+        let at = self.parts.len();
+        self.parts.push(Part { key: (mid, pid), ..Part::default() });
+        self.index.insert((mid, pid), at as u32);
+        at
+    }
+
+    /// Set what an identity holds for the state in that slot of the part.
+    pub fn put(&mut self, part: usize, slot: usize, ident: Sym, held: Held) {
+        let previous = self.parts[part].holdings[slot].get(&ident).copied();
+        let stored = self.sets.keep(held, previous);
+        self.parts[part].holdings[slot].insert(ident, stored);
+    }
+
+    pub fn delete(&mut self, part: usize, slot: usize, ident: Sym) {
+        if let Some(stored) = self.parts[part].holdings[slot].remove(&ident) {
+            self.sets.release(stored);
+        }
+    }
+
+    /// Take a response id for a message; false when it was already taken (a duplicate).
+    ///
+    /// Within a batch every id stays remembered; `end_batch` then trims each message's ids
+    /// exactly as `MemoryStore.apply` does id by id (at twice the window, keep the window).
+    pub fn take(&mut self, mid: Sym, rid: &str) -> bool {
+        let batch = self.batch;
+        let taken = self.taken.entry(mid).or_insert_with(|| Taken {
+            ids: IndexSet::default(),
+            batch: 0,
+            start: 0,
+        });
+        if taken.ids.contains(rid) {
+            return false;
+        }
+        if taken.batch != batch {
+            taken.batch = batch;
+            taken.start = taken.ids.len();
+            self.touched.push(mid);
+        }
+        taken.ids.insert(rid.into());
+        true
+    }
+
+    pub fn end_batch(&mut self) {
+        let window = self.window;
+        for mid in self.touched.drain(..) {
+            let Some(taken) = self.taken.get_mut(&mid) else { continue };
+            let mut kept = taken.start;
+            for _ in taken.start..taken.ids.len() {
+                kept += 1;
+                if kept >= 2 * window {
+                    kept = window;
+                }
+            }
+            let len = taken.ids.len();
+            if kept < len {
+                taken.ids = taken.ids.drain(len - kept..).collect();
+            }
+        }
+        self.batch = self.batch.wrapping_add(1);
+    }
+
+    /// Trim each message the batch touched to its last `window` ids, as Redis does.
+    pub fn end_batch_exact(&mut self) {
+        let window = self.window;
+        for mid in self.touched.drain(..) {
+            let Some(taken) = self.taken.get_mut(&mid) else { continue };
+            let len = taken.ids.len();
+            if len > window {
+                taken.ids = taken.ids.drain(len - window..).collect();
+            }
+        }
+        self.batch = self.batch.wrapping_add(1);
+    }
+
+    /// Whether the dedupe memory of this message is held.
+    pub fn knows_message(&self, mid: &str) -> bool {
+        self.strings.get(mid).is_some_and(|mid| self.taken.contains_key(&mid))
+    }
+
+    /// Replace a message's dedupe memory (ids oldest first), as loaded from Redis.
+    pub fn load_taken(&mut self, mid: &str, ids: Vec<String>) {
+        let mid = self.strings.intern(mid);
+        let ids = ids.into_iter().map(String::into_boxed_str).collect();
+        self.taken.insert(mid, Taken { ids, batch: 0, start: 0 });
+    }
+
+    /// Whether what this identity holds for this state is known (held, or known absent).
+    pub fn knows_value(&self, part: usize, name: &str, ident: &str) -> bool {
+        let (Some(name), Some(ident)) = (self.strings.get(name), self.strings.get(ident)) else {
+            return false;
+        };
+        let the_part = &self.parts[part];
+        the_part.slot(name).is_some_and(|slot| the_part.holdings[slot].contains_key(&ident))
+            || self.absent.contains(&(part as u32, name, ident))
+    }
+
+    /// Held entries, known-absent values and remembered ids: how big a cache has grown.
+    pub fn entries(&self) -> usize {
+        let held: usize = self.parts.iter().flat_map(|p| p.holdings.iter()).map(|h| h.len()).sum();
+        let ids: usize = self.taken.values().map(|t| t.ids.len()).sum();
+        self.parts.len() + held + self.absent.len() + ids
+    }
+
+    pub fn forget_response_ids(&mut self) {
+        self.taken = FxHashMap::default();
+    }
+
+    pub fn live_values(&self) -> usize {
+        self.parts
+            .iter()
+            .flat_map(|part| part.holdings.iter())
+            .flat_map(|held_by| held_by.values())
+            .map(|held| self.sets.members(held).len())
+            .sum()
+    }
+
+    pub fn write_held(&self, out: &mut Vec<u8>, held: Option<&Held>) {
+        match held {
+            None => out.extend_from_slice(b"null"),
+            Some(Held::One(one)) => out.extend_from_slice(self.encodings.bytes(*one)),
+            Some(Held::Many(many)) => self.write_members(out, many),
+        }
+    }
+
+    fn write_members(&self, out: &mut Vec<u8>, members: &[Sym]) {
+        out.push(b'[');
+        for (i, member) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.encodings.bytes(*member));
+        }
+        out.push(b']');
+    }
+
+    /// Every summary of a part with at least one fixed name, by (message_id, part_id).
+    pub fn summary_lines(&self, clip: Option<usize>) -> Vec<Vec<u8>> {
+        let mut keys: Vec<(&str, &str, usize)> = self
+            .index
+            .iter()
+            .filter(|(_, &i)| !self.parts[i as usize].names.is_empty())
+            .map(|(&(mid, pid), &i)| (self.strings.text(mid), self.strings.text(pid), i as usize))
+            .collect();
+        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        keys.iter()
+            .map(|&(mid, pid, i)| {
+                let mut out = Vec::with_capacity(256);
+                self.render(&mut out, mid, pid, Some(&self.parts[i]), clip);
+                out
+            })
+            .collect()
+    }
+
+    /// One summary as a JSON line (keys sorted), like `dumps_line(render_summary(...))`.
+    pub fn render(&self, out: &mut Vec<u8>, mid: &str, pid: &str, part: Option<&Part>, clip: Option<usize>) {
+        out.extend_from_slice(b"{\"message_id\":");
+        json::write_str(out, mid);
+        out.extend_from_slice(b",\"part_id\":");
+        json::write_str(out, pid);
+        out.extend_from_slice(b",\"states\":{");
+        if let Some(part) = part {
+            let mut names: Vec<(&str, usize)> =
+                part.names.iter().enumerate().map(|(slot, (name, _))| (self.strings.text(*name), slot)).collect();
+            names.sort_unstable();
+            for (n, (name, slot)) in names.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json::write_str(out, name);
+                out.push(b':');
+                self.render_state(out, part.names[slot].1, &part.holdings[slot], clip);
+            }
+        }
+        out.extend_from_slice(b"},\"version\":");
+        json::write_int(out, part.map_or(0, |part| part.version));
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn render_state(&self, out: &mut Vec<u8>, kind: Kind, held_by: &FxHashMap<Sym, Stored>, clip: Option<usize>) {
+        let total = held_by.len();
+        let mut shown: Vec<(&str, &Stored)> =
+            held_by.iter().map(|(ident, held)| (self.strings.text(*ident), held)).collect();
+        shown.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out.push(b'{');
+        if let Some(clip) = clip.filter(|&clip| total > clip) {
+            shown.truncate(clip);
+            out.extend_from_slice(b"\"clipped\":true,\"identities\":");
+            json::write_int(out, total);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"tally\":[");
+        for (n, (encoded, count)) in self.tally(held_by).into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"count\":");
+            json::write_int(out, count);
+            out.extend_from_slice(b",\"value\":");
+            out.extend_from_slice(self.encodings.bytes(encoded));
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"type\":");
+        json::write_str(out, kind.name());
+        out.extend_from_slice(b",\"values\":{");
+        for (n, (ident, held)) in shown.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json::write_str(out, ident);
+            out.push(b':');
+            if *held & SET != 0 {
+                self.write_members(out, self.sets.members(held));
+            } else {
+                out.extend_from_slice(self.encodings.bytes(*held));
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+
+    /// (encoding, count): count descending, then false, true, integers, strings by code point.
+    fn tally(&self, held_by: &FxHashMap<Sym, Stored>) -> Vec<(Sym, usize)> {
+        let mut counts: FxHashMap<Sym, usize> = FxHashMap::default();
+        for held in held_by.values() {
+            for member in self.sets.members(held) {
+                *counts.entry(*member).or_insert(0) += 1;
+            }
+        }
+        let mut entries: Vec<(usize, TallyKey, Sym)> =
+            counts.into_iter().map(|(sym, n)| (n, tally_key(self.encodings.bytes(sym)), sym)).collect();
+        entries.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        entries.into_iter().map(|(n, _, sym)| (sym, n)).collect()
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum TallyKey<'a> {
+    False,
+    True,
+    Int(i64),
+    Text(Cow<'a, str>),
+}
+
+fn tally_key(encoded: &[u8]) -> TallyKey<'_> {
+    match encoded[0] {
+        b'"' => {
+            if encoded.contains(&b'\\') {
+                TallyKey::Text(Cow::Owned(json::unescape(encoded)))
+            } else {
+                TallyKey::Text(String::from_utf8_lossy(&encoded[1..encoded.len() - 1]))
+            }
+        }
+        b'f' => TallyKey::False,
+        b't' => TallyKey::True,
+        _ => TallyKey::Int(std::str::from_utf8(encoded).ok().and_then(|s| s.parse().ok()).unwrap_or(0)),
+    }
+}
+

@@ -1,0 +1,56 @@
+"""The compiled engine (native/, Rust); `streams.native_engine` is the typed way in."""
+
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+
+class Engine:
+    def __init__(
+        self, registry: Mapping[str, str], window: int, events: bool, orjson: ModuleType
+    ) -> None: ...
+    def feed(
+        self, values: Sequence[bytes], authentic: Sequence[bool] | None = None
+    ) -> tuple[list[bytes], list[bytes]]: ...
+    def summary_lines(self, clip: int | None = None) -> list[bytes]: ...
+    def summary_line(self, message_id: str, part_id: str, clip: int | None = None) -> bytes: ...
+    def live_values(self) -> int: ...
+    def forget_response_ids(self) -> None: ...
+
+def heap_bytes() -> int: ...
+
+_Meta = tuple[str, str, int, list[tuple[str, str]]]
+
+class Cache:
+    def __init__(
+        self,
+        registry: Mapping[str, str],
+        window: int,
+        events: bool,
+        tallies: bool,
+        orjson: ModuleType,
+    ) -> None: ...
+    def decide(
+        self, values: Sequence[bytes], authentic: Sequence[bool] | None = None
+    ) -> tuple[
+        list[tuple[str, str]], list[tuple[str, str, str, str]], list[tuple[str, str]]
+    ]: ...
+    def load(
+        self,
+        metas: list[_Meta],
+        held: list[tuple[str, str, str, str, bytes | tuple[bytes, ...] | None]],
+        seen: list[tuple[str, list[str]]],
+    ) -> None: ...
+    def apply(
+        self,
+    ) -> tuple[
+        list[tuple[bytes, bytes]],
+        list[tuple[int, bytes]],
+        list[_Meta],
+        list[tuple[str, str, str, str, bytes | tuple[bytes, ...] | None]],
+        list[tuple[str, str, str, bytes, int]],
+        list[tuple[str, str, int]],
+        list[_Meta],
+    ]: ...
+    def commit(self) -> None: ...
+    def clear(self) -> None: ...
+    def entries(self) -> int: ...
+    def summary_line(self, message_id: str, part_id: str, clip: int | None = None) -> bytes: ...

@@ -1,0 +1,188 @@
+"""The compiled engine: decode, the rules, an in-memory store and summaries, in one object.
+
+Same semantics as `decode_response` + `Engine` + `MemoryStore` (the Python reference,
+held equal by differential property tests), and the same bytes: events, rejections and
+summaries come out as the JSON lines `schemas.codec.dumps_line` makes of the Python
+path's records. Records are parsed by orjson called from the compiled code, so malformed
+input is judged exactly as on the Python path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.exceptions import ValidationError
+from schemas.limits import DEDUPE_WINDOW
+from schemas.registry import check_registry
+from schemas.rejections import Rejection
+from streams import _native
+from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+
+
+class NativeEngine:
+    """Applies batches of record values to its own store (replay).
+
+    Raises ConfigError for a bad registry. With `events=False` versions still
+    count but no event line is built. `window` response ids are remembered per
+    message at least (as in MemoryStore).
+    """
+
+    __slots__ = ("_core", "_registry")
+
+    def __init__(
+        self,
+        registry: Mapping[str, str] | None = None,
+        *,
+        window: int = DEDUPE_WINDOW,
+        events: bool = True,
+    ) -> None:
+        self._registry = check_registry(registry or {})
+        self._core = _native.Engine(self._registry, window, events, orjson)
+
+    @property
+    def registry(self) -> Mapping[str, str]:
+        return dict(self._registry)
+
+    def feed(
+        self, values: Sequence[bytes], authentic: Sequence[bool] | None = None
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Apply a batch of record values in order: (event lines, rejection lines).
+
+        `authentic` is each record's signature verdict (all True when omitted).
+        """
+        if authentic is not None and len(authentic) != len(values):
+            raise ValueError("authentic needs one verdict per value")
+        return self._core.feed(values, authentic)
+
+    def summary_lines(self, clip: int | None = None) -> list[bytes]:
+        """Every summary of a part with a fixed name, as JSON lines, by (message, part)."""
+        return self._core.summary_lines(_checked(clip))
+
+    def summary(self, message_id: str, part_id: str, clip: int | None = None) -> dict[str, Any]:
+        """One part's summary (like `MemoryStore.summary`)."""
+        summary: dict[str, Any] = orjson.loads(
+            self._core.summary_line(message_id, part_id, _checked(clip))
+        )
+        return summary
+
+    def summaries(self, clip: int | None = None) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.summary_lines(clip)]
+
+    def live_values(self) -> int:
+        """How many (identity, state, value) are held: one per scalar, one per Set member."""
+        return self._core.live_values()
+
+    def forget_response_ids(self) -> None:
+        """Drop the dedupe memory (to measure the state alone)."""
+        self._core.forget_response_ids()
+
+
+_EMPTY = PartMeta()
+
+
+@dataclass(slots=True)
+class NativeOutcome:
+    """What one batch produced, as the Python engine's `Outcome` has it, and more."""
+
+    # (record key: the message id in UTF-8, record value: the event as compact JSON, keys sorted)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # (index of the record in the batch, rejection), in the order they arise
+    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+    delta: StateDelta = field(default_factory=StateDelta)
+    # The batch index of each `delta.taken` entry (its input offset is the dedupe score).
+    taken_at: list[int] = field(default_factory=list)
+    # The meta before the batch of every part in `delta.parts`.
+    before: dict[PartKey, PartMeta] = field(default_factory=dict)
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        """The part's meta before the batch (what `RedisStateStore.persist` compares with)."""
+        return self.before.get((message_id, part_id)) or _EMPTY
+
+
+class NativeStateCache:
+    """The compiled engine over a cache of the state in Redis (a worker's partition).
+
+    A batch goes: `decide` (decode; the `StateNeeds` the cache does not hold) → `load`
+    what Redis has for them → `apply` (the cache takes the writes at once; the outcome
+    carries them as a `StateDelta` equal to the Python engine's) → `commit` once Redis
+    holds them, or `clear` when their fate is unknown: an applied batch must be committed
+    or cleared before the next `decide`. Past `limit` entries, `decide` starts again empty
+    (like `StateCache`).
+    """
+
+    __slots__ = ("_core", "limit")
+
+    def __init__(
+        self,
+        registry: Mapping[str, str] | None = None,
+        *,
+        window: int = DEDUPE_WINDOW,
+        events: bool = True,
+        tallies: bool = True,
+        limit: int = 100_000,
+    ) -> None:
+        self._core = _native.Cache(check_registry(registry or {}), window, events, tallies, orjson)
+        self.limit = limit
+
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
+        """Take a batch of record values; returns what it reads that the cache does not hold."""
+        if authentic is not None and len(authentic) != len(values):
+            raise ValueError("authentic needs one verdict per value")
+        if self._core.entries() > self.limit:
+            self._core.clear()
+        parts, values_needed, response_ids = self._core.decide(values, authentic)
+        return StateNeeds(set(parts), set(values_needed), set(response_ids))
+
+    def load(
+        self,
+        metas: Mapping[PartKey, PartMeta],
+        held: Mapping[ValueKey, Held | None],
+        seen: Mapping[str, list[str]],
+    ) -> None:
+        """Take in what was read from Redis (the shapes of `StateCache.loaded`)."""
+        self._core.load(
+            [(mid, pid, meta.version, list(meta.types.items())) for (mid, pid), meta in metas.items()],
+            [(*key, value) for key, value in held.items()],
+            list(seen.items()),
+        )
+
+    def apply(self) -> NativeOutcome:
+        """Apply the decided batch."""
+        events, rejections, parts, values, tallies, taken, before = self._core.apply()
+        delta = StateDelta(
+            parts={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in parts},
+            values={(mid, pid, name, ident): held for mid, pid, name, ident, held in values},
+            tallies={(mid, pid, name, value): n for mid, pid, name, value, n in tallies},
+            taken=[(mid, rid) for mid, rid, _ in taken],
+        )
+        return NativeOutcome(
+            events=events,
+            rejections=[(index, orjson.loads(line)) for index, line in rejections],
+            delta=delta,
+            taken_at=[index for _, _, index in taken],
+            before={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in before},
+        )
+
+    def commit(self) -> None:
+        """Redis holds the applied batch: the cache keeps it."""
+        self._core.commit()
+
+    def clear(self) -> None:
+        """Drop everything held; the next batch loads what it needs again."""
+        self._core.clear()
+
+
+
+def heap_bytes() -> int:
+    """Bytes the compiled code holds now, every engine together (a counting allocator)."""
+    return _native.heap_bytes()
+
+
+def _checked(clip: int | None) -> int | None:
+    if clip is not None and clip < 0:
+        raise ValidationError(f"clip must be 0 or more, not {clip}")
+    return clip

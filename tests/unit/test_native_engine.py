@@ -1,0 +1,137 @@
+"""The compiled engine against the Python reference: same summaries, events and rejections,
+byte for byte, on random workloads, hostile records and small dedupe windows."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import dumps_line
+from schemas.exceptions import ConfigError, ValidationError
+from schemas.records import decode_response
+from streams.engine import Engine
+from streams.memory_store import MemoryStore
+from streams.native_engine import NativeEngine, heap_bytes
+from tests.unit import strategies as ws
+from tests.unit.helpers import add, line
+from workers.hostile import MAKERS, hostile_records
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.rejections: list[bytes] = []
+        self.summaries: list[bytes] = []
+        self.clipped: list[bytes] = []
+
+
+def batches(lines: list[bytes], sizes: list[int]) -> list[slice]:
+    out, start, turn = [], 0, 0
+    while start < len(lines):
+        size = sizes[min(turn, len(sizes) - 1)]
+        out.append(slice(start, start + size))
+        start += size
+        turn += 1
+    return out
+
+
+def by_python(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+              verdicts: list[bool]) -> Lines:
+    engine, store, got = Engine(registry), MemoryStore(window), Lines()
+    for part in batches(lines, sizes):
+        items = [decode_response(raw, authentic=ok)
+                 for raw, ok in zip(lines[part], verdicts[part], strict=True)]
+        out = engine.apply_batch(items, store)
+        store.apply(out.delta)
+        got.events += [dumps_line(event) for event in out.events]
+        got.rejections += [dumps_line(rejection) for _, rejection in out.rejections]
+    got.summaries = [dumps_line(summary) for summary in store.summaries()]
+    got.clipped = [dumps_line(summary) for summary in store.summaries(clip=1)]
+    return got
+
+
+def by_native(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+              verdicts: list[bool]) -> Lines:
+    engine, got = NativeEngine(registry, window=window), Lines()
+    for part in batches(lines, sizes):
+        events, rejections = engine.feed(lines[part], verdicts[part])
+        got.events += events
+        got.rejections += rejections
+    got.summaries = engine.summary_lines()
+    got.clipped = engine.summary_lines(clip=1)
+    return got
+
+
+def same(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int = 10_000,
+         verdicts: list[bool] | None = None) -> None:
+    verdicts = verdicts or [True] * len(lines)
+    expected = by_python(lines, registry, sizes, window, verdicts)
+    got = by_native(lines, registry, sizes, window, verdicts)
+    assert got.rejections == expected.rejections
+    assert got.events == expected.events
+    assert got.summaries == expected.summaries
+    assert got.clipped == expected.clipped
+
+
+@SETTINGS
+@given(ws.workloads, ws.registries, st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       st.sampled_from([1, 2, 3, 10_000]), st.data())
+def test_native_matches_python(lines: list[bytes], registry: dict[str, str], sizes: list[int],
+                               window: int, data: st.DataObject) -> None:
+    verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    if data.draw(st.booleans()):
+        verdicts = [True] * len(lines)
+    same(lines, registry, sizes, window, verdicts)
+
+
+dense = ws.dense_lines(40, ["Set", "LWWN", "FWW", "LWW"], ["x", "y", 1, True, "é\\\""], 40)
+
+
+@SETTINGS
+@given(dense, st.lists(st.integers(1, 12), min_size=1, max_size=6), st.sampled_from([1, 3, 7]))
+def test_dense_workloads_with_small_windows(lines: list[bytes], sizes: list[int],
+                                            window: int) -> None:
+    same(lines, {}, sizes, window)
+
+
+def test_limits_of_names_and_members() -> None:
+    names = [line(f"n{i}", add("LWW", f"name{i}", i)) for i in range(70)]
+    members = [line(f"s{i}", add("Set", "tags", f"t{i}")) for i in range(260)]
+    same(names + members, {}, [50])
+
+
+def test_hostile_records() -> None:
+    records = hostile_records(40 * len(MAKERS), seed=5)
+    same(records, {}, [128])
+    same(records, {}, [1])
+
+
+def test_registry_and_window_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        NativeEngine({"bad name": "LWW"})
+    with pytest.raises(ConfigError):
+        NativeEngine({"poll": "Counter"})
+    with pytest.raises(ValueError):
+        NativeEngine(window=0)
+    with pytest.raises(ValidationError):
+        NativeEngine().summary_lines(clip=-1)
+    with pytest.raises(ValueError):
+        NativeEngine().feed([b"{}"], [True, False])
+
+
+def test_summary_of_one_part_and_counts() -> None:
+    engine = NativeEngine()
+    assert engine.summary("m1", "root") == MemoryStore().summary("m1", "root")
+    engine.feed([line("r1", add("Set", "tags", "a"), add("Set", "tags", "b"), add("LWW", "c", 1))])
+    store = MemoryStore()
+    store.apply(Engine().apply_batch(
+        [decode_response(line("r1", add("Set", "tags", "a"), add("Set", "tags", "b"),
+                              add("LWW", "c", 1)))], store).delta)
+    assert engine.summary("m1", "root") == store.summary("m1", "root")
+    assert engine.summary("m1", "root", clip=0) == store.summary("m1", "root", clip=0)
+    assert engine.live_values() == store.live_values() == 3
+    assert heap_bytes() > 0
