@@ -10,7 +10,6 @@ input is judged exactly as on the Python path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,8 +17,8 @@ import orjson
 from schemas.exceptions import ValidationError
 from schemas.limits import DEDUPE_WINDOW
 from schemas.registry import check_registry
-from schemas.rejections import Rejection
 from streams import _native
+from streams.decider import Decision
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 
 
@@ -81,26 +80,8 @@ class NativeEngine:
         self._core.forget_response_ids()
 
 
-_EMPTY = PartMeta()
-
-
-@dataclass(slots=True)
-class NativeOutcome:
-    """What one batch produced, as the Python engine's `Outcome` has it, and more."""
-
-    # (record key: the message id in UTF-8, record value: the event as compact JSON, keys sorted)
-    events: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # (index of the record in the batch, rejection), in the order they arise
-    rejections: list[tuple[int, Rejection]] = field(default_factory=list)
-    delta: StateDelta = field(default_factory=StateDelta)
-    # The batch index of each `delta.taken` entry (its input offset is the dedupe score).
-    taken_at: list[int] = field(default_factory=list)
-    # The meta before the batch of every part in `delta.parts`.
-    before: dict[PartKey, PartMeta] = field(default_factory=dict)
-
-    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
-        """The part's meta before the batch (what `RedisStateStore.persist` compares with)."""
-        return self.before.get((message_id, part_id)) or _EMPTY
+# What a batch produced: the same record as the Python decider's.
+NativeOutcome = Decision
 
 
 class NativeStateCache:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.exceptions import ConfigError
+from streams.replay import ENGINES
 from streams.signing import Keyring
 from workers.kafka_security import KafkaSecurity
 
@@ -63,6 +64,7 @@ class Settings:
     # How long a state worker may take to stop after SIGTERM (finish the batch, commit, leave).
     shutdown_seconds: float = 20.0
     log_format: str = "json"  # or "text"
+    engine: str = "native"  # the state worker's engine: "native" (compiled) or "python" (the reference)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             metrics_host=env.get("MSGSTATE_METRICS_HOST", base.metrics_host),
             shutdown_seconds=_positive_int(env, "MSGSTATE_SHUTDOWN_SECONDS", int(base.shutdown_seconds)),
             log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
+            engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -23,8 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from streams.decider import PythonDecider
+from streams.decider import Decider, PythonDecider
 from streams.engine import Engine
+from streams.native_engine import NativeStateCache
 from streams.processor import EVENT, InRecord, OutRecord, RoundProcessor
 from streams.redis_keys import Keys
 from streams.redis_store import RedisStateStore
@@ -142,7 +143,11 @@ class StateWorker:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - applied))
 
     def _new_processor(self) -> RoundProcessor:
-        decider = PythonDecider(self.engine, window=self.store.window)
+        decider: Decider
+        if self.settings.engine == "python":
+            decider = PythonDecider(self.engine, window=self.store.window)
+        else:
+            decider = NativeStateCache(self.engine.registry, window=self.store.window)
         return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
