@@ -68,8 +68,9 @@ class Pipeline:
         self.workers: list[WorkerProcess] = []
         self.redis = redis.Redis.from_url(settings.redis)
 
-    def start_worker(self, *args: str) -> WorkerProcess:
-        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "info", *args])
+    def start_worker(self, *args: str, engine: str | None = None) -> WorkerProcess:
+        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "info", *args],
+                             env=None if engine is None else {"MSGSTATE_ENGINE": engine})
         self.workers.append(proc)
         return proc
 

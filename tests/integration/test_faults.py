@@ -18,8 +18,9 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.limits import DEDUPE_WINDOW
-from streams.decider import PythonDecider
+from streams.decider import Decider, PythonDecider
 from streams.engine import Engine
+from streams.native_engine import NativeStateCache
 from streams.processor import InRecord, OutRecord, RoundProcessor
 from streams.reader import SummaryReader
 from streams.redis_keys import Keys
@@ -62,8 +63,10 @@ def acknowledged() -> asyncio.Future[Any]:
     return done
 
 
-def _decider() -> PythonDecider:
-    return PythonDecider(Engine(None), window=DEDUPE_WINDOW)
+def _decider(engine: str = "native") -> Decider:
+    if engine == "python":
+        return PythonDecider(Engine(None), window=DEDUPE_WINDOW)
+    return NativeStateCache(window=DEDUPE_WINDOW)
 
 
 VALUES = [
@@ -108,7 +111,8 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
         client.close()
 
 
-async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: Settings) -> None:
+@pytest.mark.parametrize("engine", ["native", "python"])
+async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: Settings, engine: str) -> None:
     """Worker A holds partition 0; B takes it over (rebalance). A's next batch is refused
     inside the Redis script, and nothing of it reaches Redis or Kafka."""
     client = aioredis.from_url(settings.redis)
@@ -127,8 +131,8 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
                 "id": f"r{i}", "message_id": "m", "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(_decider(), RedisStateStore(client, keys), sink_for("a"), "t")
-        b = RoundProcessor(_decider(), RedisStateStore(client, keys), sink_for("b"), "t")
+        a = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink_for("a"), "t")
+        b = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink_for("b"), "t")
         await a.process({0: [record(0, "alice")]})
         await b.process({0: [record(1, "bob")]})  # B takes the partition: a new token
         assert (await a.process({0: [record(2, "mallory")]})).fenced == {0}
@@ -147,7 +151,8 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
         await client.aclose()
 
 
-async def test_a_round_with_a_stale_partition_applies_the_others(settings: Settings) -> None:
+@pytest.mark.parametrize("engine", ["native", "python"])
+async def test_a_round_with_a_stale_partition_applies_the_others(settings: Settings, engine: str) -> None:
     """A holds partitions 0 and 1; B takes 1. A's next round has records of both: the script
     refuses it whole, A drops partition 1 and applies partition 0 alone."""
     client = aioredis.from_url(settings.redis)
@@ -164,8 +169,8 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
                 "id": f"r{offset}", "message_id": message, "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(_decider(), RedisStateStore(client, keys), sink, "t")
-        b = RoundProcessor(_decider(), RedisStateStore(client, keys), sink, "t")
+        a = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink, "t")
+        b = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink, "t")
         await a.process({0: [record(0, "m0", "alice")], 1: [record(0, "m1", "alice")]})
         await b.process({1: [record(1, "m1", "bob")]})
         stats = await a.process({0: [record(1, "m0", "carol")], 1: [record(2, "m1", "mallory")]})

@@ -23,15 +23,15 @@ from ..waiting import wait_for
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_pipeline_equals_replay(settings: Settings, tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "engine"), [(1, "native"), (2, "native"), (1, "python")])
+def test_pipeline_equals_replay(settings: Settings, tmp_path: Path, workers: int, engine: str) -> None:
     records = workload(1500, seed=workers)
     expected = Expected(records, tmp_path)
     assert expected.rejections and expected.events, "the workload must exercise both outputs"
     pipeline = Pipeline(settings)
     try:
         for _ in range(workers):
-            pipeline.start_worker()
+            pipeline.start_worker(engine=engine)
         pipeline.publish(records)
         pipeline.await_applied()
         assert_same_as_replay(pipeline, expected)
