@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -28,6 +27,7 @@ from streams.engine import Engine
 from streams.native_engine import NativeStateCache
 from streams.processor import EVENT, InRecord, OutRecord, RoundProcessor
 from streams.redis_keys import Keys
+from streams.redis_packing import packed_client
 from streams.redis_store import RedisStateStore
 from streams.signing import is_authentic
 from workers.config import Settings
@@ -63,7 +63,7 @@ class StateWorker:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self.engine = Engine(registry)
-        self.client = aioredis.from_url(settings.redis, socket_timeout=10, socket_connect_timeout=5)
+        self.client = packed_client(settings.redis, socket_timeout=10, socket_connect_timeout=5)
         self.store = RedisStateStore(self.client, Keys(settings.key_prefix))
         self.outputs = {EVENT: settings.topics.summary_changes}
         self.rejections = settings.topics.rejections
