@@ -36,10 +36,23 @@ class Decision:
     taken_at: list[int] = field(default_factory=list)
     # The meta before the round of every part in `delta.parts`.
     before: dict[PartKey, PartMeta] = field(default_factory=dict)
+    # The writes as the persist script takes them, when the decider made them itself (then
+    # `delta` holds only `taken`): (state keys, the JSON array of groups of four).
+    writes: tuple[list[str], bytes] | None = None
 
     def part_meta(self, message_id: str, part_id: str) -> PartMeta:
         """The part's meta before the round (what `RedisStateStore.persist` compares with)."""
         return self.before.get((message_id, part_id)) or _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLayout:
+    """What a decider needs to make the persist script's writes itself."""
+
+    prefix: str  # the key prefix (streams/redis_keys.py)
+    base: int  # keys before the state keys in the script's KEYS
+    offsets: list[int]  # the input offset of each record of the round (the dedupe scores)
+    window: int  # response ids remembered per message
 
 
 class Decider(Protocol):
@@ -50,8 +63,8 @@ class Decider(Protocol):
              seen: Mapping[str, list[str]]) -> None:
         """Take in what Redis holds (the shapes of `StateCache.loaded`)."""
 
-    def apply(self) -> Decision:
-        """Decide the round taken by `decide`."""
+    def apply(self, layout: RedisLayout | None = None) -> Decision:
+        """Decide the round taken by `decide`; with a layout, the writes may come made."""
 
     def commit(self) -> None:
         """Redis holds the round's writes: the cache keeps them."""
@@ -83,7 +96,7 @@ class PythonDecider:
              seen: Mapping[str, list[str]]) -> None:
         self.cache.loaded(metas, held, seen)
 
-    def apply(self) -> Decision:
+    def apply(self, layout: RedisLayout | None = None) -> Decision:
         items = self._items
         outcome = self.engine.apply_batch(items, self.cache)
         delta = self._delta = outcome.delta

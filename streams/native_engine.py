@@ -18,7 +18,7 @@ from schemas.exceptions import ValidationError
 from schemas.limits import DEDUPE_WINDOW
 from schemas.registry import check_registry
 from streams import _native
-from streams.decider import Decision
+from streams.decider import Decision, RedisLayout
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 
 
@@ -131,9 +131,11 @@ class NativeStateCache:
             list(seen.items()),
         )
 
-    def apply(self) -> NativeOutcome:
-        """Apply the decided batch."""
-        events, rejections, parts, values, tallies, taken, before = self._core.apply()
+    def apply(self, layout: RedisLayout | None = None) -> NativeOutcome:
+        """Apply the decided batch. With a layout, the writes come made for the persist
+        script (`writes`), and the delta holds only the taken ids."""
+        core = self._core
+        events, rejections, parts, values, tallies, taken, before = core.apply(layout is None)
         delta = StateDelta(
             parts={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in parts},
             values={(mid, pid, name, ident): held for mid, pid, name, ident, held in values},
@@ -146,6 +148,8 @@ class NativeStateCache:
             delta=delta,
             taken_at=[index for _, _, index in taken],
             before={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in before},
+            writes=None if layout is None else core.writes(layout.prefix, layout.base, layout.offsets,
+                                                           layout.window),
         )
 
     def commit(self) -> None:

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.rejections import Rejection
-from streams.decider import Decider, Decision
+from streams.decider import Decider, Decision, RedisLayout
 from streams.redis_store import Assignment, PartitionWrite, RedisStateStore
 
 log = logging.getLogger(__name__)
@@ -267,17 +267,20 @@ class RoundProcessor:
             started = time.perf_counter()
             decider.load(*await self.store.read(needs))
             self._timed("load", started)
-        decision = decider.apply()
+        store = self.store
+        decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh),
+                                             [r.offset for r in records], store.window))
         try:
             outputs = self._route(fresh, records, decision)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
                                      pack_outbox(outputs[p]) if p in outputs else b"")
                       for p, new in fresh.items()]
             delta = decision.delta
-            offsets = {taken: records[index].offset
-                       for taken, index in zip(delta.taken, decision.taken_at, strict=True)}
+            offsets = {} if decision.writes is not None else {
+                taken: records[index].offset
+                for taken, index in zip(delta.taken, decision.taken_at, strict=True)}
             started = time.perf_counter()
-            await self.store.persist(writes, delta, decision, offsets)
+            await store.persist(writes, delta, decision, offsets, decision.writes)
             self._timed("persist", started)
         except BaseException:
             decider.clear()  # what Redis holds now is unknown: load it again

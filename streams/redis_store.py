@@ -132,7 +132,8 @@ class RedisStateStore:
         return cache
 
     async def persist(self, parts: Sequence[PartitionWrite], delta: StateDelta, before: MetaView,
-                      offsets: Mapping[tuple[str, str], int]) -> None:
+                      offsets: Mapping[tuple[str, str], int],
+                      made: tuple[list[str], bytes] | None = None) -> None:
         """Write a round's decisions, each partition's outbox entry and new fence offset, in one
         atomic script; first drop each partition's `acked` outbox entries Kafka already has.
 
@@ -140,6 +141,8 @@ class RedisStateStore:
         AlreadyApplied names the first partition that refused, and then nothing was written.
         `offsets` gives the input offset of each taken response id (its dedupe score);
         `before` the metas the round was decided on, so that only what changed is written.
+        `made`: the writes already made by the decider, (state keys, JSON array), key indexes
+        counted after the partitions' keys; then `delta`, `before` and `offsets` are not read.
         """
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
@@ -148,7 +151,11 @@ class RedisStateStore:
             keys.append(self.keys.fence(assignment.topic, assignment.partition))
             keys.append(self.keys.outbox(assignment.topic, assignment.partition))
             args += (assignment.token, part.first, part.last, assignment.acked, part.outbox)
-        args.append(orjson.dumps(self._writes(keys, delta, before, offsets)))
+        if made is None:
+            args.append(orjson.dumps(self._writes(keys, delta, before, offsets)))
+        else:
+            keys += made[0]
+            args.append(made[1])
         sha = self._apply.sha
         (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
         if isinstance(reply, NoScriptError):

@@ -6,6 +6,7 @@ mod alloc;
 mod decode;
 mod engine;
 mod json;
+mod redis_writes;
 mod store;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -217,6 +218,8 @@ struct NativeCache {
     batch: Vec<Pending>,
     /// Applied and not yet committed: the store holds writes Redis may not have.
     applied: bool,
+    /// The writes of the applied batch, until it is committed or cleared.
+    last: Option<Journal>,
     registry: Vec<(String, Kind)>,
     window: usize,
 }
@@ -243,6 +246,7 @@ impl NativeCache {
             orjson: Orjson::new(orjson)?,
             batch: Vec::new(),
             applied: false,
+            last: None,
             registry,
             window,
         })
@@ -346,7 +350,10 @@ impl NativeCache {
     /// Apply the decided batch to the cache; returns (events as (key, value), rejections as
     /// (index, line), delta parts, delta values, delta tallies, taken (message, id, index),
     /// metas before the batch of the parts it changed). `commit` or `clear` must follow.
-    fn apply<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    /// With `delta=False` the delta's parts, values, tallies and metas before come back empty
+    /// (the writes are asked of `writes` instead).
+    #[pyo3(signature = (delta=true))]
+    fn apply<'py>(&mut self, py: Python<'py>, delta: bool) -> PyResult<Bound<'py, PyTuple>> {
         if self.applied {
             return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
         }
@@ -387,12 +394,14 @@ impl NativeCache {
             let (mid, pid) = key(p);
             (mid.to_owned(), pid.to_owned(), version, types)
         };
-        let parts: Vec<Meta> = journal
+        let empty = Journal::default();
+        let shown = if delta { &journal } else { &empty };
+        let parts: Vec<Meta> = shown
             .before
             .keys()
             .map(|&p| meta(p, store.parts[p as usize].version, store.parts[p as usize].names.len()))
             .collect();
-        let before: Vec<Meta> = journal.before.iter().map(|(&p, &(version, names))| meta(p, version, names)).collect();
+        let before: Vec<Meta> = shown.before.iter().map(|(&p, &(version, names))| meta(p, version, names)).collect();
         let held_object = |held: &Option<Held>| -> PyResult<Py<PyAny>> {
             Ok(match held {
                 None => py.None(),
@@ -402,12 +411,12 @@ impl NativeCache {
                 }
             })
         };
-        let mut values = Vec::with_capacity(journal.values.len());
-        for (&(p, name, ident), held) in &journal.values {
+        let mut values = Vec::with_capacity(shown.values.len());
+        for (&(p, name, ident), held) in &shown.values {
             let (mid, pid) = key(p);
             values.push((mid, pid, text(name), text(ident), held_object(held)?));
         }
-        let tallies: Vec<_> = journal
+        let tallies: Vec<_> = shown
             .tallies
             .iter()
             .filter(|(_, &n)| n != 0)
@@ -425,7 +434,26 @@ impl NativeCache {
             .collect();
         let rejections: Vec<_> =
             out.rejections.iter().zip(&rejected_at).map(|(line, &at)| (at, PyBytes::new(py, line))).collect();
-        (events, rejections, parts, values, tallies, taken, before).into_pyobject(py)
+        let result = (events, rejections, parts, values, tallies, taken, before).into_pyobject(py);
+        self.last = Some(journal);
+        result
+    }
+
+    /// The applied batch's writes as the persist script takes them: (state keys, the JSON
+    /// array of groups of four), key indexes counted from `base` + 1; `offsets` gives each
+    /// record's input offset (the dedupe scores).
+    fn writes<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &str,
+        base: usize,
+        offsets: Vec<i64>,
+        window: usize,
+    ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
+        let journal = self.last.as_ref().ok_or_else(|| PyRuntimeError::new_err("no applied batch"))?;
+        let layout = redis_writes::Layout { prefix, base, offsets: &offsets, window };
+        let (keys, ops) = redis_writes::writes(&self.core.store, journal, &layout);
+        Ok((keys, PyBytes::new(py, &ops)))
     }
 
     /// Redis holds the applied batch: the cache keeps it (its dedupe memories trimmed as
@@ -436,6 +464,7 @@ impl NativeCache {
         }
         self.core.store.end_batch_exact();
         self.applied = false;
+        self.last = None;
         Ok(())
     }
 
@@ -444,6 +473,7 @@ impl NativeCache {
         self.core = cache_engine(&self.registry, self.window, self.core.events, self.core.tallies);
         self.batch.clear();
         self.applied = false;
+        self.last = None;
     }
 
     /// Held entries, known-absent values and remembered ids (to bound the cache).

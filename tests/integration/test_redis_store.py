@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from bench.workload import responses
 from schemas.records import decode_response
-from streams.decider import PythonDecider
+from streams.decider import PythonDecider, RedisLayout
 from streams.engine import Engine
 from streams.native_engine import NativeStateCache
 from streams.processor import EVENT, OutRecord, pack_outbox
@@ -61,23 +62,38 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
     state, tallies, metas, dedupe memory, fences and outboxes."""
     client = aioredis.from_url(settings.redis)
     records = list(responses(900, messages=12, identities=8, bad_share=0.08, seed=7))
+    # Key names and fields that need escaping: braces and % in a message id, quotes, newlines
+    # and non-ASCII in ids and values.
+    odd = [("m{1}%", 'u"1', "Set", "add", "a\nb"), ("m{1}%", 'u"1', "Set", "add", "é"),
+           ("m{1}%", 'u"1', "Set", "remove", "a\nb"), ("📦", "ü\n", "LWWN", "add", 7),
+           ("📦", "ü\n", "LWWN", "remove", None), ("📦", "v", "FWW", "add", True)]
+    for n, (message, identity, kind, operation, value) in enumerate(odd * 3):
+        change = {"operation": operation, "type": kind, "name": f"n.{kind}", "value": value}
+        records.insert(97 * n % len(records), orjson.dumps({
+            "id": f"odd-{n}", "message_id": message, "part_id": "p{art}", "identity_id": identity,
+            "changes": [change]}))
     try:
-        for name, decider in (("py", PythonDecider(Engine(), window=7)),
-                              ("rs", NativeStateCache(window=7, limit=60))):
-            store = RedisStateStore(client, Keys(f"{settings.key_prefix}:{name}"), window=7)
+        # rs: the compiled decider's delta, written by the store; made: its own writes.
+        for name, decider, made in (("py", PythonDecider(Engine(), window=7), False),
+                                    ("rs", NativeStateCache(window=7, limit=60), False),
+                                    ("made", NativeStateCache(window=7, limit=60), True)):
+            keys = Keys(f"{settings.key_prefix}:{name}")
+            store = RedisStateStore(client, keys, window=7)
             assignment = await store.take("t", 0)
             for start in range(0, len(records), 41):
                 batch = records[start:start + 41]
                 decider.load(*await store.read(decider.decide(batch)))
-                decision = decider.apply()
+                layout = RedisLayout(keys.prefix, 2, list(range(start, start + len(batch))), 7)
+                decision = decider.apply(layout if made else None)
+                assert (decision.writes is not None) == made
                 offsets = {taken: start + index
                            for taken, index in zip(decision.delta.taken, decision.taken_at, strict=True)}
                 write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                        pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))
-                await store.persist([write], decision.delta, decision, offsets)
+                await store.persist([write], decision.delta, decision, offsets, decision.writes)
                 decider.commit()
         dumps = {}
-        for name in ("py", "rs"):
+        for name in ("py", "rs", "made"):
             prefix = f"{settings.key_prefix}:{name}"
             dumped = {}
             async for key in client.scan_iter(match=f"{prefix}:*"):
@@ -92,5 +108,6 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
             dumps[name] = dumped
         assert len(dumps["py"]) > 30
         assert dumps["rs"] == dumps["py"]
+        assert dumps["made"] == dumps["py"]
     finally:
         await client.aclose()

@@ -1,0 +1,154 @@
+//! A batch's writes as the persist script takes them (streams/lua/apply_round.lua): the state
+//! keys, and one JSON array of groups of four (op, key index, field, value), the same writes
+//! `RedisStateStore._writes` makes of a `StateDelta`. Key names follow streams/redis_keys.py.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::engine::Journal;
+use crate::json::write_str;
+use crate::store::{Held, Store};
+use crate::decode::Kind;
+
+/// Where the writes go: the key prefix, how many keys come before the state keys in the
+/// script's KEYS, the input offset of each record of the batch (the dedupe scores) and the
+/// dedupe window.
+pub struct Layout<'a> {
+    pub prefix: &'a str,
+    pub base: usize,
+    pub offsets: &'a [i64],
+    pub window: usize,
+}
+
+struct KeyIndex {
+    keys: Vec<String>,
+    index: FxHashMap<String, usize>,
+    base: usize,
+}
+
+impl KeyIndex {
+    fn at(&mut self, key: String) -> usize {
+        if let Some(&found) = self.index.get(&key) {
+            return found;
+        }
+        self.keys.push(key.clone());
+        let found = self.base + self.keys.len();
+        self.index.insert(key, found);
+        found
+    }
+}
+
+/// `<prefix>:{<message id, braces and % escaped>}`: a message's keys share its hash tag.
+fn message_key(prefix: &str, mid: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + mid.len() + 3);
+    key.push_str(prefix);
+    key.push_str(":{");
+    for c in mid.chars() {
+        match c {
+            '%' => key.push_str("%25"),
+            '{' => key.push_str("%7B"),
+            '}' => key.push_str("%7D"),
+            c => key.push(c),
+        }
+    }
+    key.push('}');
+    key
+}
+
+fn group(out: &mut Vec<u8>, op: &str, key: usize, field: &str, value: &str) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    write_str(out, op);
+    out.push(b',');
+    out.extend_from_slice(itoa::Buffer::new().format(key).as_bytes());
+    out.push(b',');
+    write_str(out, field);
+    out.push(b',');
+    write_str(out, value);
+}
+
+fn text(bytes: &[u8]) -> &str {
+    // Encodings are JSON written from UTF-8 text.
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<String>, Vec<u8>) {
+    let strings = &store.strings;
+    let mut keys = KeyIndex { keys: Vec::new(), index: FxHashMap::default(), base: layout.base };
+    let mut messages: FxHashMap<u32, String> = FxHashMap::default();
+    let mut part_key = |p: u32, kind: &str| -> String {
+        let (mid, pid) = store.parts[p as usize].key;
+        let message = messages.entry(p).or_insert_with(|| message_key(layout.prefix, strings.text(mid)));
+        format!("{message}:{kind}:{}", strings.text(pid))
+    };
+    let mut out = Vec::with_capacity(64 * (journal.values.len() + journal.tallies.len() + journal.taken.len() + 1));
+    out.push(b'[');
+    for (&p, &(version, names)) in &journal.before {
+        let part = &store.parts[p as usize];
+        let k = keys.at(part_key(p, "meta"));
+        if part.version != version {
+            group(&mut out, "H", k, "v", itoa::Buffer::new().format(part.version));
+        }
+        for &(name, kind) in &part.names[names..] {
+            let field = format!("t:{}", strings.text(name));
+            group(&mut out, "H", k, &field, kind_name(kind));
+        }
+    }
+    let mut field = String::new();
+    let mut value = Vec::new();
+    for (&(p, name, ident), held) in &journal.values {
+        let k = keys.at(part_key(p, "vals"));
+        field.clear();
+        field.push_str(strings.text(name));
+        field.push('\0');
+        field.push_str(strings.text(ident));
+        match held {
+            None => group(&mut out, "D", k, &field, ""),
+            Some(Held::One(one)) => group(&mut out, "H", k, &field, text(store.encodings.bytes(*one))),
+            Some(Held::Many(members)) => {
+                value.clear();
+                value.push(b'[');
+                for (i, member) in members.iter().enumerate() {
+                    if i > 0 {
+                        value.push(b',');
+                    }
+                    value.extend_from_slice(store.encodings.bytes(*member));
+                }
+                value.push(b']');
+                group(&mut out, "H", k, &field, text(&value));
+            }
+        }
+    }
+    for (&(p, name, encoding), &n) in &journal.tallies {
+        if n == 0 {
+            continue;
+        }
+        let k = keys.at(part_key(p, "tally"));
+        field.clear();
+        field.push_str(strings.text(name));
+        field.push('\0');
+        field.push_str(text(store.encodings.bytes(encoding)));
+        group(&mut out, "I", k, &field, itoa::Buffer::new().format(n));
+    }
+    // Each message's dedupe memory is trimmed once, after its ids, in the order first taken.
+    let mut trimmed: Vec<usize> = Vec::new();
+    let mut seen = FxHashSet::default();
+    for (mid, rid, index) in &journal.taken {
+        let k = keys.at(format!("{}:seen", message_key(layout.prefix, strings.text(*mid))));
+        let offset = layout.offsets.get(*index).copied().unwrap_or(-1);
+        group(&mut out, "Z", k, rid, itoa::Buffer::new().format(offset));
+        if seen.insert(k) {
+            trimmed.push(k);
+        }
+    }
+    let window = itoa::Buffer::new().format(layout.window).to_owned();
+    for k in trimmed {
+        group(&mut out, "T", k, "", &window);
+    }
+    out.push(b']');
+    (keys.keys, out)
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    kind.name()
+}
