@@ -216,7 +216,7 @@ class SystemRun:
             for key, size in zip(chunk, pipe.execute(), strict=True):
                 kind = key.rsplit(b"}:", 1)[-1].split(b":")[0].decode()
                 sizes[kind] += int(size or 0)
-        seen = sum(client.zcard(k) for k in keys if k.endswith(b":seen"))
+        seen = sum(client.llen(k) for k in keys if k.endswith(b":ids"))
         client.close()
         live = self.source.replayer.store.live_values()
         state = sizes["meta"] + sizes["vals"] + sizes["tally"]

@@ -51,7 +51,6 @@ class RedisLayout:
 
     prefix: str  # the key prefix (streams/redis_keys.py)
     base: int  # keys before the state keys in the script's KEYS
-    offsets: list[int]  # the input offset of each record of the round (the dedupe scores)
     window: int  # response ids remembered per message
 
 

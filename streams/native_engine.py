@@ -148,8 +148,7 @@ class NativeStateCache:
             delta=delta,
             taken_at=[index for _, _, index in taken],
             before={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in before},
-            writes=None if layout is None else core.writes(layout.prefix, layout.base, layout.offsets,
-                                                           layout.window),
+            writes=None if layout is None else core.writes(layout.prefix, layout.base, layout.window),
         )
 
     def commit(self) -> None:

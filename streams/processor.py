@@ -268,19 +268,14 @@ class RoundProcessor:
             decider.load(*await self.store.read(needs))
             self._timed("load", started)
         store = self.store
-        decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh),
-                                             [r.offset for r in records], store.window))
+        decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh), store.window))
         try:
             outputs = self._route(fresh, records, decision)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
                                      pack_outbox(outputs[p]) if p in outputs else b"")
                       for p, new in fresh.items()]
-            delta = decision.delta
-            offsets = {} if decision.writes is not None else {
-                taken: records[index].offset
-                for taken, index in zip(delta.taken, decision.taken_at, strict=True)}
             started = time.perf_counter()
-            await store.persist(writes, delta, decision, offsets, decision.writes)
+            await store.persist(writes, decision.delta, decision, decision.writes)
             self._timed("persist", started)
         except BaseException:
             decider.clear()  # what Redis holds now is unknown: load it again

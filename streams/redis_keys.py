@@ -6,7 +6,7 @@ keys live on one Redis Cluster slot:
     <prefix>:{<message id>}:meta:<part>    hash  "v" -> version, "t:<name>" -> type
     <prefix>:{<message id>}:vals:<part>    hash  "<name>\\0<identity>" -> holding (JSON)
     <prefix>:{<message id>}:tally:<part>   hash  "<name>\\0<value JSON>" -> count
-    <prefix>:{<message id>}:seen           zset  response id -> offset (dedupe memory)
+    <prefix>:{<message id>}:ids            list  response ids taken, oldest first (dedupe memory)
 
 Per input partition (hash-tagged by topic and partition):
 
@@ -42,7 +42,7 @@ class Keys:
         return f"{self.message(message_id)}:tally:{part_id}"
 
     def seen(self, message_id: str) -> str:
-        return f"{self.message(message_id)}:seen"
+        return f"{self.message(message_id)}:ids"
 
     def fence(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:{{{_tag(topic)}/{partition}}}:fence"

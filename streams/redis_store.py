@@ -10,7 +10,7 @@ partition's outbox in the same step and dropped only after Kafka acknowledged th
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
@@ -109,7 +109,7 @@ class RedisStateStore:
             for message_id in messages:
                 # The whole dedupe memory (at most the window), oldest first, so the cache can
                 # trim it as the script does.
-                pipe.zrange(keys.seen(message_id), 0, -1)
+                pipe.lrange(keys.seen(message_id), 0, -1)
 
         replies = await self.batcher.run(build, len(parts) + len(value_parts) + len(messages))
         first_error(replies)
@@ -132,17 +132,15 @@ class RedisStateStore:
         return cache
 
     async def persist(self, parts: Sequence[PartitionWrite], delta: StateDelta, before: MetaView,
-                      offsets: Mapping[tuple[str, str], int],
                       made: tuple[list[str], bytes] | None = None) -> None:
         """Write a round's decisions, each partition's outbox entry and new fence offset, in one
         atomic script; first drop each partition's `acked` outbox entries Kafka already has.
 
         Every partition's token and fence are checked before anything is written: Fenced or
         AlreadyApplied names the first partition that refused, and then nothing was written.
-        `offsets` gives the input offset of each taken response id (its dedupe score);
-        `before` the metas the round was decided on, so that only what changed is written.
+        `before` gives the metas the round was decided on, so that only what changed is written.
         `made`: the writes already made by the decider, (state keys, JSON array), key indexes
-        counted after the partitions' keys; then `delta`, `before` and `offsets` are not read.
+        counted after the partitions' keys; then `delta` and `before` are not read.
         """
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
@@ -152,7 +150,7 @@ class RedisStateStore:
             keys.append(self.keys.outbox(assignment.topic, assignment.partition))
             args += (assignment.token, part.first, part.last, assignment.acked, part.outbox)
         if made is None:
-            args.append(orjson.dumps(self._writes(keys, delta, before, offsets)))
+            args.append(orjson.dumps(self._writes(keys, delta, before)))
         else:
             keys += made[0]
             args.append(made[1])
@@ -173,8 +171,7 @@ class RedisStateStore:
             part.assignment.applied = part.last
             part.assignment.acked = 0
 
-    def _writes(self, keys: list[str], delta: StateDelta, before: MetaView,
-                offsets: Mapping[tuple[str, str], int]) -> list[str | int]:
+    def _writes(self, keys: list[str], delta: StateDelta, before: MetaView) -> list[str | int]:
         """The delta as the script's groups of four, adding the state keys to `keys`."""
         index: dict[str, int] = {}
 
@@ -209,7 +206,7 @@ class RedisStateStore:
         trimmed: set[str] = set()
         for message_id, response_id in delta.taken:
             k = at(self.keys.seen(message_id))
-            add(("Z", k, response_id, str(offsets[(message_id, response_id)])))
+            add(("L", k, response_id, ""))
             trimmed.add(message_id)
         window = str(self.window)
         for message_id in trimmed:

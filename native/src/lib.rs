@@ -440,18 +440,16 @@ impl NativeCache {
     }
 
     /// The applied batch's writes as the persist script takes them: (state keys, the JSON
-    /// array of groups of four), key indexes counted from `base` + 1; `offsets` gives each
-    /// record's input offset (the dedupe scores).
+    /// array of groups of four), key indexes counted from `base` + 1.
     fn writes<'py>(
         &self,
         py: Python<'py>,
         prefix: &str,
         base: usize,
-        offsets: Vec<i64>,
         window: usize,
     ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
         let journal = self.last.as_ref().ok_or_else(|| PyRuntimeError::new_err("no applied batch"))?;
-        let layout = redis_writes::Layout { prefix, base, offsets: &offsets, window };
+        let layout = redis_writes::Layout { prefix, base, window };
         let (keys, ops) = redis_writes::writes(&self.core.store, journal, &layout);
         Ok((keys, PyBytes::new(py, &ops)))
     }

@@ -10,12 +10,10 @@ use crate::store::{Held, Store};
 use crate::decode::Kind;
 
 /// Where the writes go: the key prefix, how many keys come before the state keys in the
-/// script's KEYS, the input offset of each record of the batch (the dedupe scores) and the
-/// dedupe window.
+/// script's KEYS, and the dedupe window.
 pub struct Layout<'a> {
     pub prefix: &'a str,
     pub base: usize,
-    pub offsets: &'a [i64],
     pub window: usize,
 }
 
@@ -130,14 +128,14 @@ pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<Str
         field.push_str(text(store.encodings.bytes(encoding)));
         group(&mut out, "I", k, &field, itoa::Buffer::new().format(n));
     }
-    // Each message's dedupe memory is trimmed once, after its ids, in the order first taken.
+    // A message's dedupe memory is trimmed once, after its ids, and only when it outgrew the
+    // window: the cache holds every id Redis keeps for the message, so it knows.
     let mut trimmed: Vec<usize> = Vec::new();
     let mut seen = FxHashSet::default();
-    for (mid, rid, index) in &journal.taken {
-        let k = keys.at(format!("{}:seen", message_key(layout.prefix, strings.text(*mid))));
-        let offset = layout.offsets.get(*index).copied().unwrap_or(-1);
-        group(&mut out, "Z", k, rid, itoa::Buffer::new().format(offset));
-        if seen.insert(k) {
+    for (mid, rid, _) in &journal.taken {
+        let k = keys.at(format!("{}:ids", message_key(layout.prefix, strings.text(*mid))));
+        group(&mut out, "L", k, rid, "");
+        if seen.insert(k) && store.taken_len(*mid) > layout.window {
             trimmed.push(k);
         }
     }

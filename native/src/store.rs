@@ -268,6 +268,11 @@ impl Store {
     }
 
     /// Whether the dedupe memory of this message is held.
+    /// How many ids the message's dedupe memory holds now (this batch's too).
+    pub fn taken_len(&self, mid: Sym) -> usize {
+        self.taken.get(&mid).map_or(0, |taken| taken.ids.len())
+    }
+
     pub fn knows_message(&self, mid: &str) -> bool {
         self.strings.get(mid).is_some_and(|mid| self.taken.contains_key(&mid))
     }

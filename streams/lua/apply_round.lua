@@ -6,7 +6,7 @@
 -- (dropped first), and its new outbox entry ('' for none); then the writes as one JSON array
 -- of groups of four: op, key index, field, value (strings but the key index).
 --   H: HSET   D: HDEL   I: HINCRBY, dropping the field at 0 or below
---   Z: ZADD (value = score, field = member)   T: keep the newest `value` members of a zset
+--   L: RPUSH the field   T: keep the newest `value` items of a list
 -- Every fence is checked before anything is written: one stale partition refuses the round,
 -- naming its position (1-based) so that the caller can drop it and try the rest again.
 local p = tonumber(ARGV[1])
@@ -45,10 +45,10 @@ while i <= last do
     if redis.call('HINCRBY', key, field, value) <= 0 then
       redis.call('HDEL', key, field)
     end
-  elseif op == 'Z' then
-    redis.call('ZADD', key, value, field)
+  elseif op == 'L' then
+    redis.call('RPUSH', key, field)
   elseif op == 'T' then
-    redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(value) + 1))
+    redis.call('LTRIM', key, -tonumber(value), -1)
   else
     return redis.error_reply('unknown op ' .. op)
   end

@@ -32,11 +32,9 @@ async def test_cache_equals_a_fresh_load_after_many_rounds(settings: Settings, l
             batch = records[start:start + 37]
             decider.load(*await store.read(decider.decide(batch)))
             decision = decider.apply()
-            offsets = {taken: start + index
-                       for taken, index in zip(decision.delta.taken, decision.taken_at, strict=True)}
             write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                    pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))
-            await store.persist([write], decision.delta, decision, offsets)
+            await store.persist([write], decision.delta, decision)
             decider.commit()
         cache = decider.cache
         fresh = await store.load(_all_needs(engine, records))
@@ -83,14 +81,12 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
             for start in range(0, len(records), 41):
                 batch = records[start:start + 41]
                 decider.load(*await store.read(decider.decide(batch)))
-                layout = RedisLayout(keys.prefix, 2, list(range(start, start + len(batch))), 7)
+                layout = RedisLayout(keys.prefix, 2, 7)
                 decision = decider.apply(layout if made else None)
                 assert (decision.writes is not None) == made
-                offsets = {taken: start + index
-                           for taken, index in zip(decision.delta.taken, decision.taken_at, strict=True)}
                 write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                        pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))
-                await store.persist([write], decision.delta, decision, offsets, decision.writes)
+                await store.persist([write], decision.delta, decision, decision.writes)
                 decider.commit()
         dumps = {}
         for name in ("py", "rs", "made"):
@@ -100,8 +96,6 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
                 kind = (await client.type(key)).decode()
                 if kind == "hash":
                     content: object = await client.hgetall(key)
-                elif kind == "zset":
-                    content = await client.zrange(key, 0, -1, withscores=True)
                 else:
                     content = await client.lrange(key, 0, -1)
                 dumped[key.decode()[len(prefix):]] = content
