@@ -151,3 +151,13 @@ def test_memory_accounting_agrees_with_the_allocator() -> None:
     engine.forget_response_ids()
     assert engine.dedupe_bytes() == 0
     assert 0.7 * dedupe <= held - (heap_bytes() - before) <= 1.3 * dedupe
+
+
+@settings(max_examples=100, deadline=None)
+@given(ws.workloads)
+def test_without_events_versions_still_count(lines: list[bytes]) -> None:
+    quiet, loud = NativeEngine(events=False), NativeEngine()
+    events, rejections = quiet.feed(lines)
+    assert events == []
+    assert rejections == loud.feed(lines)[1]
+    assert quiet.summary_lines() == loud.summary_lines()
