@@ -1,10 +1,12 @@
-"""The compiled engine: decode, the rules, an in-memory store and summaries, in one object.
+"""The compiled engine (native/, Rust): decode, the rules, and the state in compiled memory.
 
-Same semantics as `decode_response` + `Engine` + `MemoryStore` (the Python reference,
-held equal by differential property tests), and the same bytes: events, rejections and
-summaries come out as the JSON lines `schemas.codec.dumps_line` makes of the Python
-path's records. Records are parsed by orjson called from the compiled code, so malformed
-input is judged exactly as on the Python path.
+`NativeEngine` is replay's: same semantics as `decode_response` + `Engine` +
+`MemoryStore` (the Python reference, held equal by differential property tests), and
+the same bytes: events, rejections and summaries come out as the JSON lines
+`schemas.codec.dumps_line` makes of the Python path's records. `NativeStateCache` is
+the workers' (a cache of the state in Redis, two phases per batch, a `StateDelta` out).
+Records are parsed by orjson called from the compiled code, so malformed input is
+judged exactly as on the Python path.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ class NativeEngine:
     def forget_response_ids(self) -> None:
         """Drop the dedupe memory (to measure the state alone)."""
         self._core.forget_response_ids()
+
+    def memory_bytes(self) -> int:
+        """Bytes this engine's state holds, counted from its tables (the dedupe memory apart)."""
+        return self._core.memory_bytes()[0]
+
+    def dedupe_bytes(self) -> int:
+        """Bytes its dedupe memory holds, counted alike."""
+        return self._core.memory_bytes()[1]
 
 
 # What a batch produced: the same record as the Python decider's.

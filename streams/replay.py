@@ -20,7 +20,6 @@ from schemas.records import decode_response
 from schemas.rejections import Rejection
 from streams.engine import Engine
 from streams.memory_store import MemoryStore
-from streams.native_engine import NativeEngine
 
 # Records per engine batch. Any size gives the same result; small batches keep the
 # decoded records in the CPU caches (measured: 128 is ~20% faster than 1024).
@@ -154,6 +153,9 @@ def replay_lines(
         return [dumps_line(summary) for summary in store.summaries()]
     if engine != "native":
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    # Imported here so that the Python engine runs even where the extension is missing.
+    from streams.native_engine import NativeEngine
+
     native = NativeEngine(registry, events=on_event is not None)
     source = iter(records)
     while chunk := list(islice(source, batch)):

@@ -103,6 +103,8 @@ impl Engine {
         }
         let mut part = store.part_index(r.mid, r.pid);
         let mut touched: Vec<Touch> = Vec::with_capacity(r.changes.len());
+        // The author's number, once it is known (interned when it first holds something).
+        let mut ident = store.strings.get(r.ident);
         for (position, change) in r.changes.iter().enumerate() {
             let refuse = |out: &mut Lines, dump: &mut DumpChange, reason: &str, detail: &str| -> PyResult<()> {
                 let line = rejection_line(
@@ -146,7 +148,6 @@ impl Engine {
                 refuse(out, dump, "remove_not_allowed", &format!("a {} value cannot be removed", kind.name()))?;
                 continue;
             }
-            let ident = store.strings.get(r.ident);
             let held: Option<&Stored> = match slot {
                 None => {
                     // Nobody holds a name that is not fixed yet: only the limit can refuse it.
@@ -160,9 +161,11 @@ impl Engine {
                 Some(s) => ident.and_then(|i| store.parts[part.unwrap()].holdings[s].get(&i)),
             };
             let value = if change.value.is_empty() { None } else { store.encodings.get(&change.value) };
+            let encodings = &mut store.encodings;
+            let mut intern_value = || value.unwrap_or_else(|| encodings.intern(&change.value));
             let new = match kind {
                 Kind::Set => match held {
-                    None if change.is_add => New::Put(Held::Many(Box::new([store.encodings.intern(&change.value)]))),
+                    None if change.is_add => New::Put(Held::Many(Box::new([intern_value()]))),
                     None => New::Same,
                     Some(held) => {
                         let members = store.sets.members(held);
@@ -179,7 +182,7 @@ impl Engine {
                             } else {
                                 let mut grown = Vec::with_capacity(members.len() + 1);
                                 grown.extend_from_slice(members);
-                                grown.push(store.encodings.intern(&change.value));
+                                grown.push(intern_value());
                                 New::Put(Held::Many(grown.into_boxed_slice()))
                             }
                         } else if holds {
@@ -202,7 +205,7 @@ impl Engine {
                         refuse(out, dump, "fww_conflict", &detail)?;
                         continue;
                     }
-                    let put = store.encodings.intern(&change.value);
+                    let put = intern_value();
                     if held == Some(&put) {
                         New::Same
                     } else {
@@ -218,7 +221,10 @@ impl Engine {
             let old = held.map(|held| store.sets.owned(held));
 
             // Accepted, even when it has no effect: the name is fixed from now on.
-            let name = store.strings.intern(change.name);
+            let name = match name {
+                Some(name) => name,
+                None => store.strings.intern(change.name),
+            };
             let p = match part {
                 Some(p) => p,
                 None => {
@@ -246,12 +252,16 @@ impl Engine {
                 New::Put(held) => Some(held.clone()),
             };
             if let (Some(journal), false) = (&mut self.journal, matches!(new, New::Same)) {
-                let i = store.strings.intern(r.ident);
+                let i = *ident.get_or_insert_with(|| store.strings.intern(r.ident));
                 journal.values.insert((p as u32, name, i), now.clone());
                 if self.tallies {
                     if kind == Kind::Set {
                         // A Set change adds or removes exactly its own member.
-                        let member = store.encodings.intern(&change.value);
+                        let member = match &now {
+                            // An add appends its member last; a remove takes a held one.
+                            Some(Held::Many(members)) if change.is_add => members[members.len() - 1],
+                            _ => value.expect("a removed member is held"),
+                        };
                         journal.tally(p, name, member, if change.is_add { 1 } else { -1 });
                     } else {
                         if let Some(Held::One(was)) = &old {
@@ -278,7 +288,7 @@ impl Engine {
                     }
                 }
                 New::Put(held) => {
-                    let i = store.strings.intern(r.ident);
+                    let i = *ident.get_or_insert_with(|| store.strings.intern(r.ident));
                     store.put(p, slot, i, held);
                     if self.journal.is_some() {
                         store.absent.remove(&(p as u32, name, i));

@@ -188,6 +188,11 @@ impl NativeCore {
     fn forget_response_ids(&mut self) {
         self.core.store.forget_response_ids();
     }
+
+    /// (state bytes, dedupe memory bytes), counted from this engine's tables.
+    fn memory_bytes(&self) -> (usize, usize) {
+        (self.core.store.state_bytes(), self.core.store.dedupe_bytes())
+    }
 }
 
 fn summary_lines<'py>(py: Python<'py>, store: &Store, clip: Option<usize>) -> PyResult<Bound<'py, PyList>> {

@@ -301,6 +301,46 @@ impl Store {
         self.parts.len() + held + self.absent.len() + ids
     }
 
+    /// Bytes the state holds (not the dedupe memory), counted from the tables' capacities.
+    pub fn state_bytes(&self) -> usize {
+        let strings: usize = self.strings.set.iter().map(|text| text.len()).sum();
+        let encodings: usize = self.encodings.set.iter().map(|enc| enc.len()).sum();
+        let members: usize = self.sets.boxes.iter().map(|b| b.len() * 4).sum();
+        let parts: usize = self
+            .parts
+            .iter()
+            .map(|part| {
+                part.names.capacity() * size_of::<(Sym, Kind)>()
+                    + part.holdings.capacity() * size_of::<FxHashMap<Sym, Stored>>()
+                    + part.holdings.iter().map(|h| table_bytes(h.capacity(), 8)).sum::<usize>()
+            })
+            .sum();
+        index_set_bytes(self.strings.set.capacity(), size_of::<Box<str>>())
+            + strings
+            + index_set_bytes(self.encodings.set.capacity(), size_of::<Box<[u8]>>())
+            + encodings
+            + self.sets.boxes.capacity() * size_of::<Box<[Sym]>>()
+            + members
+            + self.sets.free.capacity() * 4
+            + table_bytes(self.index.capacity(), 12)
+            + self.parts.capacity() * size_of::<Part>()
+            + parts
+            + table_bytes(self.absent.capacity(), 12)
+    }
+
+    /// Bytes the dedupe memory holds, counted alike.
+    pub fn dedupe_bytes(&self) -> usize {
+        let ids: usize = self
+            .taken
+            .values()
+            .map(|taken| {
+                index_set_bytes(taken.ids.capacity(), size_of::<Box<str>>())
+                    + taken.ids.iter().map(|id| id.len()).sum::<usize>()
+            })
+            .sum();
+        table_bytes(self.taken.capacity(), size_of::<(Sym, Taken)>()) + ids
+    }
+
     pub fn forget_response_ids(&mut self) {
         self.taken = FxHashMap::default();
     }
@@ -455,3 +495,23 @@ fn tally_key(encoded: &[u8]) -> TallyKey<'_> {
     }
 }
 
+
+/// Bytes of a hash table (hashbrown) that can hold `capacity` entries of `entry` bytes.
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 4 {
+        4
+    } else if capacity < 8 {
+        8
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * entry + buckets + 16
+}
+
+/// Bytes of an IndexSet: its entries (each with its hash) and its table of indices.
+fn index_set_bytes(capacity: usize, entry: usize) -> usize {
+    capacity * (entry + 8) + table_bytes(capacity, 8)
+}

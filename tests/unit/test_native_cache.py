@@ -27,17 +27,18 @@ def load(cache: NativeStateCache, truth: MemoryStore, needs: StateNeeds) -> None
 
 
 def run_both(lines: list[bytes], registry: dict[str, str], sizes: list[int],
-             clears: list[bool]) -> NativeStateCache:
+             clears: list[bool], verdicts: list[bool] | None = None) -> NativeStateCache:
+    verdicts = verdicts or [True] * len(lines)
     engine, truth = Engine(registry), MemoryStore()
     cache = NativeStateCache(registry)
     start = turn = 0
     while start < len(lines):
         size = sizes[min(turn, len(sizes) - 1)]
-        values = lines[start:start + size]
-        items = [decode_response(raw) for raw in values]
+        values, authentic = lines[start:start + size], verdicts[start:start + size]
+        items = [decode_response(raw, authentic=ok) for raw, ok in zip(values, authentic, strict=True)]
         expected = engine.apply_batch(items, truth)
 
-        needs = cache.decide(values)
+        needs = cache.decide(values, authentic)
         full = engine.needs(items)
         # Only keys the batch reads, and every one the cache does not hold.
         assert needs.parts <= full.parts and needs.values <= full.values
@@ -64,10 +65,12 @@ def run_both(lines: list[bytes], registry: dict[str, str], sizes: list[int],
 
 @SETTINGS
 @given(ws.workloads, ws.registries, st.lists(st.integers(1, 12), min_size=1, max_size=6),
-       st.lists(st.booleans(), min_size=1, max_size=6))
+       st.lists(st.booleans(), min_size=1, max_size=6), st.data())
 def test_cache_matches_the_python_engine(lines: list[bytes], registry: dict[str, str],
-                                         sizes: list[int], clears: list[bool]) -> None:
-    run_both(lines, registry, sizes, clears)
+                                         sizes: list[int], clears: list[bool],
+                                         data: st.DataObject) -> None:
+    verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    run_both(lines, registry, sizes, clears, verdicts if data.draw(st.booleans()) else None)
 
 
 def test_a_warm_cache_needs_nothing() -> None:

@@ -135,3 +135,29 @@ def test_summary_of_one_part_and_counts() -> None:
     assert engine.summary("m1", "root", clip=0) == store.summary("m1", "root", clip=0)
     assert engine.live_values() == store.live_values() == 3
     assert heap_bytes() > 0
+
+
+def test_memory_accounting_agrees_with_the_allocator() -> None:
+    before = heap_bytes()
+    engine = NativeEngine(events=False)
+    lines = [line(f"r{i}", add("Set", "tags", f"t{i % 300}"), add("LWW", "c", i),
+                  message=f"m{i % 50}", identity=f"u{i % 700}") for i in range(5000)]
+    for start in range(0, len(lines), 128):
+        engine.feed(lines[start:start + 128])
+    held = heap_bytes() - before
+    counted = engine.memory_bytes() + engine.dedupe_bytes()
+    assert 0.7 * held <= counted <= 1.3 * held
+    dedupe = engine.dedupe_bytes()
+    engine.forget_response_ids()
+    assert engine.dedupe_bytes() == 0
+    assert 0.7 * dedupe <= held - (heap_bytes() - before) <= 1.3 * dedupe
+
+
+@settings(max_examples=100, deadline=None)
+@given(ws.workloads)
+def test_without_events_versions_still_count(lines: list[bytes]) -> None:
+    quiet, loud = NativeEngine(events=False), NativeEngine()
+    events, rejections = quiet.feed(lines)
+    assert events == []
+    assert rejections == loud.feed(lines)[1]
+    assert quiet.summary_lines() == loud.summary_lines()
