@@ -14,6 +14,9 @@ MAX_PART_ID = 128
 MAX_IDENTITY_ID = 256
 MAX_STATUS_TEXT = 4096  # may be empty
 MAX_CHANGES = 100  # per response (minimum 1)
+# How deep a change may nest, the change itself being level 1: a rejection echoes the change,
+# and orjson encodes no deeper than 254 levels.
+MAX_CHANGE_DEPTH = 64
 
 MAX_NAME = 128  # a state name, ASCII A-Z a-z 0-9 _ . : -
 NAME_CHARS = "A-Za-z0-9_.:-"  # as a regex character class body

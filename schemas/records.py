@@ -23,6 +23,7 @@ from schemas.limits import (
     DEFAULT_PART,
     INT_MAX,
     INT_MIN,
+    MAX_CHANGE_DEPTH,
     MAX_CHANGES,
     MAX_IDENTITY_ID,
     MAX_MESSAGE_ID,
@@ -239,6 +240,32 @@ def _decode_changes(changes: list[Any]) -> list[Change]:
     return decoded
 
 
+_FLAT = frozenset({str, int, bool, float, type(None)})
+
+
+def _too_deep_change(changes: list[Any]) -> int | None:
+    """The index of the first change nested deeper than MAX_CHANGE_DEPTH levels, or None.
+
+    A rejection echoes its change, so a change must stay encodable inside one.
+    """
+    for index, raw in enumerate(changes):
+        kind = type(raw)
+        if kind is dict:
+            if all(type(value) in _FLAT for value in raw.values()):
+                continue  # the usual change: one level
+        elif kind is not list:
+            continue
+        pending = [(raw, 1)]
+        while pending:
+            container, depth = pending.pop()
+            if depth > MAX_CHANGE_DEPTH:
+                return index
+            for item in container.values() if type(container) is dict else container:
+                if type(item) is dict or type(item) is list:
+                    pending.append((item, depth + 1))
+    return None
+
+
 def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejection:
     """Decode one record value: a Response, or the rejection of the whole record.
 
@@ -279,6 +306,12 @@ def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejecti
         and (sent_at is None or (type(sent_at) is int and INT_MIN <= sent_at <= INT_MAX))
     ):
         return rejections.of_record(record, rejections.INVALID, _invalid_detail(record))
+    deep = _too_deep_change(changes)
+    if deep is not None:
+        return rejections.of_record(
+            record, rejections.INVALID,
+            f"change {deep} is nested deeper than {MAX_CHANGE_DEPTH} levels",
+        )
     if not authentic:
         return rejections.of_record(
             record, rejections.UNAUTHENTICATED, "the record's signature is missing or wrong"

@@ -33,9 +33,13 @@ def _lone_surrogate(rng: random.Random) -> bytes:
 
 
 def _deep_nesting(rng: random.Random) -> bytes:
-    if rng.random() < 0.5:  # within the parser's limit, as a change's value: invalid_change
-        return orjson.dumps(_good(rng)).replace(b'"x"', b"[" * 200 + b"]" * 200)
-    depth = rng.choice([2000, 20000])  # beyond it, anywhere in the record: malformed
+    roll = rng.random()
+    if roll < 1 / 3:  # a change's value nested a little: invalid_change, the change echoed
+        return orjson.dumps(_good(rng)).replace(b'"x"', b"[" * 40 + b"]" * 40)
+    if roll < 2 / 3:  # deeper than a rejection can echo (64 levels), within the parser's: invalid
+        depth = rng.choice([200, 600])
+        return orjson.dumps(_good(rng)).replace(b'"x"', b"[" * depth + b"]" * depth)
+    depth = rng.choice([2000, 20000])  # beyond the parser's limit, anywhere in the record: malformed
     return orjson.dumps(_good(rng))[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
 
 

@@ -17,6 +17,8 @@ const MAX_PART_ID: isize = 128;
 const MAX_IDENTITY_ID: isize = 256;
 const MAX_STATUS_TEXT: isize = 4096;
 const MAX_CHANGES: isize = 100;
+/// `schemas.limits.MAX_CHANGE_DEPTH`: a rejection echoes its change, which orjson must encode.
+const MAX_CHANGE_DEPTH: usize = 64;
 const MAX_NAME: usize = 128;
 const MAX_VALUE_BYTES: usize = 1024;
 
@@ -263,11 +265,17 @@ pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'
     if !fine {
         return Decoded::Rejected(whole(keys, record, "invalid", invalid_detail(keys, record)));
     }
+    let count = ffi::PyList_GET_SIZE(changes);
+    for i in 0..count {
+        if deeper_than(ffi::PyList_GET_ITEM(changes, i), 1, MAX_CHANGE_DEPTH) {
+            let detail = format!("change {i} is nested deeper than {MAX_CHANGE_DEPTH} levels");
+            return Decoded::Rejected(whole(keys, record, "invalid", detail));
+        }
+    }
     if !authentic {
         let detail = "the record's signature is missing or wrong".to_string();
         return Decoded::Rejected(whole(keys, record, "unauthenticated", detail));
     }
-    let count = ffi::PyList_GET_SIZE(changes);
     let mut decoded = Vec::with_capacity(count as usize);
     for i in 0..count {
         decoded.push(decode_change(keys, ffi::PyList_GET_ITEM(changes, i)));
@@ -280,6 +288,33 @@ pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'
         status: if is_none(status) { None } else { text(status) },
         changes: decoded,
     })
+}
+
+/// Whether a list or dict at nesting level `depth` holds anything deeper than `limit` levels
+/// (`schemas.records._too_deep_change`). Recursion stops past `limit`.
+unsafe fn deeper_than(obj: Obj, depth: usize, limit: usize) -> bool {
+    if ffi::PyList_CheckExact(obj) != 0 {
+        if depth > limit {
+            return true;
+        }
+        let n = ffi::PyList_GET_SIZE(obj);
+        (0..n).any(|i| deeper_than(ffi::PyList_GET_ITEM(obj, i), depth + 1, limit))
+    } else if ffi::PyDict_CheckExact(obj) != 0 {
+        if depth > limit {
+            return true;
+        }
+        let mut at: ffi::Py_ssize_t = 0;
+        let mut key: Obj = std::ptr::null_mut();
+        let mut value: Obj = std::ptr::null_mut();
+        while ffi::PyDict_Next(obj, &mut at, &mut key, &mut value) != 0 {
+            if deeper_than(value, depth + 1, limit) {
+                return true;
+            }
+        }
+        false
+    } else {
+        false
+    }
 }
 
 /// Why a parsed value is not a record (not a JSON object), or None when it is one.

@@ -3,6 +3,7 @@ byte for byte, on random workloads, hostile records and small dedupe windows."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from schemas.records import decode_response
 from streams.engine import Engine
 from streams.memory_store import MemoryStore
 from streams.native_engine import NativeEngine, heap_bytes
+from streams.replay import replay_lines
 from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
 from workers.hostile import MAKERS, hostile_records
@@ -161,3 +163,31 @@ def test_without_events_versions_still_count(lines: list[bytes]) -> None:
     assert events == []
     assert rejections == loud.feed(lines)[1]
     assert quiet.summary_lines() == loud.summary_lines()
+
+
+@pytest.mark.parametrize("depth", [64, 65, 300, 1000])
+@pytest.mark.parametrize("where", ["value", "extra"])
+def test_a_change_nested_too_deep_to_echo_is_an_invalid_record(depth: int, where: str) -> None:
+    """A rejection echoes its change, and orjson encodes no deeper than 254 levels: a change
+    nested deeper than 64 levels makes the whole record invalid, in both engines, never a crash.
+    `extra`: deep in an unknown field of a change that the rules then refuse (type_mismatch)."""
+    nested = b"[" * (depth - 1) + b"]" * (depth - 1)
+    first = orjson.dumps({"id": "r0", "message_id": "m", "identity_id": "u", "changes": [
+        {"operation": "add", "type": "LWW", "name": "x", "value": 1}]})
+    if where == "value":
+        change = b'{"operation":"add","type":"Set","name":"x","value":' + nested + b"}"
+    else:
+        change = b'{"operation":"add","type":"Set","name":"x","value":"a","deep":' + nested + b"}"
+    record = b'{"id":"r1","message_id":"m","identity_id":"u","changes":[' + change + b"]}"
+    lines = {}
+    for engine in ("python", "native"):
+        rejected: list[bytes] = []
+        summaries = replay_lines([first, record], engine=engine, on_rejection=rejected.append)
+        lines[engine] = (summaries, rejected)
+    assert lines["native"] == lines["python"]
+    (refused,) = [orjson.loads(line) for line in lines["python"][1]]
+    if depth <= 64:
+        assert refused["change"] is not None and refused["change_index"] == 0
+    else:
+        assert refused["reason"] == "invalid" and refused["change"] is None
+        assert refused["detail"] == "change 0 is nested deeper than 64 levels"
