@@ -32,7 +32,7 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
               help="Worker counts to measure throughput with (12 partitions).")
 @click.option("--loads", "loads_text", default="0.25,0.5,0.75", show_default=True,
               help="Offered loads for latency, as fractions of one worker's measured throughput.")
-@click.option("--responses", "count", type=click.IntRange(min=100), default=15_000, show_default=True,
+@click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
               help="Responses published as fast as possible for throughput.")
 @click.option("--duration", type=click.FloatRange(min=1), default=6.0, show_default=True,
               help="Seconds of each fixed-load latency run.")

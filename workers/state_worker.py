@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 FETCH_MAX = 4000  # records per fetch, over all partitions
 FETCH_WAIT_MS = 100  # how long an idle fetch waits before the loop looks at its stop flag
 FETCH_MIN_BYTES = 64 * 1024
+TOPIC_WAIT = 30.0  # seconds to wait for the input topic's metadata before joining the group
+METADATA_MAX_AGE_MS = 30_000  # partitions added to the topic are seen within this
 FETCH_MAX_WAIT_MS = 5
 COMMIT_EVERY = 1.0  # seconds between offset commits
 RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
@@ -74,7 +76,8 @@ class StateWorker:
             # The broker answers a fetch once 64 KiB are there or 5 ms passed: under a steady
             # load, a few full fetches instead of many of a few records each, which cost the
             # broker and every round's fixed steps more than the 5 ms they may wait.
-            fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+            fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS)
         self.partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self.producer = AIOKafkaProducer(
@@ -112,6 +115,7 @@ class StateWorker:
         try:
             await self.consumer.start()
             try:
+                await self._await_topic()
                 self.consumer.subscribe([self.settings.topics.responses], listener=_Listener(self))
                 await self._loop()
             finally:
@@ -121,6 +125,19 @@ class StateWorker:
         finally:
             await self.producer.stop()
             await self.client.aclose()
+
+    async def _await_topic(self) -> None:
+        """Until the broker's metadata lists the input topic's partitions (it was just created,
+        on a broker just started): a group assignment made before that gave this worker no
+        partition at all, until its next metadata refresh."""
+        topic = self.settings.topics.responses
+        deadline = time.monotonic() + TOPIC_WAIT
+        # `topics()` asks the broker afresh and lists only topics whose partitions it knows.
+        while topic not in await self.consumer.topics():
+            if time.monotonic() > deadline:
+                log.warning("no partitions of %s in the broker's metadata yet; joining anyway", topic)
+                return
+            await asyncio.sleep(0.1)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
