@@ -222,7 +222,7 @@ class SystemRun:
         state = sizes["meta"] + sizes["vals"] + sizes["tally"]
         self.result.redis = {"live_values": live, "state_bytes": state,
                              "bytes_per_live_value": state / max(live, 1),
-                             "dedupe_ids": seen, "bytes_per_dedupe_id": sizes["seen"] / max(seen, 1)}
+                             "dedupe_ids": seen, "bytes_per_dedupe_id": sizes["ids"] / max(seen, 1)}
 
     def close(self) -> None:
         for proc in self.procs:
