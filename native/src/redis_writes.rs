@@ -6,8 +6,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::engine::Journal;
 use crate::json::write_str;
-use crate::store::{Held, Store};
-use crate::decode::Kind;
+use crate::store::Store;
 
 /// Where the writes go: the key prefix, how many keys come before the state keys in the
 /// script's KEYS, and the dedupe window.
@@ -73,46 +72,41 @@ fn text(bytes: &[u8]) -> &str {
 pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<String>, Vec<u8>) {
     let strings = &store.strings;
     let mut keys = KeyIndex { keys: Vec::new(), index: FxHashMap::default(), base: layout.base };
-    let mut messages: FxHashMap<u32, String> = FxHashMap::default();
-    let mut part_key = |p: u32, kind: &str| -> String {
-        let (mid, pid) = store.parts[p as usize].key;
-        let message = messages.entry(p).or_insert_with(|| message_key(layout.prefix, strings.text(mid)));
-        format!("{message}:{kind}:{}", strings.text(pid))
+    // (part, kind of key) -> its index in KEYS: a part's keys are named once per batch.
+    let mut named: FxHashMap<(u32, &str), usize> = FxHashMap::default();
+    let mut part_key = |keys: &mut KeyIndex, p: u32, kind: &'static str| -> usize {
+        *named.entry((p, kind)).or_insert_with(|| {
+            let (mid, pid) = store.parts[p as usize].key;
+            let message = message_key(layout.prefix, strings.text(mid));
+            keys.at(format!("{message}:{kind}:{}", strings.text(pid)))
+        })
     };
     let mut out = Vec::with_capacity(64 * (journal.values.len() + journal.tallies.len() + journal.taken.len() + 1));
     out.push(b'[');
     for (&p, &(version, names)) in &journal.before {
         let part = &store.parts[p as usize];
-        let k = keys.at(part_key(p, "meta"));
+        let k = part_key(&mut keys, p, "meta");
         if part.version != version {
             group(&mut out, "H", k, "v", itoa::Buffer::new().format(part.version));
         }
         for &(name, kind) in &part.names[names..] {
             let field = format!("t:{}", strings.text(name));
-            group(&mut out, "H", k, &field, kind_name(kind));
+            group(&mut out, "H", k, &field, kind.name());
         }
     }
     let mut field = String::new();
     let mut value = Vec::new();
     for (&(p, name, ident), held) in &journal.values {
-        let k = keys.at(part_key(p, "vals"));
+        let k = part_key(&mut keys, p, "vals");
         field.clear();
         field.push_str(strings.text(name));
         field.push('\0');
         field.push_str(strings.text(ident));
         match held {
             None => group(&mut out, "D", k, &field, ""),
-            Some(Held::One(one)) => group(&mut out, "H", k, &field, text(store.encodings.bytes(*one))),
-            Some(Held::Many(members)) => {
+            Some(held) => {
                 value.clear();
-                value.push(b'[');
-                for (i, member) in members.iter().enumerate() {
-                    if i > 0 {
-                        value.push(b',');
-                    }
-                    value.extend_from_slice(store.encodings.bytes(*member));
-                }
-                value.push(b']');
+                store.write_held(&mut value, Some(held));
                 group(&mut out, "H", k, &field, text(&value));
             }
         }
@@ -121,7 +115,7 @@ pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<Str
         if n == 0 {
             continue;
         }
-        let k = keys.at(part_key(p, "tally"));
+        let k = part_key(&mut keys, p, "tally");
         field.clear();
         field.push_str(strings.text(name));
         field.push('\0');
@@ -145,8 +139,4 @@ pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<Str
     }
     out.push(b']');
     (keys.keys, out)
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    kind.name()
 }
