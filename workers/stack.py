@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -148,16 +150,18 @@ def start_service(settings: Settings, which: str, wait: bool = True) -> None:
     """Start one service of the stack ("kafka" or "redis") unless it runs; with `wait`, return
     once it answers. Fault-injection runs restart one service while the other stays up."""
     service = _service(settings, which)
+    marks = log_marks(service.log_file.parent)
     if which == "redis":
         _start_redis(service)
         if wait:
-            _await(service, lambda: probes.redis_answers(settings.redis), REDIS_START_TIMEOUT)
+            _await(service, lambda: probes.redis_answers(settings.redis), REDIS_START_TIMEOUT,
+                   marks)
     else:
         _start_kafka(service, settings)
         if wait:
             # A metadata request only once the port is open: fewer failed client connections.
             _await(service, lambda: port_in_use(service.ports[0])
-                   and probes.kafka_answers(service.address), KAFKA_START_TIMEOUT)
+                   and probes.kafka_answers(service.address), KAFKA_START_TIMEOUT, marks)
 
 
 def stop_service(settings: Settings, which: str, kill: bool = False) -> int | None:
@@ -281,16 +285,49 @@ def _run(argv: list[str], service: Service, what: str) -> str:
     return done.stdout
 
 
-def _await(service: Service, answers: Callable[[], bool], timeout: float) -> None:
+def _await(service: Service, answers: Callable[[], bool], timeout: float,
+           marks: dict[Path, int]) -> None:
     deadline = time.monotonic() + timeout
     while not answers():
         if service.pid() is None:
-            raise StackError(f"{service.name} exited while starting at {service.address}; "
-                             f"see {service.log_file}")
+            reason = exit_reason(marks)
+            raise StackError(f"{service.name} exited while starting at {service.address}"
+                             + (f" ({reason})" if reason else "") + f"; see {service.log_file}")
         if time.monotonic() > deadline:
             raise StackError(f"{service.name} did not answer at {service.address} within "
                              f"{timeout:.0f} s; see {service.log_file}")
         time.sleep(0.25)
+
+
+_FAILURE = re.compile(r"(?:Exception|Error): (?P<why>.+)$|(?P<line>.*(?:Could not|FATAL|Fatal).*)$")
+
+
+def log_marks(logs: Path) -> dict[Path, int]:
+    """Where each log of a service (Kafka's server.log, the captured stdout) ends now."""
+    marks = {}
+    for log in (logs / "server.log", logs / "stdout.log"):
+        try:
+            marks[log] = log.stat().st_size
+        except OSError:
+            marks[log] = 0
+    return marks
+
+
+def exit_reason(marks: dict[Path, int]) -> str | None:
+    """The first failure a service logged since `marks`, so a start that dies names why
+    (a busy port, a bad data dir) without opening the file; older runs' lines are skipped."""
+    for log, start in marks.items():
+        try:
+            with log.open("rb") as handle:
+                handle.seek(start)
+                lines = handle.read(1 << 20).decode("utf-8", "replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            found = _FAILURE.search(line.strip())
+            if found:
+                return (found.group("why") or found.group("line")).strip()[:300]
+    return None
 
 
 def _refuse_busy_ports(service: Service) -> None:
@@ -356,11 +393,37 @@ def port_in_use(port: int) -> bool:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p+1 free on loopback (Kafka's client and controller ports)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port < 65000 and not port_in_use(port) and not port_in_use(port + 1):
+    """A port p with p and p+1 free on loopback (Kafka's client and controller ports).
+
+    Drawn below the kernel's ephemeral range, so an outgoing connection made between
+    this check and the server's bind cannot take either port; pairs handed out by this
+    process never overlap (a private stack asks for two pairs before starting either)."""
+    low = _ephemeral_low()
+    upper = low - 1 if low > 12000 else 65000  # an odd kernel range: draw from anywhere
+    for _ in range(1000):
+        port = random.randrange(10000, upper)
+        if {port, port + 1} & _handed_out:
+            continue
+        if _bindable(port) and _bindable(port + 1):
+            _handed_out.update((port, port + 1))
             return port
     raise StackError("no two adjacent free ports found on 127.0.0.1")
+
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return not port_in_use(port)

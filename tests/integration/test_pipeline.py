@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from workers import stack
 from workers.config import Settings
 
 from ..waiting import wait_for
@@ -113,7 +113,7 @@ def test_sigterm_finishes_the_batch_in_hand_commits_and_exits_in_time(
 def test_metrics_health_and_readiness_endpoints(settings: Settings, tmp_path: Path) -> None:
     records = workload(800, seed=17)
     expected = Expected(records, tmp_path)
-    port = _free_port()
+    port = stack.free_port_pair()
     base = f"http://127.0.0.1:{port}"
     pipeline = Pipeline(settings)
     try:
@@ -138,12 +138,6 @@ def test_metrics_health_and_readiness_endpoints(settings: Settings, tmp_path: Pa
     lines = [orjson.loads(line) for line in worker.output(tail=200_000).splitlines()]
     assert {"message": "partitions assigned", "partitions": list(range(settings.partitions))}.items() \
         <= next(line for line in lines if line["message"] == "partitions assigned").items()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(url: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.exceptions import StackError
 from workers import stack
 from workers.config import Settings
 
@@ -109,3 +111,40 @@ def test_demo_runs_on_a_running_stack_and_prints_the_tallies(settings: Settings)
     assert "poll_choice" in done.stdout and "reactions" in done.stdout
     # It used the running stack, so it left it running.
     assert all(s.answers for s in stack.status(settings))
+
+
+def test_a_kafka_that_dies_while_starting_is_named_with_its_reason(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller port is taken after the busy-port check, as another process could; the
+    error names the broker's own reason instead of only pointing at a log."""
+    port = stack.free_port_pair()
+    settings = stack_settings.with_(kafka=f"127.0.0.1:{port}",
+                                    redis=f"redis://127.0.0.1:{stack.free_port_pair()}/0")
+    checked = stack._refuse_busy_ports
+    blocker = socket.socket()
+
+    def check_then_take_the_controller_port(service: stack.Service) -> None:
+        checked(service)
+        blocker.bind(("127.0.0.1", port + 1))
+        blocker.listen()
+
+    monkeypatch.setattr(stack, "_refuse_busy_ports", check_then_take_the_controller_port)
+    try:
+        with pytest.raises(StackError) as failed:
+            stack.start_service(settings, "kafka")
+        message = str(failed.value)
+        assert f"Kafka exited while starting at 127.0.0.1:{port}" in message
+        assert f"127.0.0.1:{port + 1}: Address already in use" in message, message
+    finally:
+        blocker.close()
+        stack.stop_service(settings, "kafka")
+        shutil.rmtree(stack.kafka_service(settings).home, ignore_errors=True)
+
+
+def test_port_pairs_are_outside_the_ephemeral_range_and_never_overlap() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [stack.free_port_pair() for _ in range(200)]
+    assert all(10000 <= p < low - 1 for p in ports)
+    taken = [q for p in ports for q in (p, p + 1)]
+    assert len(set(taken)) == len(taken)
