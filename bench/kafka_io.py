@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from confluent_kafka import (
@@ -26,6 +27,7 @@ from schemas.exceptions import ServiceUnreachable
 from workers.config import Settings
 
 TIMEOUT = 30.0
+PUBLISH_LINGER_MS = 20
 # Errors a topic gives while it settles after creation.
 _SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
              KafkaError.UNKNOWN_TOPIC_OR_PART}
@@ -43,10 +45,11 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 def create_topics(settings: Settings) -> None:
-    """The input topic and the two output topics (broker-stamped) of one run."""
+    """The input topic and the two output topics of one run, all broker-stamped: a response's
+    append time and its events' share one clock."""
     topics = settings.topics
     stamped = {"message.timestamp.type": "LogAppendTime"}
-    new = [NewTopic(topics.responses, settings.partitions, settings.replication),
+    new = [NewTopic(topics.responses, settings.partitions, settings.replication, config=stamped),
            NewTopic(topics.summary_changes, settings.partitions, settings.replication, config=stamped),
            NewTopic(topics.rejections, settings.partitions, settings.replication, config=stamped)]
     admin = _admin(settings)  # kept alive until the futures are done
@@ -136,8 +139,10 @@ def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes
 class Sent:
     """What a publishing run sent: the produce time of each response id, records per partition."""
 
-    # (message id, response id) -> produce time, ms
+    # (message id, response id) -> produce time, ms (when the publisher was handed the record)
     stamps: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (message id, response id) -> broker append time, ms (when it was in Kafka)
+    appended: dict[tuple[str, str], int] = field(default_factory=dict)
     per_partition: dict[int, int] = field(default_factory=dict)
     first_ms: int = 0
     last_ms: int = 0
@@ -146,21 +151,26 @@ class Sent:
 def publish(settings: Settings, records: Iterable[bytes], rate: float | None = None) -> Sent:
     """Produce the records keyed by message id, at `rate` records/s or as fast as possible.
 
-    Each record carries the wall-clock time of its produce call as its timestamp.
+    Each response's produce-call time and broker append time are kept (`stamps`, `appended`).
     """
-    # linger.ms 5: librdkafka's default and the Java client's since Kafka 4.0. At 1 ms a few
-    # thousand records/s became as many tiny produce requests, and the single broker's queue
-    # (not the system measured) made the latency: p50 1.5 s for a bare consumer at 5,000/s.
-    producer = Producer({"bootstrap.servers": settings.kafka, "acks": "all", "linger.ms": 5,
+    # linger.ms 20: on one shared small machine the broker's CPU goes by produce requests, not
+    # records; at 5 ms (librdkafka's default) it took a third of a core more at 4,700/s,
+    # away from the systems measured. Latency counts from the append, so it is not counted.
+    producer = Producer({"bootstrap.servers": settings.kafka, "acks": "all",
+                         "linger.ms": PUBLISH_LINGER_MS,
                          "queue.buffering.max.messages": 1_000_000, "log_level": 3})
     sent = Sent()
     topic = settings.topics.responses
     counts = sent.per_partition
+    appended = sent.appended
 
-    def delivered(error: object, message: object) -> None:
+    def delivered(error: object, message: Any) -> None:
         if error is None:
-            p = message.partition()  # type: ignore[attr-defined]
+            p = message.partition()
             counts[p] = counts.get(p, 0) + 1
+            which = _response_of(message.value())
+            if which is not None:
+                appended.setdefault(which, message.timestamp()[1])
 
     start = time.monotonic()
     for n, record in enumerate(records):
@@ -169,16 +179,11 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
             if ahead > 0.001:
                 time.sleep(ahead)
         now = time.time_ns() // 1_000_000
-        try:
-            data = orjson.loads(record)
-        except orjson.JSONDecodeError:
-            data = None
+        which = _response_of(record)
         key = None
-        if isinstance(data, dict):
-            message_id, response_id = data.get("message_id"), data.get("id")
-            if isinstance(message_id, str):
-                key = message_id.encode()
-                sent.stamps.setdefault((message_id, str(response_id)), now)
+        if which is not None:
+            key = which[0].encode()
+            sent.stamps.setdefault(which, now)
         sent.first_ms = sent.first_ms or now
         sent.last_ms = now
         while True:
@@ -191,6 +196,17 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
     if producer.flush(TIMEOUT) > 0:
         raise ServiceUnreachable("Kafka", settings.kafka, "records not delivered in time")
     return sent
+
+
+def _response_of(record: bytes | None) -> tuple[str, str] | None:
+    """(message id, response id) of a record with a string message id, else None."""
+    try:
+        data = orjson.loads(record or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("message_id"), str):
+        return data["message_id"], str(data.get("id"))
+    return None
 
 
 def events(settings: Settings) -> dict[str, tuple[tuple[str, str], int]]:

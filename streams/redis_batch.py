@@ -62,10 +62,3 @@ class CommandBatcher:
 def _retrieve(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-def first_error(replies: list[Any]) -> None:
-    """Raise the first error among replies, as the single command would have."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply

@@ -17,11 +17,10 @@ from typing import Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
 from schemas.exceptions import AlreadyApplied, Fenced
-from streams.redis_batch import CommandBatcher, first_error
+from streams.redis_batch import CommandBatcher
 from streams.redis_codec import decode_held, decode_meta, encode_held
 from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
@@ -77,6 +76,7 @@ class RedisStateStore:
         self.window = window
         self._take = client.register_script(_TAKE)
         self._apply = client.register_script(_lua("apply_round.lua"))
+        self._read = client.register_script(_lua("read_state.lua"))
         self.batcher = CommandBatcher(client)
         self._ack = client.register_script(_lua("ack_outbox.lua"))
 
@@ -100,28 +100,31 @@ class RedisStateStore:
         if not (parts or value_parts or messages):
             return {}, {}, {}
         keys = self.keys
-
-        def build(pipe: Pipeline) -> None:
-            for message_id, part_id in parts:
-                pipe.hgetall(keys.meta(message_id, part_id))
-            for (message_id, part_id), vkeys in value_parts:
-                pipe.hmget(keys.values(message_id, part_id), [value_field(k[2], k[3]) for k in vkeys])
-            for message_id in messages:
-                # The whole dedupe memory (at most the window), oldest first, so the cache can
-                # trim it as the script does.
-                pipe.lrange(keys.seen(message_id), 0, -1)
-
-        replies = await self.batcher.run(build, len(parts) + len(value_parts) + len(messages))
-        first_error(replies)
-        metas = {part: decode_meta(raw) for part, raw in zip(parts, replies, strict=False)}
-        at = len(parts)
+        # One script call: a pipeline of a command per part and message cost the worker more
+        # (building and parsing each command) than Redis spent answering them.
+        state_keys = [keys.meta(message_id, part_id) for message_id, part_id in parts]
+        state_keys += [keys.values(message_id, part_id) for (message_id, part_id), _ in value_parts]
+        state_keys += [keys.seen(message_id) for message_id in messages]
+        args: list[bytes | int] = [len(parts), len(value_parts), len(messages)]
+        args += [len(vkeys) for _, vkeys in value_parts]
+        for _, vkeys in value_parts:
+            args += [value_field(k[2], k[3]) for k in vkeys]
+        sha = self._read.sha
+        (reply,) = await self.batcher.run(
+            lambda pipe: pipe.evalsha(sha, len(state_keys), *state_keys, *args), 1)
+        if isinstance(reply, NoScriptError):
+            reply = await self._read(keys=state_keys, args=args)
+        elif isinstance(reply, Exception):
+            raise reply
+        raw_metas, raw_values, raw_ids = reply
+        metas = {part: decode_meta(dict(zip(raw[::2], raw[1::2], strict=True)))
+                 for part, raw in zip(parts, raw_metas, strict=True)}
         held: dict[ValueKey, Held | None] = {}
-        for (_, vkeys), raw in zip(value_parts, replies[at:at + len(value_parts)], strict=True):
+        for (_, vkeys), raw in zip(value_parts, raw_values, strict=True):
             for key, value in zip(vkeys, raw, strict=True):
                 held[key] = None if value is None else decode_held(value)
-        at += len(value_parts)
         seen = {message_id: [rid.decode() for rid in ids]
-                for message_id, ids in zip(messages, replies[at:], strict=True)}
+                for message_id, ids in zip(messages, raw_ids, strict=True)}
         return metas, held, seen
 
     async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:

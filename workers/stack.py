@@ -31,6 +31,7 @@ from workers.config import Settings, redis_port, split_host_port
 KAFKA_START_TIMEOUT = 90.0
 REDIS_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
+AOF_REWRITE_MIN_SIZE = "1gb"
 SERVICES = ("kafka", "redis")
 
 # Processes started by this Python process: kept referenced (and polled) while they run.
@@ -206,9 +207,14 @@ def _start_redis(service: Service) -> None:
     data.mkdir(parents=True, exist_ok=True)
     (service.home / "logs").mkdir(parents=True, exist_ok=True)
     port = service.ports[0]
+    # The AOF grows by about 1 KB per response (the outbox entries, added and trimmed again,
+    # and each script's write effects) while the data set stays small. At Redis's default of
+    # 64 MB the AOF was rewritten every ~60,000 responses: a forked process compressing the
+    # data set, taking a core for seconds from the rest of a small machine.
     _spawn(service, [
         binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
         "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+        "--auto-aof-rewrite-min-size", AOF_REWRITE_MIN_SIZE,
         "--save", "", "--protected-mode", "yes", "--logfile", "",
     ])
 

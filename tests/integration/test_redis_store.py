@@ -12,9 +12,9 @@ from streams.decider import PythonDecider, RedisLayout
 from streams.engine import Engine
 from streams.native_engine import NativeStateCache
 from streams.processor import EVENT, OutRecord, pack_outbox
-from streams.redis_keys import Keys
+from streams.redis_keys import Keys, value_field
 from streams.redis_store import PartitionWrite, RedisStateStore
-from streams.state import StateNeeds
+from streams.state import PartMeta, StateNeeds
 from workers.config import Settings
 
 
@@ -103,5 +103,39 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
         assert len(dumps["py"]) > 30
         assert dumps["rs"] == dumps["py"]
         assert dumps["made"] == dumps["py"]
+    finally:
+        await client.aclose()
+
+
+async def test_one_read_call_returns_what_redis_holds(settings: Settings) -> None:
+    """Metas, present and absent values (scalars and Sets), and whole dedupe lists, for odd ids
+    and for a part asked for more fields than one Lua unpack takes."""
+    client = aioredis.from_url(settings.redis)
+    keys = Keys(settings.key_prefix)
+    store = RedisStateStore(client, keys)
+    odd = "m {ä}%\n\"q\""
+    many = [f"user-{n}" for n in range(9_001)]
+    try:
+        await client.hset(keys.meta(odd, "p"), mapping={b"v": b"3", b"t:pick": b"set", b"t:r": b"lww"})
+        await client.hset(keys.values(odd, "p"), mapping={
+            value_field("pick", "ü\0x"): b'["a","b,c"]', value_field("r", "bob"): b'"red"'})
+        await client.hset(keys.values("big", "p"),
+                          mapping={value_field("r", who): b"1" for who in many[::2]})
+        await client.rpush(keys.seen(odd), b"r1", b"r2", "r\u00e9".encode())
+        needs = StateNeeds(
+            parts={(odd, "p"), ("none", "p")},
+            values={(odd, "p", "pick", "ü\0x"), (odd, "p", "r", "bob"), (odd, "p", "r", "eve"),
+                    *(("big", "p", "r", who) for who in many)},
+            response_ids={(odd, "r9"), ("none", "r1")})
+        metas, held, seen = await store.read(needs)
+        assert metas[(odd, "p")] == PartMeta(3, {"pick": "set", "r": "lww"})
+        assert metas[("none", "p")] == PartMeta(0, {})
+        assert held[(odd, "p", "pick", "ü\0x")] == (b'"a"', b'"b,c"')
+        assert held[(odd, "p", "r", "bob")] == b'"red"'
+        assert held[(odd, "p", "r", "eve")] is None
+        assert [who for who in many if held[("big", "p", "r", who)] == b"1"] == many[::2]
+        assert [who for who in many if held[("big", "p", "r", who)] is None] == many[1::2]
+        assert seen == {odd: ["r1", "r2", "r\u00e9"], "none": []}
+        assert await store.read(StateNeeds(set(), set(), set())) == ({}, {}, {})
     finally:
         await client.aclose()
