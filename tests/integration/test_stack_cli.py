@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from schemas.exceptions import StackError
 from workers import stack
@@ -148,3 +149,16 @@ def test_port_pairs_are_outside_the_ephemeral_range_and_never_overlap() -> None:
     assert all(10000 <= p < low - 1 for p in ports)
     taken = [q for p in ports for q in (p, p + 1)]
     assert len(set(taken)) == len(taken)
+
+
+def test_the_stack_redis_keeps_an_aof_and_rewrites_it_only_past_a_gigabyte(
+    stack_settings: Settings,
+) -> None:
+    client = redis.Redis.from_url(stack_settings.redis, decode_responses=True)
+    try:
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        size = client.config_get("auto-aof-rewrite-min-size")
+        assert size == {"auto-aof-rewrite-min-size": str(1 << 30)}
+    finally:
+        client.close()
