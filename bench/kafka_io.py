@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -164,11 +165,11 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
     counts = sent.per_partition
     appended = sent.appended
 
-    def delivered(error: object, message: Any) -> None:
+    def delivered(which: tuple[str, str] | None, error: object, message: Any) -> None:
+        # `which` was parsed at produce time: the report does not parse the record again.
         if error is None:
             p = message.partition()
             counts[p] = counts.get(p, 0) + 1
-            which = _response_of(message.value())
             if which is not None:
                 appended.setdefault(which, message.timestamp()[1])
 
@@ -188,7 +189,8 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
         sent.last_ms = now
         while True:
             try:
-                producer.produce(topic, record, key, timestamp=now, on_delivery=delivered)
+                producer.produce(topic, record, key, timestamp=now,
+                                 on_delivery=partial(delivered, which))
                 break
             except BufferError:
                 producer.poll(0.05)
