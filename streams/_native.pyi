@@ -39,6 +39,7 @@ class Cache:
         metas: list[_Meta],
         held: list[tuple[str, str, str, str, bytes | tuple[bytes, ...] | None]],
         seen: list[tuple[str, list[str]]],
+        whole: list[tuple[str, str]],
     ) -> None: ...
     def apply(
         self, delta: bool = True

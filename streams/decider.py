@@ -9,7 +9,7 @@ compiled one in `streams.native_engine`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +18,7 @@ from schemas.records import Response, decode_response
 from schemas.rejections import Rejection
 from streams.engine import Engine, Item
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
-from streams.state_cache import StateCache
+from streams.state_cache import CACHE_ENTRIES, StateCache
 
 _EMPTY = PartMeta()
 
@@ -59,8 +59,8 @@ class Decider(Protocol):
         """Take a round's record values; returns what they read that the cache does not hold."""
 
     def load(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
-             seen: Mapping[str, list[str]]) -> None:
-        """Take in what Redis holds (the shapes of `StateCache.loaded`)."""
+             seen: Mapping[str, list[str]], whole: Collection[PartKey] = ()) -> None:
+        """Take in what Redis holds (the shapes of `StateCache.loaded`, `Loaded`'s fields)."""
 
     def apply(self, layout: RedisLayout | None = None) -> Decision:
         """Decide the round taken by `decide`; with a layout, the writes may come made."""
@@ -75,7 +75,7 @@ class Decider(Protocol):
 class PythonDecider:
     """The reference: `decode_response`, `Engine` and a `StateCache`."""
 
-    def __init__(self, engine: Engine, *, window: int, limit: int = 100_000) -> None:
+    def __init__(self, engine: Engine, *, window: int, limit: int = CACHE_ENTRIES) -> None:
         self.engine = engine
         self.window = window
         self.cache = StateCache(limit)
@@ -92,8 +92,8 @@ class PythonDecider:
         return self.cache.missing(self.engine.needs(self._items))
 
     def load(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
-             seen: Mapping[str, list[str]]) -> None:
-        self.cache.loaded(metas, held, seen)
+             seen: Mapping[str, list[str]], whole: Collection[PartKey] = ()) -> None:
+        self.cache.loaded(metas, held, seen, whole)
 
     def apply(self, layout: RedisLayout | None = None) -> Decision:
         items = self._items

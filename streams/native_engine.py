@@ -11,7 +11,7 @@ judged exactly as on the Python path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ from schemas.registry import check_registry
 from streams import _native
 from streams.decider import Decision, RedisLayout
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.state_cache import CACHE_ENTRIES
 
 
 class NativeEngine:
@@ -114,7 +115,7 @@ class NativeStateCache:
         window: int = DEDUPE_WINDOW,
         events: bool = True,
         tallies: bool = True,
-        limit: int = 100_000,
+        limit: int = CACHE_ENTRIES,
     ) -> None:
         self._core = _native.Cache(check_registry(registry or {}), window, events, tallies, orjson)
         self.limit = limit
@@ -133,12 +134,14 @@ class NativeStateCache:
         metas: Mapping[PartKey, PartMeta],
         held: Mapping[ValueKey, Held | None],
         seen: Mapping[str, list[str]],
+        whole: Collection[PartKey] = (),
     ) -> None:
         """Take in what was read from Redis (the shapes of `StateCache.loaded`)."""
         self._core.load(
             [(mid, pid, meta.version, list(meta.types.items())) for (mid, pid), meta in metas.items()],
             [(*key, value) for key, value in held.items()],
             list(seen.items()),
+            list(whole),
         )
 
     def apply(self, layout: RedisLayout | None = None) -> NativeOutcome:

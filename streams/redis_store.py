@@ -21,12 +21,17 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from schemas.exceptions import AlreadyApplied, Fenced
 from streams.redis_batch import CommandBatcher
-from streams.redis_codec import decode_held, decode_meta, encode_held
+from streams.redis_codec import decode_held, decode_meta, encode_held, split_field
 from streams.redis_keys import TYPE_FIELD_PREFIX, VERSION_FIELD, Keys, value_field
-from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.state import Held, Loaded, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 from streams.state_cache import StateCache
 
 DEDUPE_WINDOW = 10_000
+# A part's values hash of at most this many fields is read whole the first time a round needs
+# any of its values: the cache then knows every absent value of that part as well, and later
+# rounds need no read for it (a new identity's first change is the common case). Larger ones
+# are read a field at a time, so one read stays short.
+WHOLE_PART_FIELDS = 10_000
 _VERSION = VERSION_FIELD.decode()
 _TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
 
@@ -70,10 +75,12 @@ class PartitionWrite:
 
 
 class RedisStateStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys, window: int = DEDUPE_WINDOW) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, window: int = DEDUPE_WINDOW,
+                 whole_part_fields: int = WHOLE_PART_FIELDS) -> None:
         self.client = client
         self.keys = keys
         self.window = window
+        self.whole_part_fields = whole_part_fields
         self._take = client.register_script(_TAKE)
         self._apply = client.register_script(_lua("apply_round.lua"))
         self._read = client.register_script(_lua("read_state.lua"))
@@ -86,11 +93,11 @@ class RedisStateStore:
             keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
         return Assignment(topic, partition, int(token), int(applied), list(pending))
 
-    async def read(self, needs: StateNeeds) -> tuple[dict[PartKey, PartMeta],
-                                                     dict[ValueKey, Held | None], dict[str, list[str]]]:
+    async def read(self, needs: StateNeeds) -> Loaded:
         """What Redis holds for `needs`, in one round trip (none when nothing is needed): the
-        parts' metas, the values (None for an absent one) and each message's whole dedupe
-        memory, oldest first (the shapes `StateCache.loaded` takes)."""
+        parts' metas, the values (None for an absent one), each message's whole dedupe memory,
+        oldest first, and the parts whose values hash was small enough to be read whole (every
+        value of theirs is then in `held`: one it lacks is absent)."""
         parts = list(needs.parts)
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
         for key in needs.values:
@@ -98,14 +105,14 @@ class RedisStateStore:
         value_parts = list(by_part.items())
         messages = list({message_id for message_id, _ in needs.response_ids})
         if not (parts or value_parts or messages):
-            return {}, {}, {}
+            return Loaded({}, {}, {}, set())
         keys = self.keys
         # One script call: a pipeline of a command per part and message cost the worker more
         # (building and parsing each command) than Redis spent answering them.
         state_keys = [keys.meta(message_id, part_id) for message_id, part_id in parts]
         state_keys += [keys.values(message_id, part_id) for (message_id, part_id), _ in value_parts]
         state_keys += [keys.seen(message_id) for message_id in messages]
-        args: list[bytes | int] = [len(parts), len(value_parts), len(messages)]
+        args: list[bytes | int] = [len(parts), len(value_parts), len(messages), self.whole_part_fields]
         args += [len(vkeys) for _, vkeys in value_parts]
         for _, vkeys in value_parts:
             args += [value_field(k[2], k[3]) for k in vkeys]
@@ -116,16 +123,27 @@ class RedisStateStore:
             reply = await self._read(keys=state_keys, args=args)
         elif isinstance(reply, Exception):
             raise reply
-        raw_metas, raw_values, raw_ids = reply
+        raw_metas, raw_values, raw_ids, raw_whole = reply
         metas = {part: decode_meta(dict(zip(raw[::2], raw[1::2], strict=True)))
                  for part, raw in zip(parts, raw_metas, strict=True)}
         held: dict[ValueKey, Held | None] = {}
-        for (_, vkeys), raw in zip(value_parts, raw_values, strict=True):
-            for key, value in zip(vkeys, raw, strict=True):
-                held[key] = None if value is None else decode_held(value)
+        whole: set[PartKey] = set()
+        for (part, vkeys), raw, is_whole in zip(value_parts, raw_values, raw_whole, strict=True):
+            if is_whole:
+                whole.add(part)
+                message_id, part_id = part
+                for field, value in zip(raw[::2], raw[1::2], strict=True):
+                    name, identity = split_field(field)
+                    held[message_id, part_id, name, identity.decode()] = decode_held(value)
+                # The ones asked for and absent, so that a cache without whole parts knows too.
+                for key in vkeys:
+                    held.setdefault(key, None)
+            else:
+                for key, value in zip(vkeys, raw, strict=True):
+                    held[key] = None if value is None else decode_held(value)
         seen = {message_id: [rid.decode() for rid in ids]
                 for message_id, ids in zip(messages, raw_ids, strict=True)}
-        return metas, held, seen
+        return Loaded(metas, held, seen, whole)
 
     async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
         """Read what `needs` names and the cache does not know; returns the cache, now a view

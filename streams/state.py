@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # One value, canonically encoded with orjson (b'"red"', b'7', b'false').
 Encoded = bytes
@@ -77,6 +77,16 @@ class StateNeeds:
     parts: set[PartKey] = field(default_factory=set)
     values: set[ValueKey] = field(default_factory=set)
     response_ids: set[tuple[str, str]] = field(default_factory=set)  # (message_id, response_id)
+
+
+class Loaded(NamedTuple):
+    """What a remote store read for a batch's `StateNeeds`."""
+
+    metas: dict[PartKey, PartMeta]
+    held: dict[ValueKey, Held | None]  # None: known absent
+    seen: dict[str, list[str]]  # message id -> its whole dedupe memory, oldest first
+    # Parts whose every value is in `held`: a value of theirs it lacks is absent.
+    whole: set[PartKey]
 
 
 @dataclass(slots=True)

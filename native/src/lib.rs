@@ -301,12 +301,13 @@ impl NativeCache {
 
     /// Take in what was read from Redis: metas (message, part, version, [(name, type)]),
     /// held (message, part, name, identity, bytes | tuple of bytes | None), seen (message, ids
-    /// oldest first).
+    /// oldest first), whole (message, part): parts whose every value is in `held`.
     fn load(
         &mut self,
         metas: Vec<(String, String, u64, Vec<(String, String)>)>,
         held: Vec<(String, String, String, String, Option<Bound<'_, PyAny>>)>,
         seen: Vec<(String, Vec<String>)>,
+        whole: Vec<(String, String)>,
     ) -> PyResult<()> {
         let store = &mut self.core.store;
         for (mid, pid, version, types) in metas {
@@ -348,6 +349,10 @@ impl NativeCache {
         }
         for (mid, ids) in seen {
             store.load_taken(&mid, ids);
+        }
+        for (mid, pid) in whole {
+            let p = part_of(store, &mid, &pid);
+            store.parts[p].whole = true;
         }
         Ok(())
     }

@@ -141,6 +141,8 @@ pub struct Part {
     pub names: Vec<(Sym, Kind)>,
     /// identity -> holding, per name.
     pub holdings: Vec<FxHashMap<Sym, Stored>>,
+    /// Every value of the part is held (a cache of Redis read it whole): one not held is absent.
+    pub whole: bool,
 }
 
 impl Part {
@@ -286,10 +288,13 @@ impl Store {
 
     /// Whether what this identity holds for this state is known (held, or known absent).
     pub fn knows_value(&self, part: usize, name: &str, ident: &str) -> bool {
+        let the_part = &self.parts[part];
+        if the_part.whole {
+            return true;
+        }
         let (Some(name), Some(ident)) = (self.strings.get(name), self.strings.get(ident)) else {
             return false;
         };
-        let the_part = &self.parts[part];
         the_part.slot(name).is_some_and(|slot| the_part.holdings[slot].contains_key(&ident))
             || self.absent.contains(&(part as u32, name, ident))
     }

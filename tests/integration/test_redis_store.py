@@ -107,35 +107,44 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
         await client.aclose()
 
 
-async def test_one_read_call_returns_what_redis_holds(settings: Settings) -> None:
+@pytest.mark.parametrize("whole_part_fields", [10_000, 4_000])
+async def test_one_read_call_returns_what_redis_holds(settings: Settings, whole_part_fields: int) -> None:
     """Metas, present and absent values (scalars and Sets), and whole dedupe lists, for odd ids
-    and for a part asked for more fields than one Lua unpack takes."""
+    and for a part asked for more fields than one Lua unpack takes; a values hash up to
+    `whole_part_fields` comes whole, fields not asked for too."""
     client = aioredis.from_url(settings.redis)
     keys = Keys(settings.key_prefix)
-    store = RedisStateStore(client, keys)
+    store = RedisStateStore(client, keys, whole_part_fields=whole_part_fields)
     odd = "m {ä}%\n\"q\""
     many = [f"user-{n}" for n in range(9_001)]
     try:
         await client.hset(keys.meta(odd, "p"), mapping={b"v": b"3", b"t:pick": b"set", b"t:r": b"lww"})
         await client.hset(keys.values(odd, "p"), mapping={
-            value_field("pick", "ü\0x"): b'["a","b,c"]', value_field("r", "bob"): b'"red"'})
+            value_field("pick", "ü\0x"): b'["a","b,c"]', value_field("r", "bob"): b'"red"',
+            value_field("r", "al\0ice"): b"7"})
         await client.hset(keys.values("big", "p"),
                           mapping={value_field("r", who): b"1" for who in many[::2]})
         await client.rpush(keys.seen(odd), b"r1", b"r2", "r\u00e9".encode())
         needs = StateNeeds(
             parts={(odd, "p"), ("none", "p")},
             values={(odd, "p", "pick", "ü\0x"), (odd, "p", "r", "bob"), (odd, "p", "r", "eve"),
-                    *(("big", "p", "r", who) for who in many)},
+                    ("none", "p", "r", "bob"), *(("big", "p", "r", who) for who in many)},
             response_ids={(odd, "r9"), ("none", "r1")})
-        metas, held, seen = await store.read(needs)
+        metas, held, seen, whole = await store.read(needs)
         assert metas[(odd, "p")] == PartMeta(3, {"pick": "set", "r": "lww"})
         assert metas[("none", "p")] == PartMeta(0, {})
         assert held[(odd, "p", "pick", "ü\0x")] == (b'"a"', b'"b,c"')
         assert held[(odd, "p", "r", "bob")] == b'"red"'
         assert held[(odd, "p", "r", "eve")] is None
+        assert held[("none", "p", "r", "bob")] is None
         assert [who for who in many if held[("big", "p", "r", who)] == b"1"] == many[::2]
         assert [who for who in many if held[("big", "p", "r", who)] is None] == many[1::2]
         assert seen == {odd: ["r1", "r2", "r\u00e9"], "none": []}
-        assert await store.read(StateNeeds(set(), set(), set())) == ({}, {}, {})
+        # 4,501 fields in "big": whole only under the larger bound.
+        assert whole == ({(odd, "p"), ("none", "p"), ("big", "p")} if whole_part_fields > 4_501
+                         else {(odd, "p"), ("none", "p")})
+        # A whole part brings the values nobody asked for (an identity with a NUL too).
+        assert held.get((odd, "p", "r", "al\0ice")) == b"7"
+        assert await store.read(StateNeeds(set(), set(), set())) == ({}, {}, {}, set())
     finally:
         await client.aclose()
