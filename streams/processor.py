@@ -108,6 +108,10 @@ class RoundStats:
     retries: int = 0
     # Partitions another worker holds now: nothing of theirs was written, and nothing more will be.
     fenced: set[int] = field(default_factory=set)
+    # Partitions whose records start past their fence + 1 (Kafka's committed offset is ahead of
+    # what Redis holds, after Redis lost its last writes): partition -> the offset to read
+    # them again from. Nothing of theirs was applied.
+    rewound: dict[int, int] = field(default_factory=dict)
 
 
 class RoundProcessor:
@@ -126,6 +130,9 @@ class RoundProcessor:
         # partition, their future).
         self.inflight: deque[tuple[dict[int, int], asyncio.Future[Any]]] = deque()
         self._delivered: list[float] = []  # seconds each delivery took, not yet reported
+        # partition -> the offset it was last sent back to: each gap is sent back once, so a
+        # hole in the log (records gone by retention, transaction markers) is then read past.
+        self._rewound: dict[int, int] = {}
         self.stats = RoundStats()  # of the round in hand
         self.log = logging.LoggerAdapter(log, {"topic": topic})
 
@@ -151,6 +158,12 @@ class RoundProcessor:
                 missing = [p for p in batches if p not in self.assignments]
                 if missing:
                     await self._take(missing)
+                    for partition in missing:
+                        if (start := self._gap(partition, batches[partition][0].offset)) is not None:
+                            stats.rewound[partition] = start
+                            del batches[partition]
+                    if not batches:
+                        break
                 outputs, added = await self._apply(batches)
                 if outputs:
                     await self._send(outputs, added)
@@ -176,6 +189,17 @@ class RoundProcessor:
         stats.produce_seconds, self._delivered = self._delivered, []
         return stats
 
+    def _gap(self, partition: int, first: int) -> int | None:
+        """Where to read a just-taken partition from again, when its first record lies past its
+        fence + 1: Redis, the truth, has not applied the records between."""
+        start = self.assignments[partition].applied + 1
+        if first <= start or self._rewound.get(partition) == start:
+            return None
+        self._rewound[partition] = start
+        self.log.warning("partition %d: records from offset %d on are not applied in Redis; "
+                         "reading them again (the next fetch started at %d)", partition, start, first)
+        return start
+
     async def release(self, partitions: Iterable[int]) -> None:
         """Give partitions up: wait for the outputs on their way, then drop them from those
         partitions' outboxes."""
@@ -193,6 +217,7 @@ class RoundProcessor:
         finally:
             for partition in released:
                 self.assignments.pop(partition, None)
+                self._rewound.pop(partition, None)
 
     async def _send(self, outputs: Sequence[OutRecord], added: dict[int, int]) -> None:
         started = time.perf_counter()

@@ -197,6 +197,9 @@ class StateWorker:
                 self.consumer.seek(tp, records[0].offset)
             await asyncio.sleep(RETRY_DELAY)
             return
+        for partition, offset in stats.rewound.items():
+            # Redis lost writes that Kafka's committed offsets had passed: read them again.
+            self.consumer.seek(by_partition[partition], offset)
         for partition in stats.fenced:
             tp = by_partition[partition]
             log.warning("partition now belongs to another worker; no more writes from here",
@@ -205,7 +208,7 @@ class StateWorker:
             self.fenced.add(tp)
             self.consumer.pause(tp)
         for tp, records in batches.items():
-            if tp.partition not in stats.fenced:
+            if tp.partition not in stats.fenced and tp.partition not in stats.rewound:
                 self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
         self.metrics.round(stats)
 

@@ -196,3 +196,43 @@ def test_a_frozen_worker_cannot_write_after_its_partitions_moved(settings: Setti
         with contextlib.suppress(ProcessLookupError):
             os.killpg(stale.proc.pid, signal.SIGCONT)
         pipeline.close()
+
+
+def test_redis_restored_from_an_older_copy_is_caught_up_from_its_fences(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Redis comes back without its last writes (a lost second of AOF, a restored backup) while
+    Kafka's committed offsets have passed them: the worker reads from each partition's fence,
+    and the end is what replay gives."""
+    records = workload(3000, seed=31)
+    expected = Expected(records, tmp_path)
+    pipeline = Pipeline(settings)
+    client = pipeline.redis
+    try:
+        pipeline.publish(records[:1000])
+        worker = pipeline.start_worker()
+        pipeline.await_applied()
+        assert worker.stop() == 0, worker.output()
+        older = {key: client.dump(key) for key in client.scan_iter(match=f"{settings.key_prefix}:*")}
+        older_fences = pipeline.applied()
+
+        pipeline.publish(records[1000:2000])
+        worker = pipeline.start_worker()
+        pipeline.await_applied()
+        assert worker.stop() == 0, worker.output()
+        committed = pipeline.committed()
+        assert all(committed[p] > o + 1 for p, o in older_fences.items()), "offsets passed the copy"
+
+        for key in client.scan_iter(match=f"{settings.key_prefix}:*"):
+            client.delete(key)
+        for key, value in older.items():
+            client.restore(key, 0, value)
+        assert pipeline.applied() == older_fences
+
+        pipeline.publish(records[2000:])
+        worker = pipeline.start_worker()
+        pipeline.await_applied()
+        assert_same_as_replay(pipeline, expected)
+        assert "reading them again" in worker.output(tail=1 << 20)
+    finally:
+        pipeline.close()
