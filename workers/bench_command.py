@@ -34,8 +34,9 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
               help="Offered loads for latency, as fractions of one worker's measured throughput.")
 @click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
               help="Responses published as fast as possible for throughput.")
-@click.option("--duration", type=click.FloatRange(min=1), default=6.0, show_default=True,
-              help="Seconds of each fixed-load latency run.")
+@click.option("--duration", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="Seconds of each fixed-load latency run (long enough that p99 tells the steady "
+                   "load, not the first second after the phase before).")
 @click.option("--peers", "peers_text", default=",".join(PEERS), show_default=True,
               help="Peers to run: naive, table, quix, or none.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
