@@ -37,16 +37,27 @@ local i = 1
 local last = #ops
 while i <= last do
   local op, key, field, value = ops[i], KEYS[ops[i + 1]], ops[i + 2], ops[i + 3]
-  if op == 'H' then
-    redis.call('HSET', key, field, value)
+  if op == 'H' or op == 'L' then
+    -- Consecutive writes of one kind to one key go in one call (a response's changes to a
+    -- part, a part's meta fields): each call costs Redis more than the field it writes.
+    local k, j = ops[i + 1], i + 4
+    local args = op == 'H' and {field, value} or {field}
+    -- unpack() is bounded by Lua's C stack: at most 4000 arguments a call.
+    while j <= last and ops[j] == op and ops[j + 1] == k and #args < 3999 do
+      args[#args + 1] = ops[j + 2]
+      if op == 'H' then
+        args[#args + 1] = ops[j + 3]
+      end
+      j = j + 4
+    end
+    redis.call(op == 'H' and 'HSET' or 'RPUSH', key, unpack(args))
+    i = j - 4
   elseif op == 'D' then
     redis.call('HDEL', key, field)
   elseif op == 'I' then
     if redis.call('HINCRBY', key, field, value) <= 0 then
       redis.call('HDEL', key, field)
     end
-  elseif op == 'L' then
-    redis.call('RPUSH', key, field)
   elseif op == 'T' then
     redis.call('LTRIM', key, -tonumber(value), -1)
   else

@@ -10,8 +10,10 @@ from bench.workload import responses
 from schemas.records import decode_response
 from streams.decider import PythonDecider, RedisLayout
 from streams.engine import Engine
+from streams.memory_store import MemoryStore
 from streams.native_engine import NativeStateCache
 from streams.processor import EVENT, OutRecord, pack_outbox
+from streams.redis_codec import decode_meta
 from streams.redis_keys import Keys, value_field
 from streams.redis_store import PartitionWrite, RedisStateStore
 from streams.state import PartMeta, StateNeeds
@@ -146,5 +148,35 @@ async def test_one_read_call_returns_what_redis_holds(settings: Settings, whole_
         # A whole part brings the values nobody asked for (an identity with a NUL too).
         assert held.get((odd, "p", "r", "al\0ice")) == b"7"
         assert await store.read(StateNeeds(set(), set(), set())) == ({}, {}, {}, set())
+    finally:
+        await client.aclose()
+
+
+async def test_a_round_of_thousands_of_writes_to_one_key_keeps_every_write_in_order(
+        settings: Settings) -> None:
+    """The persist script puts consecutive writes to one key into one call, at most 4,000
+    arguments each (Lua's unpack bound): 9,000 authors of one message in one round."""
+    client = aioredis.from_url(settings.redis)
+    keys = Keys(settings.key_prefix)
+    store = RedisStateStore(client, keys)
+    records = [orjson.dumps({"id": f"r{n}", "message_id": "hot", "identity_id": f"u{n}", "changes": [
+        {"operation": "add", "type": "LWW", "name": "c", "value": n},
+        {"operation": "add", "type": "Set", "name": "s", "value": f"v{n % 3}"}]})
+        for n in range(9_000)]
+    try:
+        decider = NativeStateCache()
+        assignment = await store.take("t", 0)
+        decider.load(*await store.read(decider.decide(records)))
+        decision = decider.apply(RedisLayout(keys.prefix, 2, store.window))
+        write = PartitionWrite(assignment, 0, len(records) - 1, b"")
+        await store.persist([write], decision.delta, decision, decision.writes)
+        values = await client.hgetall(keys.values("hot", "root"))
+        assert len(values) == 18_000
+        assert all(values[value_field("c", f"u{n}")] == str(n).encode() for n in range(9_000))
+        assert all(values[value_field("s", f"u{n}")] == f'["v{n % 3}"]'.encode() for n in range(9_000))
+        assert await client.lrange(keys.seen("hot"), 0, -1) == [f"r{n}".encode() for n in range(9_000)]
+        truth = MemoryStore()
+        truth.apply(Engine().apply_batch([decode_response(r) for r in records], truth).delta)
+        assert decode_meta(await client.hgetall(keys.meta("hot", "root"))) == truth.part_meta("hot", "root")
     finally:
         await client.aclose()
