@@ -135,7 +135,7 @@ class RedisStateStore:
                 for field, value in zip(raw[::2], raw[1::2], strict=True):
                     name, identity = split_field(field)
                     held[message_id, part_id, name, identity.decode()] = decode_held(value)
-                # The ones asked for and absent, so that a cache without whole parts knows too.
+                # Every value asked for has its answer, as in a read field by field.
                 for key in vkeys:
                     held.setdefault(key, None)
             else:
