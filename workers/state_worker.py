@@ -36,12 +36,14 @@ from workers.partitioner import CachedPartitioner
 
 log = logging.getLogger(__name__)
 
+Fetched = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+
 FETCH_MAX = 4000  # records per fetch, over all partitions
 FETCH_WAIT_MS = 100  # how long an idle fetch waits before the loop looks at its stop flag
-FETCH_MIN_BYTES = 64 * 1024
 TOPIC_WAIT = 30.0  # seconds to wait for the input topic's metadata before joining the group
 METADATA_MAX_AGE_MS = 30_000  # partitions added to the topic are seen within this
 FETCH_MAX_WAIT_MS = 5
+FRESH_WAIT_MS = 3  # how long a round waits for the records that arrived while its fetch was held
 COMMIT_EVERY = 1.0  # seconds between offset commits
 RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
 
@@ -73,12 +75,10 @@ class StateWorker:
             **settings.aiokafka_client(), group_id=settings.app_id,
             client_id=f"{settings.app_id}-state", enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-            # The broker answers a fetch once 64 KiB are there or 5 ms passed: under a steady
-            # load, fewer and fuller fetches instead of many of a few records each, whose
-            # requests (encoded and decoded in Python) cost the worker more than the wait. At
-            # 6,000/s, 5 ms took less worker CPU than 2 ms in two runs of two; 10 ms was no
-            # better than 5.
-            fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            # The broker answers a fetch as soon as it has a record, or after 5 ms: the fetch
+            # that freshens a round (`_fetch`) must not wait for more. A fetch is sent only once
+            # the records of the one before are taken, so there are about two a round.
+            fetch_min_bytes=1, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             metadata_max_age_ms=METADATA_MAX_AGE_MS)
         self.partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
@@ -144,22 +144,44 @@ class StateWorker:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+                rounds = await self._fetch()
             except KafkaError as exc:
                 log.warning("fetch failed (%r); trying again", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             async with self._round:
-                # A rebalance may have run since the fetch: only partitions still held.
-                batches = {tp: records for tp, records in fetched.items()
-                           if tp in self.assigned and tp not in self.fenced}
-                if batches:
-                    await self._process(batches)
+                for fetched in rounds:
+                    # A rebalance may have run since the fetch: only partitions still held.
+                    batches = {tp: records for tp, records in fetched.items()
+                               if tp in self.assigned and tp not in self.fenced}
+                    if batches:
+                        await self._process(batches)
                 if time.monotonic() - self._last_commit >= COMMIT_EVERY and (
                         self._committing is None or self._committing.done()):
                     # In the background: the next fetch need not wait for the coordinator.
                     self._committing = asyncio.ensure_future(self._commit(set(self.assigned)))
                     self._report_lag()
+
+    async def _fetch(self) -> list[Fetched]:
+        """The next round's records (or two rounds', when a seek came between the two fetches).
+
+        aiokafka fetches from a broker again only once the records it buffered from there are
+        taken, so what it holds at the start of a round was fetched early in the round before;
+        whatever arrived since would wait a whole round more. So once those are taken, one
+        more fetch (the broker answers it at once when it has records: fetch_min_bytes 1)
+        brings the newest ones into this round too.
+        """
+        fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+        got = sum(map(len, fetched.values()))
+        if not fetched or got >= FETCH_MAX:
+            return [fetched]
+        newer = await self.consumer.getmany(timeout_ms=FRESH_WAIT_MS, max_records=FETCH_MAX - got)
+        if any(tp in fetched and records[0].offset != fetched[tp][-1].offset + 1
+               for tp, records in newer.items()):
+            return [fetched, newer]  # a partition was sought meanwhile (a rebalance)
+        for tp, records in newer.items():
+            fetched[tp] = fetched[tp] + records if tp in fetched else records
+        return [fetched]
 
     def _report_lag(self) -> None:
         for tp in self.assigned:
