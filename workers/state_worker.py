@@ -42,7 +42,7 @@ FETCH_MAX = 4000  # records per fetch, over all partitions
 FETCH_WAIT_MS = 100  # how long an idle fetch waits before the loop looks at its stop flag
 TOPIC_WAIT = 30.0  # seconds to wait for the input topic's metadata before joining the group
 METADATA_MAX_AGE_MS = 30_000  # partitions added to the topic are seen within this
-FETCH_MAX_WAIT_MS = 5
+FETCH_MAX_WAIT_MS = 500
 FRESH_WAIT_MS = 3  # how long a round waits for the records that arrived while its fetch was held
 COMMIT_EVERY = 1.0  # seconds between offset commits
 RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
@@ -75,9 +75,12 @@ class StateWorker:
             **settings.aiokafka_client(), group_id=settings.app_id,
             client_id=f"{settings.app_id}-state", enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
-            # The broker answers a fetch as soon as it has a record, or after 5 ms: the fetch
-            # that freshens a round (`_fetch`) must not wait for more. A fetch is sent only once
-            # the records of the one before are taken, so there are about two a round.
+            # The broker answers a fetch as soon as it has a record (the fetch that freshens a
+            # round, in `_fetch`, must not wait for more), or after 500 ms when it has none: a
+            # long poll. A fetch is sent only once the records of the one before are taken, so
+            # there are about two a round under load, and two a second when idle. (With 5 ms,
+            # an idle worker took 15 % of a core for empty fetches, and 60 % instead of 38 % at
+            # 2,640/s.)
             fetch_min_bytes=1, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             metadata_max_age_ms=METADATA_MAX_AGE_MS)
         self.partitioner = CachedPartitioner()
