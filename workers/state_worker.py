@@ -147,26 +147,25 @@ class StateWorker:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                rounds = await self._fetch()
+                fetched = await self._fetch()
             except KafkaError as exc:
                 log.warning("fetch failed (%r); trying again", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             async with self._round:
-                for fetched in rounds:
-                    # A rebalance may have run since the fetch: only partitions still held.
-                    batches = {tp: records for tp, records in fetched.items()
-                               if tp in self.assigned and tp not in self.fenced}
-                    if batches:
-                        await self._process(batches)
+                # A rebalance may have run since the fetch: only partitions still held.
+                batches = {tp: records for tp, records in fetched.items()
+                           if tp in self.assigned and tp not in self.fenced}
+                if batches:
+                    await self._process(batches)
                 if time.monotonic() - self._last_commit >= COMMIT_EVERY and (
                         self._committing is None or self._committing.done()):
                     # In the background: the next fetch need not wait for the coordinator.
                     self._committing = asyncio.ensure_future(self._commit(set(self.assigned)))
                     self._report_lag()
 
-    async def _fetch(self) -> list[Fetched]:
-        """The next round's records (or two rounds', when a seek came between the two fetches).
+    async def _fetch(self) -> Fetched:
+        """The next round's records.
 
         aiokafka fetches from a broker again only once the records it buffered from there are
         taken, so what it holds at the start of a round was fetched early in the round before;
@@ -174,17 +173,23 @@ class StateWorker:
         more fetch (the broker answers it at once when it has records: fetch_min_bytes 1)
         brings the newest ones into this round too.
         """
-        fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
+        fetched: Fetched = await self.consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX)
         got = sum(map(len, fetched.values()))
         if not fetched or got >= FETCH_MAX:
-            return [fetched]
-        newer = await self.consumer.getmany(timeout_ms=FRESH_WAIT_MS, max_records=FETCH_MAX - got)
-        if any(tp in fetched and records[0].offset != fetched[tp][-1].offset + 1
-               for tp, records in newer.items()):
-            return [fetched, newer]  # a partition was sought meanwhile (a rebalance)
+            return fetched
+        newer: Fetched = await self.consumer.getmany(timeout_ms=FRESH_WAIT_MS,
+                                                     max_records=FETCH_MAX - got)
         for tp, records in newer.items():
-            fetched[tp] = fetched[tp] + records if tp in fetched else records
-        return [fetched]
+            if tp not in fetched:
+                fetched[tp] = records
+            elif records[0].offset == fetched[tp][-1].offset + 1:
+                fetched[tp] = fetched[tp] + records
+            else:
+                # The partition was sought in between (a rebalance): its newer records are read
+                # again next round, after this round's, so that a round's records of a
+                # partition always follow on.
+                self.consumer.seek(tp, records[0].offset)
+        return fetched
 
     def _report_lag(self) -> None:
         for tp in self.assigned:
