@@ -185,9 +185,10 @@ class StateWorker:
             elif records[0].offset == fetched[tp][-1].offset + 1:
                 fetched[tp] = fetched[tp] + records
             else:
-                # The partition was sought in between (a rebalance): its newer records are read
-                # again next round, after this round's, so that a round's records of a
-                # partition always follow on.
+                # The partition was sought in between (a rebalance), or its log has a hole there
+                # (transaction markers, compaction): its newer records are read again next
+                # round, after this round's, so that a round's records of a partition always
+                # follow on. A hole costs those records one round.
                 self.consumer.seek(tp, records[0].offset)
         return fetched
 
