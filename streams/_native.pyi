@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
 class Engine:
     def __init__(
@@ -34,6 +35,11 @@ class Cache:
     ) -> tuple[
         list[tuple[str, str]], list[tuple[str, str, str, str]], list[tuple[str, str]]
     ]: ...
+    def decide_read(
+        self, values: Sequence[bytes], authentic: Sequence[bool] | None, prefix: str,
+        whole_fields: int,
+    ) -> tuple[list[str], list[bytes | int]] | None: ...
+    def load_reply(self, reply: Any) -> None: ...
     def load(
         self,
         metas: list[_Meta],

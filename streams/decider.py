@@ -9,9 +9,9 @@ compiled one in `streams.native_engine`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas.codec import dumps
 from schemas.records import Response, decode_response
@@ -47,16 +47,30 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class RedisLayout:
-    """What a decider needs to make the persist script's writes itself."""
+    """What a decider needs to make the persist script's writes, or the read script's
+    request, itself."""
 
     prefix: str  # the key prefix (streams/redis_keys.py)
     base: int  # keys before the state keys in the script's KEYS
     window: int  # response ids remembered per message
+    whole_fields: int = 0  # the most fields a values hash may have to be read whole
+
+
+@dataclass(frozen=True, slots=True)
+class ReadScript:
+    """What a round reads, made by the decider itself: the read script's KEYS and ARGV
+    (streams/lua/read_state.lua), and where its reply goes."""
+
+    keys: list[str]
+    args: list[bytes | int]
+    take: Callable[[Any], None]  # takes the script's reply into the decider
 
 
 class Decider(Protocol):
-    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
-        """Take a round's record values; returns what they read that the cache does not hold."""
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None,
+               layout: RedisLayout | None = None) -> StateNeeds | ReadScript | None:
+        """Take a round's record values; returns what they read that the cache does not hold.
+        With a layout, that may come as the read script itself (None: it reads nothing)."""
 
     def load(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
              seen: Mapping[str, list[str]], whole: Collection[PartKey] = ()) -> None:
@@ -82,7 +96,8 @@ class PythonDecider:
         self._items: list[Item] = []
         self._delta: StateDelta | None = None
 
-    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> StateNeeds:
+    def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None,
+               layout: RedisLayout | None = None) -> StateNeeds:
         if authentic is None:
             self._items = [decode_response(value) for value in values]
         else:

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.rejections import Rejection
-from streams.decider import Decider, Decision, RedisLayout
+from streams.decider import Decider, Decision, ReadScript, RedisLayout
 from streams.redis_store import Assignment, PartitionWrite, RedisStateStore
 
 log = logging.getLogger(__name__)
@@ -285,14 +285,19 @@ class RoundProcessor:
             return [], {}
         records = [r for new in fresh.values() for r in new]
         decider = self.decider
+        store = self.store
         needs = decider.decide([r.value for r in records],
                                None if all(r.authentic for r in records)
-                               else [r.authentic for r in records])
-        if needs.parts or needs.values or needs.response_ids:
+                               else [r.authentic for r in records],
+                               RedisLayout(store.keys.prefix, 0, store.window, store.whole_part_fields))
+        if isinstance(needs, ReadScript):
             started = time.perf_counter()
-            decider.load(*await self.store.read(needs))
+            needs.take(await store.read_script(needs.keys, needs.args))
             self._timed("load", started)
-        store = self.store
+        elif needs is not None and (needs.parts or needs.values or needs.response_ids):
+            started = time.perf_counter()
+            decider.load(*await store.read(needs))
+            self._timed("load", started)
         decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh), store.window))
         try:
             outputs = self._route(fresh, records, decision)

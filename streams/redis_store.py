@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -116,14 +116,7 @@ class RedisStateStore:
         args += [len(vkeys) for _, vkeys in value_parts]
         for _, vkeys in value_parts:
             args += [value_field(k[2], k[3]) for k in vkeys]
-        sha = self._read.sha
-        (reply,) = await self.batcher.run(
-            lambda pipe: pipe.evalsha(sha, len(state_keys), *state_keys, *args), 1)
-        if isinstance(reply, NoScriptError):
-            reply = await self._read(keys=state_keys, args=args)
-        elif isinstance(reply, Exception):
-            raise reply
-        raw_metas, raw_values, raw_ids, raw_whole = reply
+        raw_metas, raw_values, raw_ids, raw_whole = await self.read_script(state_keys, args)
         metas = {part: decode_meta(dict(zip(raw[::2], raw[1::2], strict=True)))
                  for part, raw in zip(parts, raw_metas, strict=True)}
         held: dict[ValueKey, Held | None] = {}
@@ -144,6 +137,18 @@ class RedisStateStore:
         seen = {message_id: [rid.decode() for rid in ids]
                 for message_id, ids in zip(messages, raw_ids, strict=True)}
         return Loaded(metas, held, seen, whole)
+
+    async def read_script(self, keys: Sequence[str], args: Sequence[bytes | int]) -> Any:
+        """The read script's reply (streams/lua/read_state.lua) to these KEYS and ARGV, as
+        `read` makes them, or a decider (`ReadScript`)."""
+        sha = self._read.sha
+        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
+        if isinstance(reply, NoScriptError):
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
+            return await self._read(keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def load(self, needs: StateNeeds, cache: StateCache | None = None) -> StateCache:
         """Read what `needs` names and the cache does not know; returns the cache, now a view

@@ -94,3 +94,56 @@ pub fn base64(raw: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
+
+/// The members of a JSON array as written (`["a",1,true]` → `"a"`, `1`, `true`), when each is
+/// written as orjson writes it again: a string with only the short escapes, a canonical
+/// integer, `true` or `false` (what a Set's members are, SPEC section 2). None for anything
+/// else (whitespace, a float, a `\u` escape, ...): the caller parses that the long way.
+pub fn split_array(raw: &[u8]) -> Option<Vec<&[u8]>> {
+    let inner = raw.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let mut members = Vec::new();
+    let mut at = 0;
+    while at < inner.len() {
+        let end = at + member_len(&inner[at..])?;
+        members.push(&inner[at..end]);
+        match inner.get(end) {
+            None => return Some(members),
+            Some(b',') if end + 1 < inner.len() => at = end + 1,
+            _ => return None,
+        }
+    }
+    Some(members)
+}
+
+fn member_len(text: &[u8]) -> Option<usize> {
+    match text.first()? {
+        b'"' => {
+            let mut i = 1;
+            while i < text.len() {
+                match text[i] {
+                    b'"' => return Some(i + 1),
+                    b'\\' => match text.get(i + 1)? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => i += 2,
+                        _ => return None,
+                    },
+                    c if c < 0x20 => return None,
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        b't' if text.starts_with(b"true") => Some(4),
+        b'f' if text.starts_with(b"false") => Some(5),
+        _ => {
+            let sign = usize::from(text[0] == b'-');
+            let digits = text[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let canonical = match text.get(sign) {
+                Some(b'0') => digits == 1 && sign == 0,
+                Some(_) => digits > 0,
+                None => false,
+            };
+            // Past 18 digits an integer may leave the 64-bit range; orjson judges those.
+            (canonical && digits <= 18).then_some(sign + digits)
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod alloc;
 mod decode;
 mod engine;
 mod json;
+mod redis_reads;
 mod redis_writes;
 mod store;
 
@@ -15,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use decode::{Decoded, Keys, Kind, Whole, MAX_RECORD_BYTES};
 use engine::{Journal, Lines};
+use redis_reads::{load_meta, load_value, part_of, ReadPlan};
 use store::{Held, Store};
 
 #[global_allocator]
@@ -227,6 +229,8 @@ struct NativeCache {
     last: Option<Journal>,
     registry: Vec<(String, Kind)>,
     window: usize,
+    /// What the decided batch reads, once `decide_read` asked for it.
+    plan: Option<ReadPlan>,
 }
 
 type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>);
@@ -254,6 +258,7 @@ impl NativeCache {
             last: None,
             registry,
             window,
+            plan: None,
         })
     }
 
@@ -261,42 +266,48 @@ impl NativeCache {
     /// does not hold (the three sets of `StateNeeds`, as lists).
     #[pyo3(signature = (values, authentic=None))]
     fn decide(&mut self, py: Python<'_>, values: &Bound<'_, PyAny>, authentic: Option<&Bound<'_, PyAny>>) -> PyResult<Needs> {
-        if self.applied {
-            return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
+        self.plan = None;
+        self.needs(py, values, authentic)
+    }
+
+    /// `decide`, with what the batch reads as the read script's (KEYS, ARGV) for keys under
+    /// `prefix` (streams/lua/read_state.lua), or None when it reads nothing; `load_reply`
+    /// takes the script's reply.
+    #[pyo3(signature = (values, authentic, prefix, whole_fields))]
+    fn decide_read<'py>(
+        &mut self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        authentic: Option<&Bound<'py, PyAny>>,
+        prefix: &str,
+        whole_fields: usize,
+    ) -> PyResult<Option<(Vec<String>, Bound<'py, PyList>)>> {
+        self.plan = None;
+        let (parts, values, ids) = self.needs(py, values, authentic)?;
+        let plan = ReadPlan::new(parts, values, ids);
+        if plan.is_empty() {
+            return Ok(None);
         }
-        let verdicts = verdicts(authentic)?;
-        self.batch.clear();
-        let store = &self.core.store;
-        let mut parts = Vec::new();
-        let mut needed_values = Vec::new();
-        let mut ids = Vec::new();
-        for (index, value) in values.try_iter()?.enumerate() {
-            let authentic = verdict(&verdicts, index)?;
-            let record = match self.orjson.parse(py, &value?)? {
-                Ok(record) => record,
-                Err(whole) => {
-                    self.batch.push(Pending::Refused(whole));
-                    continue;
-                }
-            };
-            // Safety: `record` outlives the decoded response (this iteration).
-            if let Decoded::Response(r) = unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
-                let part = store.part_index(r.mid, r.pid);
-                if part.is_none() {
-                    parts.push((r.mid.to_owned(), r.pid.to_owned()));
-                }
-                if !store.knows_message(r.mid) {
-                    ids.push((r.mid.to_owned(), r.rid.to_owned()));
-                }
-                for change in r.changes.iter().filter(|c| c.error.is_none()) {
-                    if !part.is_some_and(|p| store.knows_value(p, change.name, r.ident)) {
-                        needed_values.push((r.mid.to_owned(), r.pid.to_owned(), change.name.to_owned(), r.ident.to_owned()));
-                    }
-                }
+        let script = plan.script(py, prefix, whole_fields)?;
+        self.plan = Some(plan);
+        Ok(Some(script))
+    }
+
+    /// Take in the read script's reply to what `decide_read` asked.
+    fn load_reply(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
+        let plan = self.plan.take().ok_or_else(|| PyRuntimeError::new_err("no read was asked for"))?;
+        let orjson = &self.orjson;
+        // `decode_held`: each member of the parsed array written again by orjson.
+        let long_way = |raw: &[u8]| -> PyResult<Vec<Vec<u8>>> {
+            let members = orjson.loads.bind(py).call1((PyBytes::new(py, raw),))?;
+            let mut out = Vec::new();
+            for member in members.try_iter()? {
+                let encoded = orjson.dumps.bind(py).call1((member?,))?;
+                out.push(encoded.cast::<PyBytes>()?.as_bytes().to_vec());
             }
-            self.batch.push(Pending::Parsed(record.unbind(), authentic));
-        }
-        Ok((parts, needed_values, ids))
+            Ok(out)
+        };
+        plan.take(&mut self.core.store, reply, &long_way)
     }
 
     /// Take in what was read from Redis: metas (message, part, version, [(name, type)]),
@@ -311,41 +322,26 @@ impl NativeCache {
     ) -> PyResult<()> {
         let store = &mut self.core.store;
         for (mid, pid, version, types) in metas {
-            let p = part_of(store, &mid, &pid);
-            let mut names = Vec::with_capacity(types.len());
-            for (name, kind) in types {
-                let kind = Kind::parse(&kind).ok_or_else(|| PyValueError::new_err(format!("bad state type {kind}")))?;
-                names.push((store.strings.intern(&name), kind));
-            }
             // Only parts the cache does not hold are loaded: names and holdings start here.
-            let part = &mut store.parts[p];
-            part.version = version;
-            part.holdings.resize_with(names.len(), Default::default);
-            part.names = names;
+            load_meta(store, &mid, &pid, version, types)?;
         }
         for (mid, pid, name, ident, value) in held {
             let p = part_of(store, &mid, &pid);
-            let name = store.strings.intern(&name);
-            let ident = store.strings.intern(&ident);
-            let Some(value) = value.filter(|v| !v.is_none()) else {
-                store.absent.insert((p as u32, name, ident));
-                continue;
+            let held = match value.filter(|v| !v.is_none()) {
+                None => None,
+                Some(value) => Some(if let Ok(one) = value.cast::<PyBytes>() {
+                    Held::One(store.encodings.intern(one.as_bytes()))
+                } else {
+                    let members =
+                        value.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a holding is bytes or a tuple of bytes"))?;
+                    let mut syms = Vec::with_capacity(members.len());
+                    for member in members.iter() {
+                        syms.push(store.encodings.intern(member.cast::<PyBytes>()?.as_bytes()));
+                    }
+                    Held::Many(syms.into_boxed_slice())
+                }),
             };
-            let held = if let Ok(one) = value.cast::<PyBytes>() {
-                Held::One(store.encodings.intern(one.as_bytes()))
-            } else {
-                let members = value.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a holding is bytes or a tuple of bytes"))?;
-                let mut syms = Vec::with_capacity(members.len());
-                for member in members.iter() {
-                    syms.push(store.encodings.intern(member.cast::<PyBytes>()?.as_bytes()));
-                }
-                Held::Many(syms.into_boxed_slice())
-            };
-            let slot = store.parts[p]
-                .slot(name)
-                .ok_or_else(|| PyValueError::new_err("a value of a state name its part has not fixed"))?;
-            store.put(p, slot, ident, held);
-            store.absent.remove(&(p as u32, name, ident));
+            load_value(store, p, &name, &ident, held)?;
         }
         for (mid, ids) in seen {
             store.load_taken(&mid, ids);
@@ -501,20 +497,52 @@ impl NativeCache {
     }
 }
 
+impl NativeCache {
+    /// Decode a batch; what it reads that the cache does not hold (may repeat a key).
+    fn needs(&mut self, py: Python<'_>, values: &Bound<'_, PyAny>, authentic: Option<&Bound<'_, PyAny>>) -> PyResult<Needs> {
+        if self.applied {
+            return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
+        }
+        let verdicts = verdicts(authentic)?;
+        self.batch.clear();
+        let store = &self.core.store;
+        let mut parts = Vec::new();
+        let mut needed_values = Vec::new();
+        let mut ids = Vec::new();
+        for (index, value) in values.try_iter()?.enumerate() {
+            let authentic = verdict(&verdicts, index)?;
+            let record = match self.orjson.parse(py, &value?)? {
+                Ok(record) => record,
+                Err(whole) => {
+                    self.batch.push(Pending::Refused(whole));
+                    continue;
+                }
+            };
+            // Safety: `record` outlives the decoded response (this iteration).
+            if let Decoded::Response(r) = unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+                let part = store.part_index(r.mid, r.pid);
+                if part.is_none() {
+                    parts.push((r.mid.to_owned(), r.pid.to_owned()));
+                }
+                if !store.knows_message(r.mid) {
+                    ids.push((r.mid.to_owned(), r.rid.to_owned()));
+                }
+                for change in r.changes.iter().filter(|c| c.error.is_none()) {
+                    if !part.is_some_and(|p| store.knows_value(p, change.name, r.ident)) {
+                        needed_values.push((r.mid.to_owned(), r.pid.to_owned(), change.name.to_owned(), r.ident.to_owned()));
+                    }
+                }
+            }
+            self.batch.push(Pending::Parsed(record.unbind(), authentic));
+        }
+        Ok((parts, needed_values, ids))
+    }
+}
+
 fn cache_engine(registry: &[(String, Kind)], window: usize, events: bool, tallies: bool) -> engine::Engine {
     let mut core = engine::Engine::new(registry, window, events);
     core.tallies = tallies;
     core
-}
-
-fn part_of(store: &mut Store, mid: &str, pid: &str) -> usize {
-    match store.part_index(mid, pid) {
-        Some(p) => p,
-        None => {
-            let (mid, pid) = (store.strings.intern(mid), store.strings.intern(pid));
-            store.new_part(mid, pid)
-        }
-    }
 }
 
 /// Bytes held by Rust allocations of this module (every engine together).

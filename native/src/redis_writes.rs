@@ -35,7 +35,7 @@ impl KeyIndex {
 }
 
 /// `<prefix>:{<message id, braces and % escaped>}`: a message's keys share its hash tag.
-fn message_key(prefix: &str, mid: &str) -> String {
+pub fn message_key(prefix: &str, mid: &str) -> String {
     let mut key = String::with_capacity(prefix.len() + mid.len() + 3);
     key.push_str(prefix);
     key.push_str(":{");

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from bench.workload import responses
 from schemas.records import decode_response
-from streams.decider import PythonDecider, RedisLayout
+from streams.decider import PythonDecider, ReadScript, RedisLayout
 from streams.engine import Engine
 from streams.memory_store import MemoryStore
 from streams.native_engine import NativeStateCache
@@ -73,16 +73,26 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
             "id": f"odd-{n}", "message_id": message, "part_id": "p{art}", "identity_id": identity,
             "changes": [change]}))
     try:
-        # rs: the compiled decider's delta, written by the store; made: its own writes.
-        for name, decider, made in (("py", PythonDecider(Engine(), window=7), False),
-                                    ("rs", NativeStateCache(window=7, limit=60), False),
-                                    ("made", NativeStateCache(window=7, limit=60), True)):
+        # rs: the compiled decider's delta, written by the store; made: its own writes; read:
+        # its own writes and reads (values hashes read whole, or field by field past 3).
+        names = ("py", "rs", "made", "read", "read-fields")
+        for name, decider, made, whole in (("py", PythonDecider(Engine(), window=7), False, None),
+                                           ("rs", NativeStateCache(window=7, limit=60), False, None),
+                                           ("made", NativeStateCache(window=7, limit=60), True, None),
+                                           ("read", NativeStateCache(window=7, limit=60), True, 10_000),
+                                           ("read-fields", NativeStateCache(window=7, limit=60), True, 3)):
             keys = Keys(f"{settings.key_prefix}:{name}")
-            store = RedisStateStore(client, keys, window=7)
+            store = RedisStateStore(client, keys, window=7, whole_part_fields=whole or 10_000)
             assignment = await store.take("t", 0)
             for start in range(0, len(records), 41):
                 batch = records[start:start + 41]
-                decider.load(*await store.read(decider.decide(batch)))
+                if whole is None:
+                    decider.load(*await store.read(decider.decide(batch)))
+                else:
+                    script = decider.decide(batch, None, RedisLayout(keys.prefix, 0, 7, whole))
+                    assert script is None or isinstance(script, ReadScript)
+                    if script is not None:
+                        script.take(await store.read_script(script.keys, script.args))
                 layout = RedisLayout(keys.prefix, 2, 7)
                 decision = decider.apply(layout if made else None)
                 assert (decision.writes is not None) == made
@@ -91,7 +101,7 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
                 await store.persist([write], decision.delta, decision, decision.writes)
                 decider.commit()
         dumps = {}
-        for name in ("py", "rs", "made"):
+        for name in names:
             prefix = f"{settings.key_prefix}:{name}"
             dumped = {}
             async for key in client.scan_iter(match=f"{prefix}:*"):
@@ -103,8 +113,8 @@ async def test_both_deciders_leave_the_same_redis(settings: Settings) -> None:
                 dumped[key.decode()[len(prefix):]] = content
             dumps[name] = dumped
         assert len(dumps["py"]) > 30
-        assert dumps["rs"] == dumps["py"]
-        assert dumps["made"] == dumps["py"]
+        for name in names[1:]:
+            assert dumps[name] == dumps["py"], name
     finally:
         await client.aclose()
 
@@ -148,6 +158,66 @@ async def test_one_read_call_returns_what_redis_holds(settings: Settings, whole_
         # A whole part brings the values nobody asked for (an identity with a NUL too).
         assert held.get((odd, "p", "r", "al\0ice")) == b"7"
         assert await store.read(StateNeeds(set(), set(), set())) == ({}, {}, {}, set())
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("whole_part_fields", [10_000, 3])
+async def test_the_compiled_read_loads_what_the_python_read_loads(settings: Settings,
+                                                                   whole_part_fields: int) -> None:
+    """The compiled decider's own read script and reply parsing leave its cache as the store's
+    read and `load` do: metas, scalars, Sets (one written with a `\\u` escape and a space,
+    parsed the long way), absent values, values nobody asked for in a whole part, a part
+    asked for more fields than one Lua unpack takes, and dedupe memories. Both caches then
+    decide the same round alike."""
+    client = aioredis.from_url(settings.redis)
+    keys = Keys(settings.key_prefix)
+    store = RedisStateStore(client, keys, window=50, whole_part_fields=whole_part_fields)
+    odd = "m {ä}%\n\"q\""
+    many = [f"user-{n}" for n in range(4_500)]
+    try:
+        await client.hset(keys.meta(odd, "p"), mapping={b"v": b"3", b"t:pick": b"Set", b"t:r": b"LWW"})
+        await client.hset(keys.values(odd, "p"), mapping={
+            value_field("pick", "ü"): b'["a","b,c",-4,true]',
+            value_field("pick", "bob"): b'[ "\\u00e9",1]', value_field("r", "bob"): b'"red"',
+            value_field("r", "al\0ice"): b"7", value_field("r", "zed"): b'"blue"'})
+        await client.hset(keys.meta("big", "p"), mapping={b"v": b"9", b"t:r": b"LWW"})
+        await client.hset(keys.values("big", "p"),
+                          mapping={value_field("r", who): b"1" for who in many[::2]})
+        await client.rpush(keys.seen(odd), b"r1", "r\u00e9".encode())
+
+        def change(kind: str, name: str, value: object) -> dict[str, object]:
+            return {"operation": "add", "type": kind, "name": name, "value": value}
+
+        records = [orjson.dumps({"id": f"x{n}", "message_id": odd, "part_id": "p", "identity_id": who,
+                                 "changes": [change("Set", "pick", "é"), change("LWW", "r", "red")]})
+                   for n, who in enumerate(["ü", "bob", "eve", "ü"])]
+        records.append(orjson.dumps({"id": "r1", "message_id": odd, "part_id": "p",
+                                     "identity_id": "eve", "changes": [change("LWW", "r", "x")]}))
+        records += [orjson.dumps({"id": f"b{n}", "message_id": "big", "part_id": "p", "identity_id": who,
+                                  "changes": [change("LWW", "r", n % 2)]}) for n, who in enumerate(many)]
+        python, compiled = NativeStateCache(window=50), NativeStateCache(window=50)
+        needs = python.decide(records)
+        assert isinstance(needs, StateNeeds)
+        python.load(*await store.read(needs))
+        script = compiled.decide(records, None, RedisLayout(keys.prefix, 0, 50, whole_part_fields))
+        assert isinstance(script, ReadScript)
+        script.take(await store.read_script(script.keys, script.args))
+        for part in ((odd, "p"), ("big", "p")):
+            assert compiled._core.summary_line(*part) == python._core.summary_line(*part)
+        summary = orjson.loads(compiled._core.summary_line(odd, "p"))
+        assert summary["version"] == 3
+        assert summary["states"]["pick"]["values"]["bob"] == ["é", 1]
+        # Nobody asked for it: it comes only with a part read whole.
+        assert summary["states"]["r"]["values"].get("zed") == ("blue" if whole_part_fields > 5 else None)
+        layout = RedisLayout(keys.prefix, 2, 50)
+        ours, theirs = compiled.apply(layout), python.apply(layout)
+        assert ours.events == theirs.events and ours.rejections == theirs.rejections
+        assert [r["reason"] for _, r in ours.rejections] == ["duplicate"]
+        assert ours.writes == theirs.writes
+        compiled.commit()
+        # Everything the round read is held now: the next round over it reads nothing.
+        assert compiled.decide(records[:3], None, RedisLayout(keys.prefix, 0, 50, whole_part_fields)) is None
     finally:
         await client.aclose()
 
