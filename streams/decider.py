@@ -66,6 +66,10 @@ class ReadScript:
     take: Callable[[Any], None]  # takes the script's reply into the decider
 
 
+# (outbox frames per input partition, [(events-topic partition, count, records)])
+Routes = tuple[list[bytes], list[tuple[int, int, bytes]]]
+
+
 class Decider(Protocol):
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None,
                layout: RedisLayout | None = None) -> StateNeeds | ReadScript | None:
@@ -78,6 +82,13 @@ class Decider(Protocol):
 
     def apply(self, layout: RedisLayout | None = None) -> Decision:
         """Decide the round taken by `decide`; with a layout, the writes may come made."""
+
+    def route(self, keys: Sequence[bytes | None], starts: Sequence[int], partitions: int,
+              max_bytes: int) -> Routes | None:
+        """The applied round's events routed by the decider itself, or None when it does not
+        (`RoundProcessor` routes `Decision.events` then): each input partition's outbox frames
+        (`keys`: each record's Kafka key; `starts`: where each input partition's records
+        begin), and [(events-topic partition, count, the records of a record batch)]."""
 
     def commit(self) -> None:
         """Redis holds the round's writes: the cache keeps them."""
@@ -126,6 +137,10 @@ class PythonDecider:
             taken_at=[first[taken] for taken in delta.taken],
             before={part: part_meta(*part) for part in delta.parts},
         )
+
+    def route(self, keys: Sequence[bytes | None], starts: Sequence[int], partitions: int,
+              max_bytes: int) -> Routes | None:
+        return None  # the processor routes the events
 
     def commit(self) -> None:
         if self._delta is not None:

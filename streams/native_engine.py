@@ -20,7 +20,7 @@ from schemas.exceptions import ValidationError
 from schemas.limits import DEDUPE_WINDOW
 from schemas.registry import check_registry
 from streams import _native
-from streams.decider import Decision, ReadScript, RedisLayout
+from streams.decider import Decision, ReadScript, RedisLayout, Routes
 from streams.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 from streams.state_cache import CACHE_ENTRIES
 
@@ -179,6 +179,14 @@ class NativeStateCache:
             before={(mid, pid): PartMeta(version, dict(types)) for mid, pid, version, types in before},
             writes=None if layout is None else core.writes(layout.prefix, layout.base, layout.window),
         )
+
+    def route(self, keys: Sequence[bytes | None], starts: Sequence[int], partitions: int,
+              max_bytes: int) -> Routes:
+        """The applied batch's events routed: each input partition's outbox frames (the event
+        under the partition of the last record keyed by its message id, else the first), and
+        the records of each events-topic partition (Kafka's murmur2 of the message id) as
+        record batches of at most `max_bytes` of records (one at least)."""
+        return self._core.route(list(keys), list(starts), partitions, max_bytes)
 
     def commit(self) -> None:
         """Redis holds the applied batch: the cache keeps it."""

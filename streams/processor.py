@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
@@ -66,8 +66,13 @@ class OutRecord(NamedTuple):
 
 def pack_outbox(outputs: Iterable[OutRecord]) -> bytes:
     """A partition's outputs of one round as one outbox entry."""
+    return _ROUND + pack_frames(outputs)
+
+
+def pack_frames(outputs: Iterable[OutRecord]) -> bytes:
+    """Outputs as an outbox entry's frames (after its leading kind byte)."""
     frame = _FRAME.pack
-    parts = [_ROUND]
+    parts: list[bytes] = []
     for kind, key, value in outputs:
         parts += (frame(kind, len(key), len(value)), key, value)
     return b"".join(parts)
@@ -94,6 +99,26 @@ def unpack_outbox(entry: bytes) -> list[OutRecord]:
 # acknowledged all of them (or failed with the first error).
 Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
 
+MAX_BATCH_BYTES = 255 * 1024  # of records in one event batch (the producer's batches: 256 KiB)
+
+
+class EventBatch(NamedTuple):
+    """Some of a round's events for one partition of the events topic, in order, encoded as
+    the records of a Kafka record batch by the decider (`streams._native.record_batch`)."""
+
+    partition: int
+    record_count: int
+    records: bytes
+
+
+class EventOutlet(Protocol):
+    """Where a decider's event batches go, like `Sink`; `partitions`: the events topic's (0
+    while unknown: the events go to the sink)."""
+
+    partitions: int
+
+    def __call__(self, batches: Sequence[EventBatch]) -> Awaitable[asyncio.Future[Any]]: ...
+
 
 @dataclass(slots=True)
 class RoundStats:
@@ -118,10 +143,13 @@ class RoundProcessor:
     """The partitions one worker holds on one input topic, processed a round at a time."""
 
     def __init__(self, decider: Decider, store: RedisStateStore, sink: Sink, topic: str,
-                 retry_max: float = 5.0, inflight_max: int = 8) -> None:
+                 retry_max: float = 5.0, inflight_max: int = 8,
+                 events: EventOutlet | None = None) -> None:
         self.decider = decider
         self.store = store
         self.sink = sink
+        # A round's events go here when the decider routes them itself (`Decider.route`).
+        self.events = events
         self.topic = topic
         self.retry_max = retry_max
         self.inflight_max = inflight_max
@@ -164,9 +192,9 @@ class RoundProcessor:
                             del batches[partition]
                     if not batches:
                         break
-                outputs, added = await self._apply(batches)
-                if outputs:
-                    await self._send(outputs, added)
+                outputs, event_batches, added = await self._apply(batches)
+                if outputs or event_batches:
+                    await self._send(outputs, event_batches, added)
                 break
             except Fenced as exc:
                 if exc.partition is None or exc.partition not in batches:
@@ -219,9 +247,16 @@ class RoundProcessor:
                 self.assignments.pop(partition, None)
                 self._rewound.pop(partition, None)
 
-    async def _send(self, outputs: Sequence[OutRecord], added: dict[int, int]) -> None:
+    async def _send(self, outputs: Sequence[OutRecord], event_batches: Sequence[EventBatch],
+                    added: dict[int, int]) -> None:
         started = time.perf_counter()
-        acked = await self.sink(outputs)
+        handed = []
+        if outputs:
+            handed.append(await self.sink(outputs))
+        if event_batches:
+            assert self.events is not None
+            handed.append(await self.events(event_batches))
+        acked = handed[0] if len(handed) == 1 else asyncio.gather(*handed)
 
         def delivered(_: asyncio.Future[Any]) -> None:
             self._delivered.append(time.perf_counter() - started)
@@ -269,8 +304,9 @@ class RoundProcessor:
             self.assignments[assignment.partition] = assignment
 
     async def _apply(self, batches: Mapping[int, Sequence[InRecord]]
-                     ) -> tuple[list[OutRecord], dict[int, int]]:
-        """Decide and persist; returns the outputs to deliver and the outbox entries added."""
+                     ) -> tuple[list[OutRecord], list[EventBatch], dict[int, int]]:
+        """Decide and persist; returns the outputs to deliver (records, and event batches when
+        the decider routed the events) and the outbox entries added."""
         stats = self.stats
         stats.skipped = 0
         fresh: dict[int, Sequence[InRecord]] = {}
@@ -282,7 +318,7 @@ class RoundProcessor:
             if new:
                 fresh[partition] = new
         if not fresh:
-            return [], {}
+            return [], [], {}
         records = [r for new in fresh.values() for r in new]
         decider = self.decider
         store = self.store
@@ -300,9 +336,9 @@ class RoundProcessor:
             self._timed("load", started)
         decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh), store.window))
         try:
-            outputs = self._route(fresh, records, decision)
+            outputs, event_batches, entries = self._outputs(fresh, records, decision)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
-                                     pack_outbox(outputs[p]) if p in outputs else b"")
+                                     entries.get(p, b""))
                       for p, new in fresh.items()]
             started = time.perf_counter()
             await store.persist(writes, decision.delta, decision, decision.writes)
@@ -315,19 +351,43 @@ class RoundProcessor:
             stats.applied[partition] = len(new)
         stats.events = len(decision.events)
         stats.rejections = [r["reason"] for _, r in decision.rejections]
-        return [output for p in fresh for output in outputs.get(p, ())], {p: 1 for p in outputs}
+        return ([output for p in fresh for output in outputs.get(p, ())], event_batches,
+                {p: 1 for p in entries})
+
+    def _outputs(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
+                 decision: Decision
+                 ) -> tuple[dict[int, list[OutRecord]], list[EventBatch], dict[int, bytes]]:
+        """The round's outputs to hand over one by one (per input partition), the event batches
+        the decider made, and each input partition's outbox entry (events, then rejections)."""
+        outlet = self.events
+        routes = None
+        if outlet is not None and outlet.partitions and decision.events:
+            starts = list(accumulate((len(new) for new in fresh.values()), initial=0))[:-1]
+            routes = self.decider.route([r.key for r in records], starts, outlet.partitions,
+                                        MAX_BATCH_BYTES)
+        if routes is None:
+            outputs = self._route(fresh, records, decision)
+            return outputs, [], {p: pack_outbox(out) for p, out in outputs.items()}
+        frames, chunks = routes
+        outputs = self._route(fresh, records, decision, events=False)
+        entries = {p: _ROUND + events + pack_frames(outputs.get(p, ()))
+                   for p, events in zip(fresh, frames, strict=True) if events or p in outputs}
+        return outputs, [EventBatch(*chunk) for chunk in chunks], entries
 
     def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
-               decision: Decision) -> dict[int, list[OutRecord]]:
+               decision: Decision, events: bool = True) -> dict[int, list[OutRecord]]:
         """Each output under the input partition whose outbox keeps it: an event under its
-        message's partition (the record key is the message id), a rejection under its record's."""
+        message's partition (the record key is the message id), a rejection under its record's.
+        Without `events`, the rejections alone."""
         partitions = list(fresh)
-        home = {r.key: p for p, new in fresh.items() for r in new}
         outputs: dict[int, list[OutRecord]] = {}
-        for key, value in decision.events:
-            # A record keyed otherwise than by its message id: any partition of the round will do.
-            partition = home.get(key, partitions[0])
-            outputs.setdefault(partition, []).append(OutRecord(EVENT, key, value))
+        if events:
+            home = {r.key: p for p, new in fresh.items() for r in new}
+            for key, value in decision.events:
+                # A record keyed otherwise than by its message id: any partition of the round
+                # will do.
+                partition = home.get(key, partitions[0])
+                outputs.setdefault(partition, []).append(OutRecord(EVENT, key, value))
         if decision.rejections:
             starts = list(accumulate((len(new) for new in fresh.values()), initial=0))
             for index, rejection in decision.rejections:
@@ -349,5 +409,5 @@ class RoundProcessor:
         return OutRecord(REJECTION, key, dumps(located))
 
 
-__all__ = ["EVENT", "REJECTION", "Fenced", "InRecord", "OutRecord", "RoundProcessor", "RoundStats",
-           "Sink", "pack_outbox", "unpack_outbox"]
+__all__ = ["EVENT", "REJECTION", "EventBatch", "EventOutlet", "Fenced", "InRecord", "OutRecord",
+           "RoundProcessor", "RoundStats", "Sink", "pack_frames", "pack_outbox", "unpack_outbox"]

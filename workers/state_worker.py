@@ -33,6 +33,7 @@ from streams.signing import is_authentic
 from workers.config import Settings
 from workers.metrics import WorkerMetrics
 from workers.partitioner import CachedPartitioner
+from workers.prepared_batch import EventBatches
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ class StateWorker:
             **settings.aiokafka_client(), client_id=f"{settings.app_id}-state",
             acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024,
             partitioner=self.partitioner)
+        # A round's events as record batches the decider made (one by one through `_send`
+        # until the events topic's partitions are known, and for the outboxes' leftovers).
+        self.event_batches = EventBatches(self.producer, settings.topics.summary_changes)
         # Partitions held now; the processor takes a new token for each at its first round.
         self.assigned: set[TopicPartition] = set()
         self.processor = self._new_processor()
@@ -118,6 +122,7 @@ class StateWorker:
     async def run(self) -> None:
         await self.producer.start()
         try:
+            await self.event_batches.start()
             await self.consumer.start()
             try:
                 await self._await_topic()
@@ -204,7 +209,8 @@ class StateWorker:
             decider = PythonDecider(self.engine, window=self.store.window)
         else:
             decider = NativeStateCache(self.engine.registry, window=self.store.window)
-        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
+        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses,
+                              events=self.event_batches)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         by_partition = {tp.partition: tp for tp in batches}

@@ -6,6 +6,7 @@ mod alloc;
 mod decode;
 mod engine;
 mod json;
+mod kafka_out;
 mod redis_reads;
 mod redis_writes;
 mod store;
@@ -231,10 +232,14 @@ struct NativeCache {
     window: usize,
     /// What the decided batch reads, once `decide_read` asked for it.
     plan: Option<ReadPlan>,
+    /// The applied batch's events, (message id, line), until the next batch.
+    events: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>);
 type Meta = (String, String, u64, Vec<(String, &'static str)>);
+/// (outbox frames per input partition, [(events-topic partition, count, records)])
+type Routes<'py> = (Vec<Bound<'py, PyBytes>>, Vec<(u32, u32, Bound<'py, PyBytes>)>);
 
 #[pymethods]
 impl NativeCache {
@@ -259,6 +264,7 @@ impl NativeCache {
             registry,
             window,
             plan: None,
+            events: Vec::new(),
         })
     }
 
@@ -442,7 +448,36 @@ impl NativeCache {
             out.rejections.iter().zip(&rejected_at).map(|(line, &at)| (at, PyBytes::new(py, line))).collect();
         let result = (events, rejections, parts, values, tallies, taken, before).into_pyobject(py);
         self.last = Some(journal);
+        self.events = event_keys
+            .into_iter()
+            .zip(out.events)
+            .map(|(key, mut line)| {
+                line.pop();
+                (key, line)
+            })
+            .collect();
         result
+    }
+
+    /// The applied batch's events routed (`kafka_out::route`): each input partition's outbox
+    /// frames (`keys`: each record's Kafka key in round order; `starts`: where each input
+    /// partition's records begin), and [(events-topic partition, count, records)] of at most
+    /// `max_bytes` each, for `record_batch`.
+    fn route<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<Option<Vec<u8>>>,
+        starts: Vec<usize>,
+        partitions: u32,
+        max_bytes: usize,
+    ) -> PyResult<Routes<'py>> {
+        if partitions == 0 || starts.first() != Some(&0) || starts.windows(2).any(|w| w[0] > w[1]) {
+            return Err(PyValueError::new_err("partitions must be positive and starts ascend from 0"));
+        }
+        let routed = kafka_out::route(&self.events, &keys, &starts, partitions, max_bytes);
+        let frames = routed.frames.iter().map(|f| PyBytes::new(py, f)).collect();
+        let chunks = routed.chunks.iter().map(|c| (c.partition, c.count, PyBytes::new(py, &c.records))).collect();
+        Ok((frames, chunks))
     }
 
     /// The applied batch's writes as the persist script takes them: (state keys, the JSON
@@ -478,6 +513,7 @@ impl NativeCache {
         self.batch.clear();
         self.applied = false;
         self.last = None;
+        self.events.clear();
     }
 
     /// Held entries, known-absent values and remembered ids (to bound the cache).
@@ -545,6 +581,26 @@ fn cache_engine(registry: &[(String, Kind)], window: usize, events: bool, tallie
     core
 }
 
+/// A Kafka record batch (v2) of `route`'s records, for the producer state the sender gives.
+#[pyfunction]
+fn record_batch<'py>(
+    py: Python<'py>,
+    records: &[u8],
+    count: u32,
+    timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &kafka_out::record_batch(records, count, timestamp, producer_id, producer_epoch, base_sequence))
+}
+
+/// Kafka's default partitioner's hash of a key (murmur2), before its top bit is cleared.
+#[pyfunction]
+fn murmur2(key: &[u8]) -> u32 {
+    kafka_out::murmur2(key)
+}
+
 /// Bytes held by Rust allocations of this module (every engine together).
 #[pyfunction]
 fn heap_bytes() -> isize {
@@ -556,5 +612,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeCore>()?;
     m.add_class::<NativeCache>()?;
     m.add_function(wrap_pyfunction!(heap_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(record_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(murmur2, m)?)?;
     Ok(())
 }
