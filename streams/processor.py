@@ -99,9 +99,6 @@ def unpack_outbox(entry: bytes) -> list[OutRecord]:
 # acknowledged all of them (or failed with the first error).
 Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
 
-MAX_BATCH_BYTES = 255 * 1024  # of records in one event batch (the producer's batches: 256 KiB)
-
-
 class EventBatch(NamedTuple):
     """Some of a round's events for one partition of the events topic, in order, encoded as
     the records of a Kafka record batch by the decider (`streams._native.record_batch`)."""
@@ -113,9 +110,10 @@ class EventBatch(NamedTuple):
 
 class EventOutlet(Protocol):
     """Where a decider's event batches go, like `Sink`; `partitions`: the events topic's (0
-    while unknown: the events go to the sink)."""
+    while unknown: the events go to the sink); `max_bytes`: of records in one batch."""
 
     partitions: int
+    max_bytes: int
 
     def __call__(self, batches: Sequence[EventBatch]) -> Awaitable[asyncio.Future[Any]]: ...
 
@@ -364,7 +362,7 @@ class RoundProcessor:
         if outlet is not None and outlet.partitions and decision.events:
             starts = list(accumulate((len(new) for new in fresh.values()), initial=0))[:-1]
             routes = self.decider.route([r.key for r in records], starts, outlet.partitions,
-                                        MAX_BATCH_BYTES)
+                                        outlet.max_bytes)
         if routes is None:
             outputs = self._route(fresh, records, decision)
             return outputs, [], {p: pack_outbox(out) for p, out in outputs.items()}

@@ -21,6 +21,7 @@ from streams import _native
 from streams.processor import EventBatch
 
 HEADER_BYTES = 61  # a v2 record batch's header
+BATCH_BYTES = 256 * 1024  # the producer's batches, its own and these
 
 
 class PreparedBatch(BatchBuilder):  # type: ignore[misc]  # aiokafka is untyped
@@ -62,6 +63,7 @@ class EventBatches:
         self.producer = producer
         self.topic = topic
         self.partitions = 0  # until `start`: events go one by one
+        self.max_bytes = BATCH_BYTES - HEADER_BYTES
 
     async def start(self) -> None:
         self.partitions = len(await self.producer.partitions_for(self.topic))

@@ -33,7 +33,7 @@ from streams.signing import is_authentic
 from workers.config import Settings
 from workers.metrics import WorkerMetrics
 from workers.partitioner import CachedPartitioner
-from workers.prepared_batch import EventBatches
+from workers.prepared_batch import BATCH_BYTES, EventBatches
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class StateWorker:
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self.producer = AIOKafkaProducer(
             **settings.aiokafka_client(), client_id=f"{settings.app_id}-state",
-            acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=256 * 1024,
+            acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=BATCH_BYTES,
             partitioner=self.partitioner)
         # A round's events as record batches the decider made (one by one through `_send`
         # until the events topic's partitions are known, and for the outboxes' leftovers).
