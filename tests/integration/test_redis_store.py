@@ -16,7 +16,7 @@ from streams.processor import EVENT, OutRecord, pack_outbox
 from streams.redis_codec import decode_meta
 from streams.redis_keys import Keys, value_field
 from streams.redis_store import PartitionWrite, RedisStateStore
-from streams.state import PartMeta, StateNeeds
+from streams.state import PartMeta, StateDelta, StateNeeds
 from workers.config import Settings
 
 
@@ -248,5 +248,41 @@ async def test_a_round_of_thousands_of_writes_to_one_key_keeps_every_write_in_or
         truth = MemoryStore()
         truth.apply(Engine().apply_batch([decode_response(r) for r in records], truth).delta)
         assert decode_meta(await client.hgetall(keys.meta("hot", "root"))) == truth.part_meta("hot", "root")
+    finally:
+        await client.aclose()
+
+
+async def test_the_persist_script_writes_key_by_key_as_the_writes_say(settings: Settings) -> None:
+    """The script regroups the writes by key (one call per run of one op on a key) and sums
+    three or more counts of one hash in three calls: the end state is that of the writes done
+    one by one, in order."""
+    client = aioredis.from_url(settings.redis)
+    keys = Keys(settings.key_prefix)
+    store = RedisStateStore(client, keys)
+    a, b, counts, few, ids = (f"{settings.key_prefix}:{name}" for name in ("a", "b", "n", "f", "ids"))
+    try:
+        await client.hset(counts, mapping={"gone": 2, "kept": 5, "low": 1})
+        await client.hset(few, mapping={"x": 1})
+        await client.rpush(ids, "old1", "old2")
+        assignment = await store.take("t", 0)
+        state = [a, b, counts, few, ids]
+        at = {key: 3 + n for n, key in enumerate(state)}  # after the partition's two keys
+        ops = [
+            "H", at[a], "f1", "1", "H", at[b], "g1", "x", "H", at[a], "f2", "2",
+            "I", at[counts], "gone", "-2", "L", at[ids], "r1", "", "H", at[a], "f1", "3",
+            "I", at[counts], "kept", "1", "D", at[b], "g1", "", "I", at[counts], "new", "3",
+            "I", at[counts], "never", "-1", "I", at[counts], "low", "-4", "I", at[few], "x", "-1",
+            "I", at[few], "y", "2", "L", at[ids], "r2", "", "L", at[ids], "r3", "",
+            "T", at[ids], "", "3", "H", at[b], "g2", "y",
+        ]
+        write = PartitionWrite(assignment, 0, 0, b"")
+        # Made writes: the delta and the metas before are not read.
+        await store.persist([write], StateDelta(), MemoryStore(), (state, orjson.dumps(ops)))
+        assert await client.hgetall(a) == {b"f1": b"3", b"f2": b"2"}
+        assert await client.hgetall(b) == {b"g2": b"y"}
+        assert await client.hgetall(counts) == {b"kept": b"6", b"new": b"3"}
+        assert await client.hgetall(few) == {b"y": b"2"}
+        assert await client.lrange(ids, 0, -1) == [b"r1", b"r2", b"r3"]
+        assert assignment.applied == 0
     finally:
         await client.aclose()
