@@ -124,7 +124,9 @@ for _, k in ipairs(order) do
         end
       end
     elseif op == 'T' then
-      redis.call('LTRIM', key, -tonumber(ops[at[last] + 3]), -1)
+      for r = j, last do
+        redis.call('LTRIM', key, -tonumber(ops[at[r] + 3]), -1)
+      end
     else
       return redis.error_reply('unknown op ' .. op)
     end
