@@ -72,18 +72,12 @@ for _, k in ipairs(order) do
         args[#args + 1] = ops[at[r] + 3]
       end
       call_in_slices('HSET', key, args)
-    elseif op == 'L' then
+    elseif op == 'L' or op == 'D' then
       local args = {}
       for r = j, last do
         args[#args + 1] = ops[at[r] + 2]
       end
-      call_in_slices('RPUSH', key, args)
-    elseif op == 'D' then
-      local args = {}
-      for r = j, last do
-        args[#args + 1] = ops[at[r] + 2]
-      end
-      call_in_slices('HDEL', key, args)
+      call_in_slices(op == 'L' and 'RPUSH' or 'HDEL', key, args)
     elseif op == 'I' and last - j >= 2 then
       -- Three or more counts of one hash: read them, then write the sums and drop the
       -- fields at 0 or below, in three calls instead of one or two per field.
