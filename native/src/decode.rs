@@ -20,7 +20,7 @@ const MAX_CHANGES: isize = 100;
 /// `schemas.limits.MAX_CHANGE_DEPTH`: a rejection echoes its change, which orjson must encode.
 const MAX_CHANGE_DEPTH: usize = 64;
 const MAX_NAME: usize = 128;
-const MAX_VALUE_BYTES: usize = 1024;
+pub const MAX_VALUE_BYTES: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -51,6 +51,13 @@ impl Kind {
     }
 }
 
+/// A change as received: a borrowed reference into the parsed record, or its JSON text.
+#[derive(Clone, Copy)]
+pub enum Raw<'a> {
+    Object(*mut ffi::PyObject),
+    Text(&'a [u8]),
+}
+
 /// One change, checked for shape; `error` says why it is `invalid_change`.
 pub struct Change<'a> {
     pub is_add: bool,
@@ -58,8 +65,8 @@ pub struct Change<'a> {
     pub name: &'a str,
     /// The canonical encoding of the value; empty where the change carries none.
     pub value: Vec<u8>,
-    /// The change as received (a borrowed reference into the parsed record).
-    pub raw: *mut ffi::PyObject,
+    /// The change as received.
+    pub raw: Raw<'a>,
     pub error: Option<String>,
 }
 
@@ -327,7 +334,7 @@ pub unsafe fn not_an_object(record: Obj) -> Option<String> {
 }
 
 fn invalid_change(raw: Obj, error: String) -> Change<'static> {
-    Change { is_add: false, kind: Kind::Set, name: "", value: Vec::new(), raw, error: Some(error) }
+    Change { is_add: false, kind: Kind::Set, name: "", value: Vec::new(), raw: Raw::Object(raw), error: Some(error) }
 }
 
 /// `schemas.records.is_state_name`.
@@ -412,7 +419,7 @@ unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
     } else if kind == Kind::Lwwn && !is_none(value) && !encode_value(value, &mut encoded) {
         return invalid_change(raw, format!("bad value: {}", value_problem(value)));
     }
-    Change { is_add, kind, name, value: encoded, raw, error: None }
+    Change { is_add, kind, name, value: encoded, raw: Raw::Object(raw), error: None }
 }
 
 /// `_text_problem`: empty when the field is fine.

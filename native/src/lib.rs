@@ -5,6 +5,7 @@
 mod alloc;
 mod decode;
 mod engine;
+mod fast;
 mod json;
 mod kafka_out;
 mod redis_reads;
@@ -15,7 +16,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use decode::{Decoded, Keys, Kind, Whole, MAX_RECORD_BYTES};
+use decode::{Decoded, Keys, Kind, Raw, Whole, MAX_RECORD_BYTES};
 use engine::{Journal, Lines};
 use redis_reads::{load_meta, load_value, part_of, ReadPlan};
 use store::{Held, Store};
@@ -76,8 +77,11 @@ impl Orjson {
 
     /// `orjson.dumps(change, option=OPT_SORT_KEYS)`: a refused change as received.
     fn dump(&self, py: Python<'_>, change: &decode::Change) -> PyResult<Vec<u8>> {
-        // Safety: the change's record is alive while its batch is applied.
-        let raw = unsafe { Bound::from_borrowed_ptr(py, change.raw) };
+        let raw = match change.raw {
+            // Safety: the change's record is alive while its batch is applied.
+            Raw::Object(object) => unsafe { Bound::from_borrowed_ptr(py, object) },
+            Raw::Text(text) => self.loads.bind(py).call1((PyBytes::new(py, text),))?,
+        };
         let encoded = self.dumps.bind(py).call1((raw, py.None(), self.sort_keys.bind(py)))?;
         Ok(encoded.cast::<PyBytes>()?.as_bytes().to_vec())
     }
@@ -147,7 +151,12 @@ impl NativeCore {
         let mut dump = |change: &decode::Change| orjson.dump(py, change);
         for (index, value) in values.try_iter()?.enumerate() {
             let authentic = verdict(&verdicts, index)?;
-            let record = match orjson.parse(py, &value?)? {
+            let value = value?;
+            if let Some(response) = fast_read(&value, authentic) {
+                self.core.apply(&response, index, &mut dump, &mut out)?;
+                continue;
+            }
+            let record = match orjson.parse(py, &value)? {
                 Ok(record) => record,
                 Err(whole) => {
                     self.core.reject_whole(&whole, &mut out);
@@ -214,6 +223,17 @@ fn summary_line<'py>(py: Python<'py>, store: &Store, mid: &str, pid: &str, clip:
 enum Pending {
     Refused(Whole),
     Parsed(Py<PyAny>, bool),
+    /// A record `fast::decode` reads (authentic, valid, plain JSON): read again when applied.
+    Plain(Py<PyBytes>),
+}
+
+/// `fast::decode` of an authentic record value that is bytes within the size limit.
+fn fast_read<'a>(value: &'a Bound<'_, PyAny>, authentic: bool) -> Option<decode::Response<'a>> {
+    let bytes = value.cast::<PyBytes>().ok()?.as_bytes();
+    if !authentic || bytes.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    fast::decode(bytes)
 }
 
 /// The engine over a cache of the state in Redis, for the workers: decide a batch, say what
@@ -379,6 +399,12 @@ impl NativeCache {
         for (index, pending) in self.batch.iter().enumerate() {
             match pending {
                 Pending::Refused(whole) => self.core.reject_whole(whole, &mut out),
+                Pending::Plain(bytes) => {
+                    let r = fast::decode(bytes.as_bytes(py))
+                        .ok_or_else(|| PyRuntimeError::new_err("a plain record no longer reads"))?;
+                    self.core.apply(&r, index, &mut dump, &mut out)?;
+                    event_keys.resize(out.events.len(), r.mid.as_bytes().to_vec());
+                }
                 Pending::Parsed(record, authentic) => {
                     // Safety: the batch holds `record` while it is applied.
                     match unsafe { decode::decode(&self.keys, record.as_ptr(), *authentic) } {
@@ -547,15 +573,28 @@ impl NativeCache {
         let mut ids = Vec::new();
         for (index, value) in values.try_iter()?.enumerate() {
             let authentic = verdict(&verdicts, index)?;
-            let record = match self.orjson.parse(py, &value?)? {
-                Ok(record) => record,
-                Err(whole) => {
-                    self.batch.push(Pending::Refused(whole));
-                    continue;
-                }
+            let value = value?;
+            let plain = fast_read(&value, authentic);
+            let record = match plain {
+                Some(_) => None,
+                None => match self.orjson.parse(py, &value)? {
+                    Ok(record) => Some(record),
+                    Err(whole) => {
+                        self.batch.push(Pending::Refused(whole));
+                        continue;
+                    }
+                },
             };
-            // Safety: `record` outlives the decoded response (this iteration).
-            if let Decoded::Response(r) = unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+            let decoded = match (plain, &record) {
+                (Some(r), _) => Some(r),
+                // Safety: `record` outlives the decoded response (this iteration).
+                (None, Some(record)) => match unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+                    Decoded::Response(r) => Some(r),
+                    Decoded::Rejected(_) => None,
+                },
+                (None, None) => None,
+            };
+            if let Some(r) = decoded {
                 let part = store.part_index(r.mid, r.pid);
                 if part.is_none() {
                     parts.push((r.mid.to_owned(), r.pid.to_owned()));
@@ -569,7 +608,10 @@ impl NativeCache {
                     }
                 }
             }
-            self.batch.push(Pending::Parsed(record.unbind(), authentic));
+            self.batch.push(match record {
+                Some(record) => Pending::Parsed(record.unbind(), authentic),
+                None => Pending::Plain(value.cast_into::<PyBytes>()?.unbind()),
+            });
         }
         Ok((parts, needed_values, ids))
     }
@@ -601,6 +643,12 @@ fn murmur2(key: &[u8]) -> u32 {
     kafka_out::murmur2(key)
 }
 
+/// Whether a record value takes the plain path (`fast::decode`): read straight from its bytes.
+#[pyfunction]
+fn is_plain(record: &[u8]) -> bool {
+    record.len() <= MAX_RECORD_BYTES && fast::decode(record).is_some()
+}
+
 /// Bytes held by Rust allocations of this module (every engine together).
 #[pyfunction]
 fn heap_bytes() -> isize {
@@ -614,5 +662,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(heap_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(record_batch, m)?)?;
     m.add_function(wrap_pyfunction!(murmur2, m)?)?;
+    m.add_function(wrap_pyfunction!(is_plain, m)?)?;
     Ok(())
 }
