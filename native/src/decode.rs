@@ -11,12 +11,12 @@ use pyo3::types::PyString;
 use crate::json;
 
 pub const MAX_RECORD_BYTES: usize = 65_536;
-const MAX_RESPONSE_ID: isize = 128;
-const MAX_MESSAGE_ID: isize = 256;
-const MAX_PART_ID: isize = 128;
-const MAX_IDENTITY_ID: isize = 256;
-const MAX_STATUS_TEXT: isize = 4096;
-const MAX_CHANGES: isize = 100;
+pub const MAX_RESPONSE_ID: isize = 128;
+pub const MAX_MESSAGE_ID: isize = 256;
+pub const MAX_PART_ID: isize = 128;
+pub const MAX_IDENTITY_ID: isize = 256;
+pub const MAX_STATUS_TEXT: isize = 4096;
+pub const MAX_CHANGES: isize = 100;
 /// `schemas.limits.MAX_CHANGE_DEPTH`: a rejection echoes its change, which orjson must encode.
 const MAX_CHANGE_DEPTH: usize = 64;
 const MAX_NAME: usize = 128;

@@ -6,15 +6,15 @@
 //!
 //! orjson keeps the last of repeated keys; so does this reader.
 
-use crate::decode::{is_state_name, Change, Kind, Raw, Response, MAX_VALUE_BYTES};
+use crate::decode::{self, is_state_name, Change, Kind, Raw, Response, MAX_VALUE_BYTES};
 use crate::json;
 
-const MAX_RESPONSE_ID: usize = 128;
-const MAX_MESSAGE_ID: usize = 256;
-const MAX_PART_ID: usize = 128;
-const MAX_IDENTITY_ID: usize = 256;
-const MAX_STATUS_TEXT: usize = 4096;
-const MAX_CHANGES: usize = 100;
+const MAX_RESPONSE_ID: usize = decode::MAX_RESPONSE_ID as usize;
+const MAX_MESSAGE_ID: usize = decode::MAX_MESSAGE_ID as usize;
+const MAX_PART_ID: usize = decode::MAX_PART_ID as usize;
+const MAX_IDENTITY_ID: usize = decode::MAX_IDENTITY_ID as usize;
+const MAX_STATUS_TEXT: usize = decode::MAX_STATUS_TEXT as usize;
+const MAX_CHANGES: usize = decode::MAX_CHANGES as usize;
 /// Deeper records take the long way, which checks the nesting limit of changes.
 const MAX_DEPTH: usize = 8;
 
