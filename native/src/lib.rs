@@ -585,15 +585,13 @@ impl NativeCache {
                     }
                 },
             };
-            let decoded = match (plain, &record) {
-                (Some(r), _) => Some(r),
+            let decoded = plain.or_else(|| {
                 // Safety: `record` outlives the decoded response (this iteration).
-                (None, Some(record)) => match unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
+                match unsafe { decode::decode(&self.keys, record.as_ref()?.as_ptr(), authentic) } {
                     Decoded::Response(r) => Some(r),
                     Decoded::Rejected(_) => None,
-                },
-                (None, None) => None,
-            };
+                }
+            });
             if let Some(r) = decoded {
                 let part = store.part_index(r.mid, r.pid);
                 if part.is_none() {
