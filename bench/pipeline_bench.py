@@ -28,11 +28,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from bench.workload import responses
-from workers import probes
-from workers import stack as local_stack
+from workers.cli.publish import record_key
 from workers.config import Settings, Topics
-from workers.publish_command import record_key
+from workers.services import probes
+from workers.tools import stack as local_stack
+from workers.tools.workload import responses
 from workers.topics import ensure_topics
 
 
@@ -106,8 +106,8 @@ def _bare_consume(settings: Settings, count: int) -> float:
 
 def _expected_events(records: list[bytes]) -> int:
     from schemas.records import decode_response
-    from streams.engine import Engine
-    from streams.memory_store import MemoryStore
+    from streams.engine.engine import Engine
+    from streams.engine.memory_store import MemoryStore
 
     return len(Engine().apply_batch([decode_response(r) for r in records], MemoryStore()).events)
 

@@ -34,10 +34,10 @@ import psutil
 import redis
 from kafka import KafkaProducer
 
-from bench.workload import responses
-from streams.redis_keys import Keys
+from streams.storage.layout import Keys
+from workers.cli.publish import record_key
 from workers.config import Settings, Topics
-from workers.publish_command import record_key
+from workers.tools.workload import responses
 from workers.topics import ensure_topics
 
 
@@ -162,8 +162,8 @@ def _run_naive_worker() -> None:
     import redis.asyncio as aioredis
 
     from schemas.records import decode_response
-    from streams.engine import Engine
-    from streams.redis_store import RedisStateStore
+    from streams.engine.engine import Engine
+    from streams.storage.round_store import RedisStateStore
 
     settings = Settings.from_env()
     app = faust.App(settings.app_id, broker=f"kafka://{settings.kafka}", web_enabled=False,
@@ -198,8 +198,8 @@ def _compute_only(records: list[bytes]) -> float:
     """Seconds the pure part takes in this process: decode, engine, event encoding."""
     from schemas.codec import dumps
     from schemas.records import decode_response
-    from streams.engine import Engine
-    from streams.memory_store import MemoryStore
+    from streams.engine.engine import Engine
+    from streams.engine.memory_store import MemoryStore
 
     start = time.monotonic()
     engine, store = Engine(), MemoryStore()

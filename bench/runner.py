@@ -26,11 +26,11 @@ import redis
 
 from bench import kafka_io
 from bench.procs import Measured
-from bench.workload import responses
 from schemas.exceptions import MsgstateError
-from streams.replay import Replayer
+from streams.engine.replay import Replayer
+from workers.cli.publish import record_key
 from workers.config import Settings, Topics
-from workers.publish_command import record_key
+from workers.tools.workload import responses
 
 # The workload: Zipf-popular messages (the top one takes ~4 % of the traffic), many authors.
 MESSAGES = 5_000

@@ -1,1 +1,2 @@
-"""The processing: the pure engine, the Redis store, the faust app, the client SDK."""
+"""The processing, by concern: the pure engine, the round protocol, the Redis side, the client
+SDK and the apps platform."""

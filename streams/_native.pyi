@@ -1,4 +1,4 @@
-"""The compiled engine (native/, Rust); `streams.native_engine` is the typed way in."""
+"""The compiled engine (native/, Rust); `streams.engine.native_engine` is the typed way in."""
 
 from collections.abc import Mapping, Sequence
 from types import ModuleType

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from workers.config import Settings, Topics, environment
-from workers.stack import private_stack
+from workers.tools.stack import private_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,1 +1,1 @@
-"""What runs: the state worker, the apps worker, the CLI and the local stack."""
+"""What runs: the services, the `msgstate` command line, and the operator and developer tools."""

@@ -1,5 +1,5 @@
 """`python -m workers` is `msgstate`."""
 
-from workers.cli import main
+from workers.cli.main import main
 
 main()

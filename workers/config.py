@@ -10,8 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas.exceptions import ConfigError
-from streams.replay import ENGINES
-from streams.signing import Keyring
+from streams.engine.native_engine import default_engine
+from streams.engine.replay import ENGINES
+from streams.engine.signing import Keyring
 from workers.kafka_security import KafkaSecurity
 
 
@@ -64,7 +65,9 @@ class Settings:
     # How long a state worker may take to stop after SIGTERM (finish the batch, commit, leave).
     shutdown_seconds: float = 20.0
     log_format: str = "json"  # or "text"
-    engine: str = "native"  # the state worker's engine: "native" (compiled) or "python" (the reference)
+    # The state worker's engine: "native" (compiled) or "python" (the reference); "" for the
+    # compiled one where it is installed.
+    engine: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,7 +100,7 @@ class Settings:
             metrics_host=env.get("MSGSTATE_METRICS_HOST", base.metrics_host),
             shutdown_seconds=_positive_int(env, "MSGSTATE_SHUTDOWN_SECONDS", int(base.shutdown_seconds)),
             log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
-            engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine),
+            engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine or default_engine()),
         )
 
     def with_(self, **changes: object) -> Settings:

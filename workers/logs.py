@@ -1,5 +1,5 @@
-"""Structured logs: one JSON object per line, with the record's context (topic, partition,
-offset, message id...) given through `extra=` or a LoggerAdapter."""
+"""Structured logs: one JSON object per line (or text), with the record's context (topic,
+partition, offset, message id...) given through `extra=` or a LoggerAdapter."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ import orjson
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+# Conditions the Kafka clients retry by themselves, which they log at error level while topics
+# are created or a group forms (a healthy worker's first start): warnings, not errors.
+RETRIED = ("GroupCoordinatorNotAvailable", "NotCoordinator", "NotLeaderForPartition",
+           "LeaderNotAvailable", "UnknownTopicOrPartition", "CoordinatorLoadInProgress",
+           "NodeNotReady", "RebalanceInProgress")
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,15 +36,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure(level: int, fmt: str) -> None:
+class RetriedAreWarnings(logging.Filter):
+    """Lowers a Kafka client's error about a condition it retries to a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and not record.exc_info:
+            text = record.getMessage()
+            if any(name in text for name in RETRIED):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def configure(level: int = logging.INFO, fmt: str = "json") -> None:
     """Log to stderr as JSON lines (`fmt="json"`) or as text."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RetriedAreWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka logs every coordinator hiccup at error level; ours says what matters.
-    logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    # The Kafka clients log every coordinator hiccup; ours say what matters.
+    for client in ("aiokafka", "kafka"):
+        logging.getLogger(client).setLevel(max(level, logging.WARNING))

@@ -10,7 +10,7 @@ import faust
 from bench.peers.message_state import MessageState
 from bench.peers.rules import apply_one, rejected_whole
 from schemas.records import decode_response
-from streams.engine import Engine
+from streams.engine.engine import Engine
 from workers.config import Settings
 
 Load = Callable[[str], Awaitable[MessageState | None]]

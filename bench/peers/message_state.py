@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from schemas.limits import DEDUPE_WINDOW
-from streams.state import Held, PartMeta, StateDelta, ValueKey
-from streams.summary import render_summary
+from streams.engine.state import Held, PartMeta, StateDelta, ValueKey
+from streams.engine.summary import render_summary
 
 _EMPTY = PartMeta()
 

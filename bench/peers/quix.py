@@ -25,7 +25,7 @@ from bench.kafka_io import read_topic, topic_names
 from bench.peers.message_state import MessageState
 from bench.peers.rules import Output, apply_one, rejected_whole
 from schemas.records import decode_response
-from streams.engine import Engine
+from streams.engine.engine import Engine
 from workers.config import Settings
 
 STATE_KEY = b"state"  # one entry per message (quix prefixes it with the record's key)

@@ -7,7 +7,7 @@ import orjson
 from bench.peers.message_state import MessageState
 from schemas.records import Response
 from schemas.rejections import Rejection
-from streams.engine import Engine
+from streams.engine.engine import Engine
 
 # An output record: (is an event, key, value); rejections go to the rejections topic.
 Output = tuple[bool, bytes | None, bytes]

@@ -3,6 +3,7 @@
     from streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states
 """
 
+from streams.engine.signing import SigningKey, parse_key
 from streams.sdk.client import AsyncClient, Client
 from streams.sdk.events import CHANGE, SEND_FAILED, SENDING, ChangeEvent, SendFailedEvent, SendingEvent
 from streams.sdk.ids import new_response_id
@@ -10,7 +11,6 @@ from streams.sdk.model import MessageTypeModel
 from streams.sdk.publisher import Delivery, DeliveryFuture, Publisher, record_key
 from streams.sdk.scheduling import AsyncioScheduler, ManualScheduler, ThreadScheduler
 from streams.sdk.states import CRDT_TYPES, StateRegistry, custom_states, export_registry, registry_json
-from streams.signing import SigningKey, parse_key
 
 __all__ = [
     "CHANGE",

@@ -13,14 +13,14 @@ import redis
 from schemas.exceptions import ServiceUnreachable
 from schemas.limits import DEFAULT_PART
 from schemas.values import Value
-from streams.reader import SummaryReader
+from streams.engine.signing import SigningKey
 from streams.sdk.change_feed import ChangeFeed
 from streams.sdk.ids import new_response_id
 from streams.sdk.model import MessageTypeModel
 from streams.sdk.publisher import DeliveryFuture, Publisher
 from streams.sdk.scheduling import AsyncioScheduler, Scheduler, ThreadScheduler
 from streams.sdk.validation import encode_record
-from streams.signing import SigningKey
+from streams.storage.reader import SummaryReader
 
 M = TypeVar("M", bound=MessageTypeModel)
 

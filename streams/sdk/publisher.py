@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from schemas.exceptions import DeliveryError, ServiceUnreachable
-from streams.signing import SigningKey
+from streams.engine.signing import SigningKey
 
 log = logging.getLogger(__name__)
 

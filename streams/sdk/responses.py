@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from schemas.exceptions import ValidationError
 from schemas.limits import INT_MIN, MAX_CHANGES, MAX_STATUS_TEXT
 from schemas.values import encode_value
-from streams.reader import SummaryReader
+from streams.engine.state import Held
+from streams.engine.summary import count_tallies, render_tally
 from streams.sdk import validation
 from streams.sdk.events import SEND_FAILED, SENDING, ChangeEvent, SendFailedEvent, SendingEvent, log
 from streams.sdk.ids import new_response_id
 from streams.sdk.publisher import DeliveryFuture, Publisher
 from streams.sdk.scheduling import Scheduler, Timer
 from streams.sdk.states import StateRegistry, custom_states
-from streams.state import Held
-from streams.summary import count_tallies, render_tally
+from streams.storage.reader import SummaryReader
 
 if TYPE_CHECKING:
     from streams.sdk.model import MessageTypeModel

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.chat import ChatMessage
-from streams.app_persistence import AppPersistence, PersistenceRead
-from streams.app_persistence_model import AssociationModel, AssociationRecord
+from streams.apps.persistence import AppPersistence, PersistenceRead
+from streams.apps.persistence_model import AssociationModel, AssociationRecord
 
 COUNT = AssociationRecord(AssociationModel.MISC, "message-count")
 CHANGES = AssociationRecord(AssociationModel.MISC, "changes")

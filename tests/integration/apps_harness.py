@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from streams.app_persistence import AppPersistence
-from streams.app_persistence_model import AppRecord, AssociationRecord
-from workers.apps_worker import group_id
+from streams.apps.persistence import AppPersistence
+from streams.apps.persistence_model import AppRecord, AssociationRecord
 from workers.config import Settings
+from workers.services.apps_worker import group_id
 from workers.topics import ensure_topics
 
 from ..waiting import wait_for

@@ -14,9 +14,9 @@ import jsonschema
 import orjson
 import pytest
 
-from workers import stack
 from workers.config import Settings
-from workers.http_api import static_text
+from workers.services.http_api import static_text
+from workers.tools import stack
 
 from ..waiting import wait_for
 from .processes import WorkerProcess

@@ -12,11 +12,11 @@ import orjson
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from bench.workload import responses
-from streams.reader import SummaryReader
-from streams.redis_keys import Keys
+from streams.storage.layout import Keys
+from streams.storage.reader import SummaryReader
+from workers.cli.publish import record_key
 from workers.config import Settings
-from workers.publish_command import record_key
+from workers.tools.workload import responses
 from workers.topics import ensure_topics
 
 from ..conftest import ROOT

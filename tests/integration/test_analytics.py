@@ -13,9 +13,9 @@ import redis
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from workers import stack
-from workers.analytics_store import AnalyticsStore
 from workers.config import Settings
+from workers.services.analytics_store import AnalyticsStore
+from workers.tools import stack
 from workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env

@@ -10,9 +10,9 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.exceptions import AppRecordNotFound, AppUpdateConflict, ValidationError
-from streams.app_persistence import AppPersistence
-from streams.app_persistence_model import AssociationModel as M
-from streams.app_persistence_model import AssociationRecord as A
+from streams.apps.persistence import AppPersistence
+from streams.apps.persistence_model import AssociationModel as M
+from streams.apps.persistence_model import AssociationRecord as A
 from workers.config import Settings
 
 ROOM = A(M.ROOM, "GENERAL")

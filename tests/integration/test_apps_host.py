@@ -11,17 +11,17 @@ import orjson
 import pytest
 import redis
 
-from streams.app_persistence_model import AppKeys
-from streams.apps_host import invalid_key
-from streams.apps_message_counter import COUNT
+from streams.apps.host import invalid_key
+from streams.apps.message_counter import COUNT
+from streams.apps.persistence_model import AppKeys
 from workers.config import Settings
 
 from ..conftest import ROOT, worker_env
 from .apps_harness import AppsDeployment, chat_message
 
 MESSAGES = 30_000
-APPS = "streams.apps_message_counter:MessageCounter,tests.integration.apps_fixtures:NaiveCounter"
-TEST_APPS = ("streams.apps_message_counter:MessageCounter,tests.integration.apps_fixtures:Flaky,"
+APPS = "streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:NaiveCounter"
+TEST_APPS = ("streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:Flaky,"
              "tests.integration.apps_fixtures:StateWatcher")
 
 

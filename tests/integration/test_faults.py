@@ -18,17 +18,17 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.limits import DEDUPE_WINDOW
-from streams.decider import Decider, PythonDecider
-from streams.engine import Engine
-from streams.native_engine import NativeStateCache
-from streams.processor import InRecord, OutRecord, RoundProcessor
-from streams.reader import SummaryReader
-from streams.redis_keys import Keys
-from streams.redis_store import RedisStateStore
+from streams.engine.decider import Decider, PythonDecider
+from streams.engine.engine import Engine
+from streams.engine.native_engine import NativeStateCache
+from streams.rounds.processor import InRecord, OutRecord, RoundProcessor
+from streams.storage.layout import Keys
+from streams.storage.reader import SummaryReader
+from streams.storage.round_store import RedisStateStore
 from workers.config import Settings, Topics
-from workers.fault_check import Record, compare, replay_topic
-from workers.fault_run import SCENARIOS, run
-from workers.stack import private_stack
+from workers.tools.fault_check import Record, compare, replay_topic
+from workers.tools.fault_run import SCENARIOS, run
+from workers.tools.stack import private_stack
 
 pytestmark = pytest.mark.integration
 

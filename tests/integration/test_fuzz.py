@@ -12,11 +12,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from schemas.rejections import REASONS
-from streams.reader import SummaryReader
+from streams.storage.reader import SummaryReader
 from workers.config import Settings, Topics
-from workers.fault_check import Record, json_values, read_topic, replay_topic
-from workers.fault_run import run, workload
-from workers.hostile import MAKERS, blend, hostile_records
+from workers.tools.fault_check import Record, json_values, read_topic, replay_topic
+from workers.tools.fault_run import run, workload
+from workers.tools.hostile import MAKERS, blend, hostile_records
 
 from ..unit.strategies import lines
 

@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from streams.reader import SummaryReader
+from streams.storage.reader import SummaryReader
 from workers.config import Settings
-from workers.http_api import build_app
+from workers.services.http_api import build_app
 from workers.topics import ensure_topics
 
 from .http_helpers import check_schema, path_of, react, sse_events, vote

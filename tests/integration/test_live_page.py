@@ -14,7 +14,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from streams.reader import SummaryReader
+from streams.storage.reader import SummaryReader
 from workers.config import Settings
 
 from .http_helpers import react, vote

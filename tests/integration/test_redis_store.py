@@ -6,18 +6,18 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from bench.workload import responses
 from schemas.records import decode_response
-from streams.decider import PythonDecider, ReadScript, RedisLayout
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.native_engine import NativeStateCache
-from streams.processor import EVENT, OutRecord, pack_outbox
-from streams.redis_codec import decode_meta
-from streams.redis_keys import Keys, value_field
-from streams.redis_store import PartitionWrite, RedisStateStore
-from streams.state import PartMeta, StateDelta, StateNeeds
+from streams.engine.decider import PythonDecider, ReadScript, RedisLayout
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.native_engine import NativeStateCache
+from streams.engine.state import PartMeta, StateDelta, StateNeeds
+from streams.rounds.processor import EVENT, OutRecord, pack_outbox
+from streams.storage.codec import decode_meta
+from streams.storage.layout import Keys, value_field
+from streams.storage.round_store import PartitionWrite, RedisStateStore
 from workers.config import Settings
+from workers.tools.workload import responses
 
 
 @pytest.mark.parametrize("limit", [100_000, 40])  # 40: the cache starts again empty often

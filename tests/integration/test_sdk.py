@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from schemas.exceptions import DeliveryError, ServiceUnreachable, ValidationError
+from streams.engine.signing import Keyring, SigningKey, verify
 from streams.sdk import (
     CHANGE,
     CRDT_TYPES,
@@ -28,9 +29,8 @@ from streams.sdk import (
     MessageTypeModel,
     Publisher,
 )
-from streams.signing import Keyring, SigningKey, verify
 from workers.config import Settings
-from workers.stack import free_port_pair
+from workers.tools.stack import free_port_pair
 from workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env

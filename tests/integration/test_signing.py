@@ -8,9 +8,9 @@ import orjson
 import pytest
 import redis
 
-from streams.reader import SummaryReader
+from streams.engine.signing import SigningKey, sign
 from streams.sdk.publisher import record_key
-from streams.signing import SigningKey, sign
+from streams.storage.reader import SummaryReader
 from workers.config import Settings
 
 from .pipeline_harness import Pipeline

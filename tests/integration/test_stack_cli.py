@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from schemas.exceptions import StackError
-from workers import stack
 from workers.config import Settings
+from workers.tools import stack
 
 from ..conftest import ROOT
 

@@ -10,9 +10,9 @@ import orjson
 
 from schemas.codec import dumps_line
 from schemas.records import decode_response
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.native_engine import NativeEngine
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.native_engine import NativeEngine
 
 ABSENT: Any = object()
 

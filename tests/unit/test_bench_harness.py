@@ -13,11 +13,11 @@ from bench.peers.rules import apply_one, rejected_whole
 from bench.report import targets, write
 from bench.runner import Latency, Run
 from bench.suite import Figures
-from bench.workload import responses
 from schemas.records import decode_response
-from streams.engine import Engine
-from streams.replay import replay
+from streams.engine.engine import Engine
+from streams.engine.replay import replay
 from tests.conftest import ROOT
+from workers.tools.workload import responses
 
 
 def test_per_message_state_through_bytes_gives_the_summaries_of_replay() -> None:

@@ -15,13 +15,13 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.workload import responses
 from streams import _native
-from streams.native_engine import NativeStateCache
-from streams.processor import EVENT, InRecord, OutRecord, RoundProcessor, pack_frames
-from streams.redis_store import RedisStateStore
+from streams.engine.native_engine import NativeStateCache
+from streams.rounds.processor import EVENT, InRecord, OutRecord, RoundProcessor, pack_frames
+from streams.storage.round_store import RedisStateStore
 from workers.partitioner import CachedPartitioner
-from workers.prepared_batch import PreparedBatch
+from workers.services.prepared_batch import PreparedBatch
+from workers.tools.workload import responses
 
 
 @given(st.binary(max_size=64))

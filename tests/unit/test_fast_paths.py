@@ -23,8 +23,8 @@ from schemas.records import (
     decode_change,
     decode_response,
 )
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
 from tests.unit import strategies as ws
 from tests.unit.test_memory_store import StrictView
 

@@ -11,8 +11,8 @@ import pytest
 
 from schemas.exceptions import ConfigError
 from workers.config import Settings
-from workers.http_api import build_app, static_text
-from workers.json_logs import JsonFormatter
+from workers.logs import JsonFormatter, RetriedAreWarnings
+from workers.services.http_api import build_app, static_text
 
 DOC = json.loads(static_text("openapi.json"))
 
@@ -60,5 +60,14 @@ def test_json_logs_are_one_object_per_line_with_extra_fields() -> None:
     entry = json.loads(line)
     assert "\n" not in line
     assert entry["level"] == "warning" and entry["logger"] == "msgstate.http"
-    assert entry["msg"] == "port 80 busy" and entry["port"] == 80
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["ts"])
+    assert entry["message"] == "port 80 busy" and entry["port"] == 80
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["time"])
+
+
+def test_a_condition_the_kafka_client_retries_is_a_warning_not_an_error() -> None:
+    retried = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.ERROR, __file__, 1,
+                                "Group Coordinator Request failed: %s",
+                                ("[Error 15] GroupCoordinatorNotAvailableError",), None)
+    other = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, "Unexpected error", (), None)
+    assert RetriedAreWarnings().filter(retried) and RetriedAreWarnings().filter(other)
+    assert retried.levelname == "WARNING" and other.levelname == "ERROR"

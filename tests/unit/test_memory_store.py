@@ -6,9 +6,9 @@ import pytest
 
 from schemas.limits import DEDUPE_WINDOW
 from schemas.records import decode_response
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.state import Held, PartMeta, StateDelta, StateNeeds, ValueKey
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.state import Held, PartMeta, StateDelta, StateNeeds, ValueKey
 from tests.unit.helpers import add, line
 
 

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from schemas.codec import dumps
 from schemas.records import decode_response
-from streams.decider import PythonDecider
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.native_engine import NativeStateCache
-from streams.state import Held, StateNeeds, ValueKey
+from streams.engine.decider import PythonDecider
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.native_engine import NativeStateCache
+from streams.engine.state import Held, StateNeeds, ValueKey
 from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
 

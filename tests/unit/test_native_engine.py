@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from schemas.codec import dumps_line
 from schemas.exceptions import ConfigError, ValidationError
 from schemas.records import decode_response
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.native_engine import NativeEngine, heap_bytes
-from streams.replay import replay_lines
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.native_engine import NativeEngine, heap_bytes
+from streams.engine.replay import replay_lines
 from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
-from workers.hostile import MAKERS, hostile_records
+from workers.tools.hostile import MAKERS, hostile_records
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.records import decode_response
-from streams.engine import Engine
-from streams.memory_store import MemoryStore
-from streams.replay import replay
-from streams.summary import count_tallies
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.engine.replay import replay
+from streams.engine.summary import count_tallies
 from tests.unit import strategies as ws
 from tests.unit.naive_model import NaiveModel
 from tests.unit.schema_check import check

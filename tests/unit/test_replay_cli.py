@@ -9,9 +9,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from streams.replay import read_records, records_in
+from streams.engine.replay import read_records, records_in
 from tests.unit.helpers import add, line, remove
-from workers.replay import replay
+from workers.cli.replay import replay
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.exceptions import ConfigError
 from schemas.records import decode_response
-from streams.signing import (
+from streams.engine.signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     Keyring,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.exceptions import ValidationError
-from streams.state import PartMeta
-from streams.summary import render_summary, render_tally
+from streams.engine.state import PartMeta
+from streams.engine.summary import render_summary, render_tally
 from tests.unit.helpers import add, line, remove, run
 
 

@@ -1,0 +1,98 @@
+"""`msgstate bench`: the worker against its ceilings and peers, on the local stack (bench/)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from schemas.exceptions import ConfigError
+from workers.config import Settings
+from workers.services import probes
+from workers.tools import stack as local_stack
+
+PEERS = ("naive", "table", "quix")
+
+
+def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not a comma-separated list of numbers") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{what}: give positive numbers, not {text!r}")
+    return values
+
+
+@click.command()
+@click.option("--scenario", type=click.Choice(["all", "zipf", "hot"]), default="all", show_default=True,
+              help="zipf: Zipf-popular messages; hot: 10 % of all traffic on one message id too.")
+@click.option("--workers", "workers_text", default="1,2", show_default=True,
+              help="Worker counts to measure throughput with (12 partitions).")
+@click.option("--loads", "loads_text", default="0.25,0.5,0.75", show_default=True,
+              help="Offered loads for latency, as fractions of one worker's measured throughput.")
+@click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
+              help="Responses published as fast as possible for throughput.")
+@click.option("--duration", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="Seconds of each fixed-load latency run (long enough that p99 tells the steady "
+                   "load, not the first second after the phase before).")
+@click.option("--peers", "peers_text", default=",".join(PEERS), show_default=True,
+              help="Peers to run: naive, table, quix, or none.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bench/results"), show_default=True,
+              help="Figures go to a new <timestamp> folder in here.")
+@click.option("--quick", is_flag=True, help="A short run (≤ 2 min): zipf only, 1 worker, half load.")
+def bench(scenario: str, workers_text: str, loads_text: str, count: int, duration: float, peers_text: str,
+          results_dir: Path, quick: bool) -> None:
+    """Benchmark the installed worker on the local stack against ceilings and peers.
+
+    Uses the stack at MSGSTATE_KAFKA / MSGSTATE_REDIS (started, and stopped at the end, when
+    nothing answers there). Prints a table and writes figures.json, figures.csv and a PNG plot.
+    """
+    try:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from bench import report
+        from bench.runner import Plan, stages
+        from bench.suite import run_all
+    except ImportError as exc:
+        raise ConfigError(f"msgstate bench needs the bench extra ({exc.name} is missing): "
+                          "pip install 'msgstate[bench]'") from exc
+    peers = [] if peers_text.strip() == "none" else [p.strip() for p in peers_text.split(",") if p.strip()]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise ConfigError(f"--peers: unknown peer {unknown[0]!r}; choose from {', '.join(PEERS)} or none")
+    plan = Plan(scenarios=["zipf", "hot"] if scenario == "all" else [scenario],
+                workers=[int(n) for n in _numbers(workers_text, "--workers", int)], peers=peers,
+                loads=_numbers(loads_text, "--loads", float), responses=count, duration=duration,
+                timeout=90.0)
+    if quick:
+        plan.scenarios, plan.workers, plan.loads = ["zipf"], [1], [0.5]
+        plan.responses, plan.duration, plan.timeout = min(count, 3000), min(duration, 3.0), 45.0
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 180))  # the table is wide: do not fold it in logs
+    base = Settings.from_env()
+    started = not (probes.kafka_answers(base.kafka) and probes.redis_answers(base.redis))
+    if started:
+        local_stack.up(base, echo=console.print)
+    folder = results_dir / time.strftime("%Y%m%d-%H%M%S")
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("benchmark", total=stages(plan))
+
+            def say(text: str) -> None:
+                progress.update(task, description=text)
+
+            figures = run_all(base, plan, logs, say, lambda: progress.advance(task))
+    finally:
+        if started:
+            local_stack.down(base, echo=console.print)
+    report.print_report(console, figures)
+    for path in report.write(folder, figures):
+        console.print(f"[dim]wrote {path}[/]")

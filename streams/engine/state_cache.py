@@ -1,0 +1,98 @@
+"""What a partition's holder knows of its messages' state in Redis, kept between batches.
+
+While a worker holds a partition's token, it is the only writer of that partition's messages
+(a message id is the record key, so it lives in one partition), so what it loaded or wrote
+stays true until the token moves. In steady state a batch then loads nothing: one Redis round
+trip (the persist script, which still checks the token) per batch. The cache is dropped with
+the assignment, and whenever a write's outcome is unknown.
+
+A message's dedupe memory is held whole (every id Redis keeps for it, oldest first), so the
+cache trims it exactly as the persist script trims the sorted set.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+
+from streams.engine.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+
+_EMPTY = PartMeta()
+# Entries a worker's cache holds before it starts again empty: about 100 MB in the compiled
+# cache. Every start costs a read of each message's dedupe memory and each part again, so a
+# small bound made a busy worker reload its whole working set every few seconds.
+CACHE_ENTRIES = 1_000_000
+
+
+class StateCache:
+    """A StateView over what was loaded from or written to Redis."""
+
+    __slots__ = ("_seen_count", "held_by", "limit", "metas", "seen_ids", "whole")
+
+    def __init__(self, limit: int = CACHE_ENTRIES) -> None:
+        self.limit = limit  # entries (metas, values, remembered ids); past it, start again empty
+        self.metas: dict[PartKey, PartMeta] = {}
+        self.held_by: dict[ValueKey, Held | None] = {}
+        # message id -> its remembered response ids, oldest first
+        self.seen_ids: dict[str, OrderedDict[str, None]] = {}
+        self._seen_count = 0
+        # Parts whose every value is held: one not in `held_by` is absent, no read needed.
+        self.whole: set[PartKey] = set()
+
+    # -- StateView -------------------------------------------------------------
+
+    def part_meta(self, message_id: str, part_id: str) -> PartMeta:
+        return self.metas.get((message_id, part_id)) or _EMPTY
+
+    def held(self, key: ValueKey) -> Held | None:
+        return self.held_by.get(key)
+
+    def seen(self, message_id: str, response_id: str) -> bool:
+        return response_id in self.seen_ids[message_id]
+
+    # -- upkeep ----------------------------------------------------------------
+
+    def missing(self, needs: StateNeeds) -> StateNeeds:
+        """The part of `needs` not known here; makes room first when the cache is full."""
+        if len(self.held_by) + len(self.metas) + self._seen_count > self.limit:
+            self.clear()
+        metas, held_by, seen_ids, whole = self.metas, self.held_by, self.seen_ids, self.whole
+        return StateNeeds(
+            parts={p for p in needs.parts if p not in metas},
+            values={v for v in needs.values if v not in held_by and v[:2] not in whole},
+            response_ids={m for m in needs.response_ids if m[0] not in seen_ids},
+        )
+
+    def clear(self) -> None:
+        self.metas.clear()
+        self.held_by.clear()
+        self.seen_ids.clear()
+        self._seen_count = 0
+        self.whole.clear()
+
+    def loaded(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
+               seen: Mapping[str, list[str]], whole: Collection[PartKey] = ()) -> None:
+        """Take in what was read from Redis (`held` names absent values with None; `seen`
+        gives a message's whole dedupe memory, oldest first; `held` has every value of the
+        `whole` parts)."""
+        self.metas.update(metas)
+        self.held_by.update(held)
+        self.whole.update(whole)
+        for message_id, ids in seen.items():
+            self.seen_ids[message_id] = OrderedDict.fromkeys(ids)
+            self._seen_count += len(ids)
+
+    def written(self, delta: StateDelta, window: int) -> None:
+        """Take in a batch's writes, once Redis holds them."""
+        self.metas.update(delta.parts)
+        self.held_by.update(delta.values)
+        trimmed = set()
+        for message_id, response_id in delta.taken:
+            self.seen_ids[message_id][response_id] = None
+            trimmed.add(message_id)
+        self._seen_count += len(delta.taken)
+        for message_id in trimmed:
+            ids = self.seen_ids[message_id]
+            for _ in range(len(ids) - window):
+                ids.popitem(last=False)
+                self._seen_count -= 1

@@ -1,0 +1,50 @@
+"""Reading summaries and per-user state straight from Redis, as the workers wrote them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import redis
+
+from schemas.values import Value
+from streams.engine.state import Held
+from streams.engine.summary import decode_held as held_as_json
+from streams.engine.summary import render_summary
+from streams.storage.codec import decode_held, decode_meta, split_field
+from streams.storage.layout import Keys, value_field
+
+
+class SummaryReader:
+    """Sync reads for the CLI, the SDK and services; one round trip per call."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str = "ms") -> None:
+        # Holdings are bytes: a client made with decode_responses=True would garble them.
+        self.client = client
+        self.keys = Keys(key_prefix)
+
+    def get_summary(self, message_id: str, part: str = "root", clip: int | None = None
+                    ) -> dict[str, Any]:
+        """The Response Summary of one (message, part), SPEC section 4."""
+        pipe = self.client.pipeline(transaction=True)  # one consistent view
+        pipe.hgetall(self.keys.meta(message_id, part))
+        pipe.hgetall(self.keys.values(message_id, part))
+        pipe.hgetall(self.keys.tally(message_id, part))
+        meta_raw, values_raw, tally_raw = pipe.execute()
+        holdings: dict[str, dict[str, Held]] = defaultdict(dict)
+        for field, raw in values_raw.items():
+            name, identity = split_field(field)
+            holdings[name][identity.decode()] = decode_held(raw)
+        tallies: dict[str, dict[bytes, int]] = defaultdict(dict)
+        for field, count in tally_raw.items():
+            name, encoded = split_field(field)
+            tallies[name][encoded] = int(count)
+        return render_summary(message_id, part, decode_meta(meta_raw), holdings, tallies, clip)
+
+    def get_state(self, message_id: str, name: str, identity_id: str, part: str = "root"
+                  ) -> Value | list[Value] | None:
+        """One identity's value of one state: a value, a Set's members, or None."""
+        raw = self.client.hget(self.keys.values(message_id, part), value_field(name, identity_id))
+        if raw is None:
+            return None
+        return held_as_json(decode_held(raw if isinstance(raw, bytes) else raw.encode()))

@@ -1,0 +1,1 @@
+"""The `msgstate` command line: a thin click layer over the services and tools."""

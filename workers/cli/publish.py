@@ -1,0 +1,62 @@
+"""`msgstate publish FILE`: publish Response Messages, one JSON per line, keyed by message_id.
+
+Built on the SDK's publisher; signs every record when `MSGSTATE_SIGNING_KEY` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import BinaryIO
+
+import click
+
+from schemas.exceptions import DeliveryError, ServiceUnreachable
+from streams.engine.signing import parse_key
+from streams.sdk.publisher import Publisher, record_key
+from workers.cli.progress import reading
+from workers.config import Settings
+from workers.services import probes
+
+__all__ = ["publish", "record_key"]
+
+SIGNING_KEY_ENV = "MSGSTATE_SIGNING_KEY"
+
+
+@click.command()
+@click.argument("file", type=click.File("rb"))
+def publish(file: BinaryIO) -> None:
+    """Publish the records of FILE (`-` for stdin) to the responses topic.
+
+    Every non-blank line is sent as it is, even a bad one: the workers turn it into a rejection
+    with a reason, so nothing disappears. With MSGSTATE_SIGNING_KEY=keyid:base64secret set,
+    every record is signed.
+    """
+    settings = Settings.from_env()
+    spec = os.environ.get(SIGNING_KEY_ENV, "").strip()
+    signing_key = parse_key(spec) if spec else None
+    security = settings.kafka_security.kafka_python()
+    probes.require_kafka(settings.kafka, options=security)
+    publisher = Publisher(settings.kafka_servers, settings.topics.responses,
+                          signing_key=signing_key, client_id="msgstate-publish",
+                          producer_config=security)
+    sent = 0
+    try:
+        futures = []
+        with contextlib.ExitStack() as stack:
+            for raw in reading(file, f"publishing {file.name}", stack):
+                line = raw.rstrip(b"\n")
+                if not line.strip():
+                    continue
+                futures.append(publisher.send_raw(record_key(line), line))
+                sent += 1
+        publisher.flush(timeout=30)
+        for future in futures:
+            future.result(timeout=30)  # surfaces a delivery error instead of losing it
+    except DeliveryError as exc:
+        raise ServiceUnreachable("Kafka", settings.kafka, f"publishing failed: {exc}") from exc
+    finally:
+        publisher.close(timeout=5)
+    click.echo(f"published {sent} records to {settings.topics.responses}", err=True)
+    sys.stdout.flush()

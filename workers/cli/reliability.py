@@ -1,0 +1,63 @@
+"""`msgstate reliability SCENARIO…`: run fault scenarios on a private stack and print the figures."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from workers.config import Settings, Topics
+from workers.tools.fault_run import SCENARIOS, Figures, run
+from workers.tools.stack import private_stack
+
+ROWS = ("published", "acknowledged", "in_topic", "faults", "worker_crashes", "parts",
+        "parts_differing", "events_expected", "events_missing", "events_unexpected",
+        "events_conflicting", "rejections_expected", "rejections_missing", "rejections_unexpected",
+        "acknowledged_not_in_topic", "lost", "applied_twice", "seconds")
+
+
+def table(figures: list[Figures]) -> Table:
+    out = Table(title="fault runs: the pipeline against a replay of the responses topic")
+    out.add_column("figure")
+    for f in figures:
+        out.add_column(f.scenario, justify="right")
+    for row in ROWS:
+        cells = [f.as_dict()[row] for f in figures]
+        out.add_row(row, *(f"{c:.1f}" if isinstance(c, float) else f"{c:,}" for c in cells))
+    out.add_row("verdict", *("[green]clean[/]" if f.clean else "[red]NOT CLEAN[/]" for f in figures))
+    return out
+
+
+HELP = ("Run fault SCENARIOS (default: all) on a private local stack and print what was lost or "
+        "applied twice, against a replay of the responses topic. Exit status 1 when a run is not "
+        "clean.\n\n\b\n" + "\n".join(f"{name:>10}  {text}" for name, text in SCENARIOS.items()))
+
+
+@click.command(help=HELP)
+@click.argument("scenarios", nargs=-1, type=click.Choice([*SCENARIOS, "all"]))
+@click.option("--records", default=4000, show_default=True, help="Responses per scenario.")
+@click.option("--rate", default=400.0, show_default=True, help="Responses per second offered.")
+@click.option("--partitions", default=4, show_default=True, help="Partitions of the topics.")
+@click.option("--seed", default=1, show_default=True)
+def reliability(scenarios: tuple[str, ...], records: int, rate: float, partitions: int,
+                seed: int) -> None:
+    chosen = list(SCENARIOS) if not scenarios or "all" in scenarios else list(dict.fromkeys(scenarios))
+    console = Console(stderr=True)
+    logs = Path(tempfile.mkdtemp(prefix="msgstate-faults-"))
+    figures: list[Figures] = []
+    with private_stack(Settings.from_env(), partitions) as settings:
+        for name in chosen:
+            tag = f"faults-{name}-{int(time.time())}"
+            console.print(f"[bold]{name}[/]: {SCENARIOS[name]}")
+            figures.append(run(settings.with_(topics=Topics(tag), key_prefix=tag, app_id=tag),
+                               name, records, rate, logs / name, seed=seed,
+                               progress=lambda line: console.print(f"  {line}")))
+    Console().print(table(figures))
+    console.print(f"worker logs: {logs}")
+    if not all(f.clean for f in figures):
+        sys.exit(1)

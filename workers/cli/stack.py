@@ -1,0 +1,51 @@
+"""`msgstate stack up | down | status | fetch`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from workers.config import Settings
+from workers.tools import kafka_dist
+from workers.tools import stack as local_stack
+
+
+@click.group()
+def stack() -> None:
+    """Start, stop or show the local Kafka broker and Redis server."""
+
+
+@stack.command()
+def up() -> None:
+    """Start what is not running; return when Kafka and Redis both answer."""
+    local_stack.up(Settings.from_env(), echo=click.echo)
+
+
+@stack.command()
+def down() -> None:
+    """Stop the processes `up` started (by pid file) and wait for them."""
+    local_stack.down(Settings.from_env(), echo=click.echo)
+
+
+@stack.command()
+def status() -> None:
+    """Show what runs, where, and whether it answers; exit 1 unless both answer."""
+    rows = local_stack.status(Settings.from_env())
+    for row in rows:
+        if row.pid:
+            answer = "answers" if row.answers else "does not answer yet"
+            text = f"running (pid {row.pid}), {answer}; log {row.log}"
+        elif row.answers:
+            text = "answers, but was not started by this stack"
+        else:
+            text = "stopped"
+        click.echo(f"{row.name:<6} {row.address}  {text}")
+    sys.exit(0 if all(r.answers for r in rows) else 1)
+
+
+@stack.command()
+def fetch() -> None:
+    """Fetch the Kafka broker's jars from Maven Central into the stack dir (cached)."""
+    libs = kafka_dist.fetch(Settings.from_env().stack_dir)
+    click.echo(f"Kafka {kafka_dist.KAFKA_VERSION} jars in {libs}")

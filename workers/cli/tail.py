@@ -1,0 +1,76 @@
+"""`msgstate tail`: follow summary changes and rejections live, optionally for one message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+import orjson
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from rich.console import Console
+from rich.markup import escape
+
+from schemas.exceptions import ServiceUnreachable
+from workers.config import Settings
+from workers.services import probes
+
+
+def describe(topic_kind: str, record: dict[str, Any]) -> str:
+    """One line a person reads; rich markup, values shown as JSON."""
+    def show(value: Any) -> str:
+        return escape(orjson.dumps(value).decode())
+
+    if topic_kind == "change":
+        return (f"[green]change[/]  {escape(str(record.get('message_id')))} "
+                f"[dim]{escape(str(record.get('part_id')))}[/]  {escape(str(record.get('identity_id')))}  "
+                f"[bold]{escape(str(record.get('name')))}[/] {show(record.get('old'))} → "
+                f"{show(record.get('new'))}  [dim]v{record.get('version')}[/]")
+    where = "" if record.get("change_index") is None else f" change {record['change_index']}"
+    return (f"[red]reject[/]  {escape(str(record.get('message_id')))}  "
+            f"{escape(str(record.get('identity_id')))}  [bold]{escape(str(record.get('reason')))}[/]"
+            f"{where}: {escape(str(record.get('detail')))}")
+
+
+@click.command()
+@click.option("--message", "message_id", default=None, help="Only this message's changes and rejections.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest records kept, not at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print each record as one JSON line.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Exit after printing N records.")
+def tail(message_id: str | None, from_beginning: bool, as_json: bool, count: int | None) -> None:
+    """Follow summary-change events and rejections as they are published."""
+    settings = Settings.from_env()
+    probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    kinds = {settings.topics.summary_changes: "change", settings.topics.rejections: "reject"}
+    try:
+        consumer = KafkaConsumer(*kinds, **settings.kafka_client(), group_id=None,
+                                 enable_auto_commit=False, client_id="msgstate-tail",
+                                 auto_offset_reset="earliest" if from_beginning else "latest")
+    except KafkaError as exc:
+        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+    console = Console(highlight=False, soft_wrap=True)
+    printed = 0
+    try:
+        for message in consumer:
+            try:
+                record = orjson.loads(message.value)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if message_id is not None and record.get("message_id") != message_id:
+                continue
+            kind = kinds[message.topic]
+            if as_json:
+                click.echo(orjson.dumps({"kind": kind, **record}).decode())
+            else:
+                console.print(describe(kind, record))
+            printed += 1
+            if count is not None and printed >= count:
+                return
+    except KeyboardInterrupt:
+        return
+    finally:
+        consumer.close()

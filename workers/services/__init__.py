@@ -1,0 +1,1 @@
+"""The services: state worker, apps worker, analytics consumer, HTTP API."""

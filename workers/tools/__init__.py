@@ -1,0 +1,1 @@
+"""Operator and developer tooling: the local stack, fault runs, fuzz records, the demo."""

@@ -1,0 +1,436 @@
+"""The local stack: a single-node KRaft Kafka broker and a Redis server, run from the stack dir.
+
+Jars are cached in `<stack dir>/kafka-<version>/libs`; each instance lives in
+`<stack dir>/kafka-<port>/` and `<stack dir>/redis-<port>/`, so stacks on other ports
+(the test suite's, a second developer's) share the cache and nothing else.
+
+Each process is started in its own session with a pid file; `down` stops exactly
+the pids it wrote (after checking the pid still runs our command line) and waits
+for them to exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.exceptions import StackError
+from workers.config import Settings, redis_port, split_host_port
+from workers.services import probes
+from workers.tools import kafka_dist
+
+KAFKA_START_TIMEOUT = 90.0
+REDIS_START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+AOF_REWRITE_MIN_SIZE = "1gb"
+SERVICES = ("kafka", "redis")
+
+# Processes started by this Python process: kept referenced (and polled) while they run.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One process of the stack: how to recognise it, where it logs, how to tell it answers."""
+
+    name: str
+    address: str
+    ports: tuple[int, ...]
+    home: Path
+    marker: str  # a string of its command line that tells our process from a recycled pid
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / f"{self.name.lower()}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "stdout.log"
+
+    def pid(self) -> int | None:
+        """The pid of our running process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        child = _children.get(pid)
+        if child is not None and child.poll() is None:
+            # Started by this process: trust it even before Redis retitles its command line.
+            return pid
+        if _cmdline(pid) is not None and self.marker in (_cmdline(pid) or ""):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+    answers: bool
+    log: Path
+
+
+def kafka_service(settings: Settings) -> Service:
+    host, port = split_host_port(settings.kafka_servers[0], "MSGSTATE_KAFKA")
+    if host not in ("127.0.0.1", "localhost"):
+        raise StackError(f"the local stack runs Kafka on loopback only, not {host} (MSGSTATE_KAFKA)")
+    home = settings.stack_dir.resolve() / f"kafka-{port}"
+    return Service("Kafka", f"127.0.0.1:{port}", (port, port + 1), home, str(home / "server.properties"))
+
+
+def redis_service(settings: Settings) -> Service:
+    port = redis_port(settings.redis)
+    home = settings.stack_dir.resolve() / f"redis-{port}"
+    return Service("Redis", settings.redis, (port,), home, f"127.0.0.1:{port}")
+
+
+def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
+    """Start what is not running, return when both answer. Idempotent; a service that already
+    answers at its address (started elsewhere) is used as it is, and `down` leaves it alone."""
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    start_service(settings, "redis", wait=False)
+    start_service(settings, "kafka", wait=False)
+    start_service(settings, "redis")
+    start_service(settings, "kafka")
+    result = status(settings)
+    for s in result:
+        where = f"pid {s.pid}  log {s.log}" if s.pid else "already running (not started here)"
+        echo(f"{s.name:<6} {s.address}  {where}")
+    return result
+
+
+def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Stop the processes this stack started (by pid file) and wait until they are gone."""
+    for which in SERVICES:
+        service = _service(settings, which)
+        pid = stop_service(settings, which)
+        echo(f"{service.name:<6} stopped (pid {pid})" if pid else f"{service.name:<6} not running")
+
+
+@contextlib.contextmanager
+def private_stack(base: Settings, partitions: int) -> Iterator[Settings]:
+    """Kafka and Redis of their own on free ports (the jar cache is shared), removed after."""
+    settings = base.with_(kafka=f"127.0.0.1:{free_port_pair()}",
+                          redis=f"redis://127.0.0.1:{free_port_pair()}/0",
+                          partitions=partitions)
+    try:
+        up(settings, echo=lambda _line: None)  # inside: a half-started stack is stopped too
+        yield settings
+    finally:
+        down(settings, echo=lambda _line: None)
+        for service in (kafka_service(settings), redis_service(settings)):
+            shutil.rmtree(service.home, ignore_errors=True)
+
+
+def start_service(settings: Settings, which: str, wait: bool = True) -> None:
+    """Start one service of the stack ("kafka" or "redis") unless it runs; with `wait`, return
+    once it answers. Fault-injection runs restart one service while the other stays up."""
+    service = _service(settings, which)
+    marks = log_marks(service.log_file.parent)
+    if which == "redis":
+        _start_redis(service)
+        if wait:
+            _await(service, lambda: probes.redis_answers(settings.redis), REDIS_START_TIMEOUT,
+                   marks)
+    else:
+        _start_kafka(service, settings)
+        if wait:
+            # A metadata request only once the port is open: fewer failed client connections.
+            _await(service, lambda: port_in_use(service.ports[0])
+                   and probes.kafka_answers(service.address), KAFKA_START_TIMEOUT, marks)
+
+
+def stop_service(settings: Settings, which: str, kill: bool = False) -> int | None:
+    """Stop one service this stack started (SIGTERM, or SIGKILL as a crash would) and wait until
+    it is gone; returns its pid, or None when it was not running."""
+    service = _service(settings, which)
+    pid = service.pid()
+    if pid is None:
+        return None
+    if kill:
+        os.kill(pid, signal.SIGKILL)
+    _stop(pid, service)
+    service.pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _service(settings: Settings, which: str) -> Service:
+    if which not in SERVICES:
+        raise StackError(f"unknown service {which!r}: one of {', '.join(SERVICES)}")
+    return kafka_service(settings) if which == "kafka" else redis_service(settings)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    kafka = kafka_service(settings)
+    redis = redis_service(settings)
+    return [
+        ServiceStatus(kafka.name, kafka.address, kafka.pid(),
+                      probes.kafka_answers(kafka.address, timeout=2.0), kafka.log_file),
+        ServiceStatus(redis.name, redis.address, redis.pid(),
+                      probes.redis_answers(settings.redis, timeout=1.0), redis.log_file),
+    ]
+
+
+def _start_redis(service: Service) -> None:
+    if service.pid() is not None or probes.redis_answers(service.address, timeout=1.0):
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server is not installed: apt-get install -y redis-server (./dev does it)")
+    _refuse_busy_ports(service)
+    data = service.home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (service.home / "logs").mkdir(parents=True, exist_ok=True)
+    port = service.ports[0]
+    # The AOF grows by about 1 KB per response (the outbox entries, added and trimmed again,
+    # and each script's write effects) while the data set stays small. At Redis's default of
+    # 64 MB the AOF was rewritten every ~60,000 responses: a forked process compressing the
+    # data set, taking a core for seconds from the rest of a small machine.
+    _spawn(service, [
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+        "--auto-aof-rewrite-min-size", AOF_REWRITE_MIN_SIZE,
+        "--save", "", "--protected-mode", "yes", "--logfile", "",
+    ])
+
+
+def _start_kafka(service: Service, settings: Settings) -> None:
+    if service.pid() is not None or (port_in_use(service.ports[0])
+                                     and probes.kafka_answers(service.address, timeout=2.0)):
+        return
+    libs = kafka_dist.fetch(settings.stack_dir)
+    java = kafka_dist.java()
+    _refuse_busy_ports(service)
+    port, controller = service.ports
+    data = service.home / "data"
+    logs = service.home / "logs"
+    data.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    config = service.home / "server.properties"
+    config.write_text(_server_properties(port, controller, data, settings.partitions))
+    log4j = service.home / "log4j2.properties"
+    log4j.write_text(_LOG4J2)
+    classpath = f"{libs}/*"
+    jvm = [java, f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={logs}", "-cp", classpath]
+    cluster_id = service.home / "cluster.id"
+    if not cluster_id.exists():
+        uuid = _run([*jvm, "kafka.tools.StorageTool", "random-uuid"], service, "random-uuid")
+        cluster_id.write_text(uuid.strip().splitlines()[-1] + "\n")
+    _run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id.read_text().strip(),
+          "-c", str(config), "-g"], service, "storage format")
+    _spawn(service, [java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+                     *jvm[1:], "kafka.Kafka", str(config)])
+
+
+def _server_properties(port: int, controller: int, data: Path, partitions: int) -> str:
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        f"num.partitions={partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "",
+    ])
+
+
+def _spawn(service: Service, argv: list[str]) -> None:
+    service.log_file.parent.mkdir(parents=True, exist_ok=True)
+    with service.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    service.pid_file.write_text(f"{proc.pid}\n")
+
+
+def _run(argv: list[str], service: Service, what: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        with service.log_file.open("a") as log:
+            log.write(done.stdout + done.stderr)
+        raise StackError(f"{service.name} {what} failed (exit {done.returncode}); see {service.log_file}")
+    return done.stdout
+
+
+def _await(service: Service, answers: Callable[[], bool], timeout: float,
+           marks: dict[Path, int]) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if service.pid() is None:
+            reason = exit_reason(marks)
+            raise StackError(f"{service.name} exited while starting at {service.address}"
+                             + (f" ({reason})" if reason else "") + f"; see {service.log_file}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{service.name} did not answer at {service.address} within "
+                             f"{timeout:.0f} s; see {service.log_file}")
+        time.sleep(0.25)
+
+
+_FAILURE = re.compile(r"(?:Exception|Error): (?P<why>.+)$|(?P<line>.*(?:Could not|FATAL|Fatal).*)$")
+
+
+def log_marks(logs: Path) -> dict[Path, int]:
+    """Where each log of a service (Kafka's server.log, the captured stdout) ends now."""
+    marks = {}
+    for log in (logs / "server.log", logs / "stdout.log"):
+        try:
+            marks[log] = log.stat().st_size
+        except OSError:
+            marks[log] = 0
+    return marks
+
+
+def exit_reason(marks: dict[Path, int]) -> str | None:
+    """The first failure a service logged since `marks`, so a start that dies names why
+    (a busy port, a bad data dir) without opening the file; older runs' lines are skipped."""
+    for log, start in marks.items():
+        try:
+            with log.open("rb") as handle:
+                handle.seek(start)
+                lines = handle.read(1 << 20).decode("utf-8", "replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            found = _FAILURE.search(line.strip())
+            if found:
+                return (found.group("why") or found.group("line")).strip()[:300]
+    return None
+
+
+def _refuse_busy_ports(service: Service) -> None:
+    for port in service.ports:
+        if port_in_use(port):
+            raise StackError(f"{service.name}: port {port} is already in use by a process this "
+                             f"stack did not start (stack dir {service.home.parent})")
+
+
+def _stop(pid: int, service: Service) -> None:
+    with contextlib.suppress(ProcessLookupError):  # gone already (killed by a fault run)
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+        time.sleep(0.1)
+    for port in service.ports:
+        _await_port_free(port)
+
+
+def _await_port_free(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while port_in_use(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    # Not our child (started by an earlier command): init reaps it; a zombie counts as gone.
+    state = _proc_state(pid)
+    return state is not None and state != "Z"
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    if _proc_state(pid) in (None, "Z"):
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 free on loopback (Kafka's client and controller ports).
+
+    Drawn below the kernel's ephemeral range, so an outgoing connection made between
+    this check and the server's bind cannot take either port; pairs handed out by this
+    process never overlap (a private stack asks for two pairs before starting either)."""
+    low = _ephemeral_low()
+    upper = low - 1 if low > 12000 else 65000  # an odd kernel range: draw from anywhere
+    for _ in range(1000):
+        port = random.randrange(10000, upper)
+        if {port, port + 1} & _handed_out:
+            continue
+        if _bindable(port) and _bindable(port + 1):
+            _handed_out.update((port, port + 1))
+            return port
+    raise StackError("no two adjacent free ports found on 127.0.0.1")
+
+
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return not port_in_use(port)
