@@ -7,19 +7,18 @@ mod decode;
 mod engine;
 mod fast;
 mod json;
-mod kafka_out;
 mod redis_reads;
 mod redis_writes;
 mod store;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use decode::{Decoded, Keys, Kind, Raw, Whole, MAX_RECORD_BYTES};
 use engine::{Journal, Lines};
-use redis_reads::{load_meta, load_value, part_of, ReadPlan};
-use store::{Held, Store};
+use redis_reads::ReadPlan;
+use store::Store;
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
@@ -250,32 +249,24 @@ struct NativeCache {
     last: Option<Journal>,
     registry: Vec<(String, Kind)>,
     window: usize,
-    /// What the decided batch reads, once `decide_read` asked for it.
+    /// What the decided batch reads, once `decide` asked for it.
     plan: Option<ReadPlan>,
-    /// The applied batch's events, (message id, line), until the next batch.
-    events: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>);
-type Meta = (String, String, u64, Vec<(String, &'static str)>);
-/// (outbox frames per input partition, [(events-topic partition, count, records)])
-type Routes<'py> = (Vec<Bound<'py, PyBytes>>, Vec<(u32, u32, Bound<'py, PyBytes>)>);
+/// The read's parts, value parts, messages and the read script's ARGV (`streams.storage.protocol.Read`).
+type ReadRequest<'py> = (Vec<(String, String)>, Vec<(String, String)>, Vec<String>, Bound<'py, PyList>);
+/// (events as (key, value), rejections as (index of the record, line))
+type Outcome<'py> = (Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>, Vec<(usize, Bound<'py, PyBytes>)>);
 
 #[pymethods]
 impl NativeCache {
     #[new]
-    fn new(
-        py: Python<'_>,
-        registry: &Bound<'_, PyDict>,
-        window: i64,
-        events: bool,
-        tallies: bool,
-        orjson: &Bound<'_, PyModule>,
-    ) -> PyResult<NativeCache> {
+    fn new(py: Python<'_>, registry: &Bound<'_, PyDict>, window: i64, orjson: &Bound<'_, PyModule>) -> PyResult<NativeCache> {
         let window = checked_window(window)?;
         let registry = checked_registry(registry)?;
         Ok(NativeCache {
-            core: cache_engine(&registry, window, events, tallies),
+            core: cache_engine(&registry, window),
             keys: Keys::new(py),
             orjson: Orjson::new(orjson)?,
             batch: Vec::new(),
@@ -284,44 +275,34 @@ impl NativeCache {
             registry,
             window,
             plan: None,
-            events: Vec::new(),
         })
     }
 
-    /// Take a batch of record values; (parts, values, response ids) it reads that the cache
-    /// does not hold (the three sets of `StateNeeds`, as lists).
-    #[pyo3(signature = (values, authentic=None))]
-    fn decide(&mut self, py: Python<'_>, values: &Bound<'_, PyAny>, authentic: Option<&Bound<'_, PyAny>>) -> PyResult<Needs> {
-        self.plan = None;
-        self.needs(py, values, authentic)
-    }
-
-    /// `decide`, with what the batch reads as the read script's (KEYS, ARGV) for keys under
-    /// `prefix` (streams/lua/read_state.lua), or None when it reads nothing; `load_reply`
-    /// takes the script's reply.
-    #[pyo3(signature = (values, authentic, prefix, whole_fields))]
-    fn decide_read<'py>(
+    /// Take a batch of record values (and their signature verdicts); what it reads that the
+    /// cache does not hold, as the store's read (streams/lua/read_state.lua), or None when it
+    /// reads nothing; `load` takes the reply. `whole_fields`: the most fields a values hash may
+    /// have to be read whole.
+    #[pyo3(signature = (values, authentic, whole_fields))]
+    fn decide<'py>(
         &mut self,
         py: Python<'py>,
         values: &Bound<'py, PyAny>,
         authentic: Option<&Bound<'py, PyAny>>,
-        prefix: &str,
         whole_fields: usize,
-    ) -> PyResult<Option<(Vec<String>, Bound<'py, PyList>)>> {
+    ) -> PyResult<Option<ReadRequest<'py>>> {
         self.plan = None;
         let (parts, values, ids) = self.needs(py, values, authentic)?;
         let plan = ReadPlan::new(parts, values, ids);
         if plan.is_empty() {
             return Ok(None);
         }
-        let script = plan.script(py, prefix, whole_fields)?;
+        let request = plan.request(py, whole_fields)?;
         self.plan = Some(plan);
-        Ok(Some(script))
+        Ok(Some(request))
     }
 
-    /// Take in the read script's reply to what `decide_read` asked.
-    fn load_reply(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {
-        let plan = self.plan.take().ok_or_else(|| PyRuntimeError::new_err("no read was asked for"))?;
+    /// Take in the read script's reply to what `decide` asked.
+    fn load(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {        let plan = self.plan.take().ok_or_else(|| PyRuntimeError::new_err("no read was asked for"))?;
         let orjson = &self.orjson;
         // `decode_held`: each member of the parsed array written again by orjson.
         let long_way = |raw: &[u8]| -> PyResult<Vec<Vec<u8>>> {
@@ -336,56 +317,10 @@ impl NativeCache {
         plan.take(&mut self.core.store, reply, &long_way)
     }
 
-    /// Take in what was read from Redis: metas (message, part, version, [(name, type)]),
-    /// held (message, part, name, identity, bytes | tuple of bytes | None), seen (message, ids
-    /// oldest first), whole (message, part): parts whose every value is in `held`.
-    fn load(
-        &mut self,
-        metas: Vec<(String, String, u64, Vec<(String, String)>)>,
-        held: Vec<(String, String, String, String, Option<Bound<'_, PyAny>>)>,
-        seen: Vec<(String, Vec<String>)>,
-        whole: Vec<(String, String)>,
-    ) -> PyResult<()> {
-        let store = &mut self.core.store;
-        for (mid, pid, version, types) in metas {
-            // Only parts the cache does not hold are loaded: names and holdings start here.
-            load_meta(store, &mid, &pid, version, types)?;
-        }
-        for (mid, pid, name, ident, value) in held {
-            let p = part_of(store, &mid, &pid);
-            let held = match value.filter(|v| !v.is_none()) {
-                None => None,
-                Some(value) => Some(if let Ok(one) = value.cast::<PyBytes>() {
-                    Held::One(store.encodings.intern(one.as_bytes()))
-                } else {
-                    let members =
-                        value.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a holding is bytes or a tuple of bytes"))?;
-                    let mut syms = Vec::with_capacity(members.len());
-                    for member in members.iter() {
-                        syms.push(store.encodings.intern(member.cast::<PyBytes>()?.as_bytes()));
-                    }
-                    Held::Many(syms.into_boxed_slice())
-                }),
-            };
-            load_value(store, p, &name, &ident, held)?;
-        }
-        for (mid, ids) in seen {
-            store.load_taken(&mid, ids);
-        }
-        for (mid, pid) in whole {
-            let p = part_of(store, &mid, &pid);
-            store.parts[p].whole = true;
-        }
-        Ok(())
-    }
-
-    /// Apply the decided batch to the cache; returns (events as (key, value), rejections as
-    /// (index, line), delta parts, delta values, delta tallies, taken (message, id, index),
-    /// metas before the batch of the parts it changed). `commit` or `clear` must follow.
-    /// With `delta=False` the delta's parts, values, tallies and metas before come back empty
-    /// (the writes are asked of `writes` instead).
-    #[pyo3(signature = (delta=true))]
-    fn apply<'py>(&mut self, py: Python<'py>, delta: bool) -> PyResult<Bound<'py, PyTuple>> {
+    /// Apply the decided batch to the cache; returns (events as (key: the message id, value),
+    /// rejections as (index of the record in the batch, line)), in the order they arise; the
+    /// writes are asked of `writes`. `commit` or `clear` must follow.
+    fn apply<'py>(&mut self, py: Python<'py>) -> PyResult<Outcome<'py>> {
         if self.applied {
             return Err(PyRuntimeError::new_err("commit() or clear() the applied batch first"));
         }
@@ -419,105 +354,25 @@ impl NativeCache {
             rejected_at.resize(out.rejections.len(), index);
         }
         self.batch.clear();
-        let journal = self.core.journal.take().unwrap_or_default();
-        let store = &self.core.store;
-        let text = |sym| store.strings.text(sym);
-        let key = |p: u32| {
-            let (mid, pid) = store.parts[p as usize].key;
-            (text(mid), text(pid))
-        };
-        let meta = |p: u32, version: u64, names: usize| -> Meta {
-            let part = &store.parts[p as usize];
-            let types = part.names[..names].iter().map(|&(n, k)| (text(n).to_owned(), k.name())).collect();
-            let (mid, pid) = key(p);
-            (mid.to_owned(), pid.to_owned(), version, types)
-        };
-        let empty = Journal::default();
-        let shown = if delta { &journal } else { &empty };
-        let parts: Vec<Meta> = shown
-            .before
-            .keys()
-            .map(|&p| meta(p, store.parts[p as usize].version, store.parts[p as usize].names.len()))
-            .collect();
-        let before: Vec<Meta> = shown.before.iter().map(|(&p, &(version, names))| meta(p, version, names)).collect();
-        let held_object = |held: &Option<Held>| -> PyResult<Py<PyAny>> {
-            Ok(match held {
-                None => py.None(),
-                Some(Held::One(one)) => PyBytes::new(py, store.encodings.bytes(*one)).into_any().unbind(),
-                Some(Held::Many(many)) => {
-                    PyTuple::new(py, many.iter().map(|m| PyBytes::new(py, store.encodings.bytes(*m))))?.into_any().unbind()
-                }
-            })
-        };
-        let mut values = Vec::with_capacity(shown.values.len());
-        for (&(p, name, ident), held) in &shown.values {
-            let (mid, pid) = key(p);
-            values.push((mid, pid, text(name), text(ident), held_object(held)?));
-        }
-        let tallies: Vec<_> = shown
-            .tallies
-            .iter()
-            .filter(|(_, &n)| n != 0)
-            .map(|(&(p, name, encoding), &n)| {
-                let (mid, pid) = key(p);
-                (mid, pid, text(name), PyBytes::new(py, store.encodings.bytes(encoding)), n)
-            })
-            .collect();
-        let taken: Vec<_> = journal.taken.iter().map(|(mid, rid, index)| (text(*mid), &**rid, *index)).collect();
-        let events: Vec<_> = out
+        self.last = Some(self.core.journal.take().unwrap_or_default());
+        // An event line ends with its newline: the record's value is the line without it.
+        let events = out
             .events
             .iter()
             .zip(&event_keys)
             .map(|(line, key)| (PyBytes::new(py, key), PyBytes::new(py, &line[..line.len() - 1])))
             .collect();
-        let rejections: Vec<_> =
-            out.rejections.iter().zip(&rejected_at).map(|(line, &at)| (at, PyBytes::new(py, line))).collect();
-        let result = (events, rejections, parts, values, tallies, taken, before).into_pyobject(py);
-        self.last = Some(journal);
-        self.events = event_keys
-            .into_iter()
-            .zip(out.events)
-            .map(|(key, mut line)| {
-                line.pop();
-                (key, line)
-            })
-            .collect();
-        result
+        let rejections = out.rejections.iter().zip(&rejected_at).map(|(line, &at)| (at, PyBytes::new(py, line))).collect();
+        Ok((events, rejections))
     }
 
-    /// The applied batch's events routed (`kafka_out::route`): each input partition's outbox
-    /// frames (`keys`: each record's Kafka key in round order; `starts`: where each input
-    /// partition's records begin), and [(events-topic partition, count, records)] of at most
-    /// `max_bytes` each, for `record_batch`.
-    fn route<'py>(
-        &self,
-        py: Python<'py>,
-        keys: Vec<Option<Vec<u8>>>,
-        starts: Vec<usize>,
-        partitions: u32,
-        max_bytes: usize,
-    ) -> PyResult<Routes<'py>> {
-        if partitions == 0 || starts.first() != Some(&0) || starts.windows(2).any(|w| w[0] > w[1]) {
-            return Err(PyValueError::new_err("partitions must be positive and starts ascend from 0"));
-        }
-        let routed = kafka_out::route(&self.events, &keys, &starts, partitions, max_bytes);
-        let frames = routed.frames.iter().map(|f| PyBytes::new(py, f)).collect();
-        let chunks = routed.chunks.iter().map(|c| (c.partition, c.count, PyBytes::new(py, &c.records))).collect();
-        Ok((frames, chunks))
-    }
-
-    /// The applied batch's writes as the persist script takes them: (state keys, the JSON
-    /// array of groups of four), key indexes counted from `base` + 1.
-    fn writes<'py>(
-        &self,
-        py: Python<'py>,
-        prefix: &str,
-        base: usize,
-        window: usize,
-    ) -> PyResult<(Vec<String>, Bound<'py, PyBytes>)> {
+    /// The applied batch's writes as the persist script takes them (streams/lua/apply_round.lua):
+    /// the state keys as (kind, message id, part id) references, which the store's key layout
+    /// names, and the JSON array of groups of four, key indexes counted from 1.
+    #[allow(clippy::type_complexity)]
+    fn writes<'py>(&self, py: Python<'py>) -> PyResult<(Vec<(&'static str, String, String)>, Bound<'py, PyBytes>)> {
         let journal = self.last.as_ref().ok_or_else(|| PyRuntimeError::new_err("no applied batch"))?;
-        let layout = redis_writes::Layout { prefix, base, window };
-        let (keys, ops) = redis_writes::writes(&self.core.store, journal, &layout);
+        let (keys, ops) = redis_writes::writes(&self.core.store, journal, self.window);
         Ok((keys, PyBytes::new(py, &ops)))
     }
 
@@ -535,11 +390,11 @@ impl NativeCache {
 
     /// Drop everything held (the next batch loads from Redis again), the decided batch too.
     fn clear(&mut self) {
-        self.core = cache_engine(&self.registry, self.window, self.core.events, self.core.tallies);
+        self.core = cache_engine(&self.registry, self.window);
         self.batch.clear();
         self.applied = false;
         self.last = None;
-        self.events.clear();
+        self.plan = None;
     }
 
     /// Held entries, known-absent values and remembered ids (to bound the cache).
@@ -615,30 +470,11 @@ impl NativeCache {
     }
 }
 
-fn cache_engine(registry: &[(String, Kind)], window: usize, events: bool, tallies: bool) -> engine::Engine {
-    let mut core = engine::Engine::new(registry, window, events);
-    core.tallies = tallies;
+/// An engine whose store keeps tallies (the cache's writes carry them), with events.
+fn cache_engine(registry: &[(String, Kind)], window: usize) -> engine::Engine {
+    let mut core = engine::Engine::new(registry, window, true);
+    core.tallies = true;
     core
-}
-
-/// A Kafka record batch (v2) of `route`'s records, for the producer state the sender gives.
-#[pyfunction]
-fn record_batch<'py>(
-    py: Python<'py>,
-    records: &[u8],
-    count: u32,
-    timestamp: i64,
-    producer_id: i64,
-    producer_epoch: i16,
-    base_sequence: i32,
-) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &kafka_out::record_batch(records, count, timestamp, producer_id, producer_epoch, base_sequence))
-}
-
-/// Kafka's default partitioner's hash of a key (murmur2), before its top bit is cleared.
-#[pyfunction]
-fn murmur2(key: &[u8]) -> u32 {
-    kafka_out::murmur2(key)
 }
 
 /// Whether a record value takes the plain path (`fast::decode`): read straight from its bytes.
@@ -658,8 +494,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeCore>()?;
     m.add_class::<NativeCache>()?;
     m.add_function(wrap_pyfunction!(heap_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(record_batch, m)?)?;
-    m.add_function(wrap_pyfunction!(murmur2, m)?)?;
     m.add_function(wrap_pyfunction!(is_plain, m)?)?;
     Ok(())
 }

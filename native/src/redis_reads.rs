@@ -1,6 +1,7 @@
 //! A round's read as the read script takes it (streams/lua/read_state.lua), and its reply taken
-//! into the store: what `RedisStateStore.read` and `NativeCache.load` do, without a Python
-//! object per key, field and value. Key names follow streams/redis_keys.py.
+//! into the store, without a Python object per key, field and value (`PythonDecider.decide` and
+//! `load` do the same in Python). Keys are named by the store's layout (streams/storage/layout.py):
+//! the read gives the parts and messages whose keys it reads.
 
 use indexmap::{IndexMap, IndexSet};
 use pyo3::exceptions::PyValueError;
@@ -10,7 +11,6 @@ use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::decode::Kind;
 use crate::json::split_array;
-use crate::redis_writes::message_key;
 use crate::store::{Held, Store};
 
 type Part = (String, String);
@@ -41,19 +41,15 @@ impl ReadPlan {
         self.parts.is_empty() && self.values.is_empty() && self.messages.is_empty()
     }
 
-    /// The script's KEYS and ARGV; `whole_fields`: the most fields a values hash may have to
-    /// be read whole.
-    pub fn script<'py>(&self, py: Python<'py>, prefix: &str, whole_fields: usize) -> PyResult<(Vec<String>, Bound<'py, PyList>)> {
-        let mut keys = Vec::with_capacity(self.parts.len() + self.values.len() + self.messages.len());
-        for (mid, pid) in &self.parts {
-            keys.push(format!("{}:meta:{pid}", message_key(prefix, mid)));
-        }
-        for (mid, pid) in self.values.keys() {
-            keys.push(format!("{}:vals:{pid}", message_key(prefix, mid)));
-        }
-        for mid in &self.messages {
-            keys.push(format!("{}:ids", message_key(prefix, mid)));
-        }
+    /// The read: (the parts whose metas it reads, the parts whose value hashes it reads, the
+    /// messages whose dedupe memories it reads, the script's ARGV); `whole_fields`: the most
+    /// fields a values hash may have to be read whole.
+    #[allow(clippy::type_complexity)]
+    pub fn request<'py>(
+        &self,
+        py: Python<'py>,
+        whole_fields: usize,
+    ) -> PyResult<(Vec<Part>, Vec<Part>, Vec<String>, Bound<'py, PyList>)> {
         let args = PyList::empty(py);
         for n in [self.parts.len(), self.values.len(), self.messages.len(), whole_fields] {
             args.append(n)?;
@@ -71,7 +67,10 @@ impl ReadPlan {
                 args.append(PyBytes::new(py, &field))?;
             }
         }
-        Ok((keys, args))
+        let parts = self.parts.iter().cloned().collect();
+        let value_parts = self.values.keys().cloned().collect();
+        let messages = self.messages.iter().cloned().collect();
+        Ok((parts, value_parts, messages, args))
     }
 
     /// Take the script's reply `[metas, values, ids, whole]` into the store (as

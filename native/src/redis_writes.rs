@@ -1,6 +1,7 @@
 //! A batch's writes as the persist script takes them (streams/lua/apply_round.lua): the state
 //! keys, and one JSON array of groups of four (op, key index, field, value), the same writes
-//! `RedisStateStore._writes` makes of a `StateDelta`. Key names follow streams/redis_keys.py.
+//! `PythonDecider` makes of a `StateDelta`. Keys go out as references (kind, message, part) that
+//! the store's layout names (streams/storage/layout.py).
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -8,47 +9,23 @@ use crate::engine::Journal;
 use crate::json::write_str;
 use crate::store::Store;
 
-/// Where the writes go: the key prefix, how many keys come before the state keys in the
-/// script's KEYS, and the dedupe window.
-pub struct Layout<'a> {
-    pub prefix: &'a str,
-    pub base: usize,
-    pub window: usize,
-}
+/// A state key as the store's layout names it (streams/storage/layout.py): (kind, message id,
+/// part id; "" for the dedupe memory, which is per message).
+pub type KeyRef = (&'static str, String, String);
 
+#[derive(Default)]
 struct KeyIndex {
-    keys: Vec<String>,
-    index: FxHashMap<String, usize>,
-    base: usize,
+    keys: Vec<KeyRef>,
+    /// (part, kind) of a part's key, or (message, "ids"), -> its index, from 1
+    parts: FxHashMap<(u32, &'static str), usize>,
+    messages: FxHashMap<u32, usize>,
 }
 
 impl KeyIndex {
-    fn at(&mut self, key: String) -> usize {
-        if let Some(&found) = self.index.get(&key) {
-            return found;
-        }
-        self.keys.push(key.clone());
-        let found = self.base + self.keys.len();
-        self.index.insert(key, found);
-        found
+    fn add(&mut self, key: KeyRef) -> usize {
+        self.keys.push(key);
+        self.keys.len()
     }
-}
-
-/// `<prefix>:{<message id, braces and % escaped>}`: a message's keys share its hash tag.
-pub fn message_key(prefix: &str, mid: &str) -> String {
-    let mut key = String::with_capacity(prefix.len() + mid.len() + 3);
-    key.push_str(prefix);
-    key.push_str(":{");
-    for c in mid.chars() {
-        match c {
-            '%' => key.push_str("%25"),
-            '{' => key.push_str("%7B"),
-            '}' => key.push_str("%7D"),
-            c => key.push(c),
-        }
-    }
-    key.push('}');
-    key
 }
 
 fn group(out: &mut Vec<u8>, op: &str, key: usize, field: &str, value: &str) {
@@ -69,17 +46,18 @@ fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 
-pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<String>, Vec<u8>) {
+pub fn writes(store: &Store, journal: &Journal, window: usize) -> (Vec<KeyRef>, Vec<u8>) {
     let strings = &store.strings;
-    let mut keys = KeyIndex { keys: Vec::new(), index: FxHashMap::default(), base: layout.base };
-    // (part, kind of key) -> its index in KEYS: a part's keys are named once per batch.
-    let mut named: FxHashMap<(u32, &str), usize> = FxHashMap::default();
-    let mut part_key = |keys: &mut KeyIndex, p: u32, kind: &'static str| -> usize {
-        *named.entry((p, kind)).or_insert_with(|| {
-            let (mid, pid) = store.parts[p as usize].key;
-            let message = message_key(layout.prefix, strings.text(mid));
-            keys.at(format!("{message}:{kind}:{}", strings.text(pid)))
-        })
+    let mut keys = KeyIndex::default();
+    // A part's keys, and a message's, are referred to once per batch.
+    let part_key = |keys: &mut KeyIndex, p: u32, kind: &'static str| -> usize {
+        if let Some(&found) = keys.parts.get(&(p, kind)) {
+            return found;
+        }
+        let (mid, pid) = store.parts[p as usize].key;
+        let found = keys.add((kind, strings.text(mid).to_owned(), strings.text(pid).to_owned()));
+        keys.parts.insert((p, kind), found);
+        found
     };
     let mut out = Vec::with_capacity(64 * (journal.values.len() + journal.tallies.len() + journal.taken.len() + 1));
     out.push(b'[');
@@ -127,13 +105,20 @@ pub fn writes(store: &Store, journal: &Journal, layout: &Layout<'_>) -> (Vec<Str
     let mut trimmed: Vec<usize> = Vec::new();
     let mut seen = FxHashSet::default();
     for (mid, rid, _) in &journal.taken {
-        let k = keys.at(format!("{}:ids", message_key(layout.prefix, strings.text(*mid))));
+        let k = match keys.messages.get(mid) {
+            Some(&found) => found,
+            None => {
+                let found = keys.add(("ids", strings.text(*mid).to_owned(), String::new()));
+                keys.messages.insert(*mid, found);
+                found
+            }
+        };
         group(&mut out, "L", k, rid, "");
-        if seen.insert(k) && store.taken_len(*mid) > layout.window {
+        if seen.insert(k) && store.taken_len(*mid) > window {
             trimmed.push(k);
         }
     }
-    let window = itoa::Buffer::new().format(layout.window).to_owned();
+    let window = itoa::Buffer::new().format(window).to_owned();
     for k in trimmed {
         group(&mut out, "T", k, "", &window);
     }

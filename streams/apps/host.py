@@ -36,6 +36,7 @@ from schemas.chat import decode_chat_message
 from schemas.exceptions import ConfigError, MsgstateError
 from streams.apps.persistence import DEAD_LETTERS_KEPT, AppPersistence
 from streams.apps.persistence_model import check_app_name
+from streams.storage.layout import Keys
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def handlers_of(app: object) -> list[str]:
 
 def invalid_key(key_prefix: str) -> str:
     """The stream of input records no app could be given (not a valid event)."""
-    return f"{key_prefix}:apps:invalid"
+    return Keys(key_prefix).apps_invalid()
 
 
 def app_name(app: object, fallback: str) -> str:

@@ -26,7 +26,6 @@ from redis.exceptions import ResponseError
 
 from schemas.exceptions import AppRecordExists, AppRecordNotFound, AppUpdateConflict, ValidationError
 from streams.apps.persistence_model import (
-    AppKeys,
     AppRecord,
     AssociationRecord,
     check_app_name,
@@ -35,6 +34,7 @@ from streams.apps.persistence_model import (
     decode_data,
     encode_data,
 )
+from streams.storage.layout import AppKeys
 
 ONCE_WINDOW = 100_000  # once tokens remembered per app: far more than a worker has in flight
 MODIFY_ATTEMPTS = 200

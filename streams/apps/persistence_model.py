@@ -137,33 +137,3 @@ def decode_data(raw: Mapping[bytes, bytes] | list[bytes]) -> dict[str, Any]:
         return {raw[i].decode(): orjson.loads(raw[i + 1]) for i in range(0, len(raw), 2)}
     return {key.decode(): orjson.loads(value) for key, value in raw.items()}
 
-
-@dataclass(frozen=True, slots=True)
-class AppKeys:
-    prefix: str
-    app: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:app:{{{self.app}}}:"
-
-    @property
-    def ids(self) -> str:
-        return self.base + "ids"
-
-    def record(self, record_id: str) -> str:
-        return f"{self.base}rec:{record_id}"
-
-    def links(self, record_id: str) -> str:
-        return f"{self.base}links:{record_id}"
-
-    def association(self, association: str) -> str:
-        return f"{self.base}assoc:{association}"
-
-    @property
-    def revisions(self) -> str:
-        return self.base + "rev"
-
-    @property
-    def dead(self) -> str:
-        return self.base + "dead"

@@ -50,6 +50,10 @@ class MemoryStore:
         self._seen: dict[str, _Taken] = {}
         self._encodings: dict[bytes, bytes] = {}  # shares equal value encodings
 
+    def parts(self) -> list[PartKey]:
+        """Every (message, part) that was written."""
+        return list(self._parts)
+
     # -- StateView -------------------------------------------------------------
 
     def part_meta(self, message_id: str, part_id: str) -> PartMeta:

@@ -4,7 +4,8 @@
 -- ARGV[1] p; then five per partition: the caller's assignment token, the first and last
 -- offset of its records, how many entries at the head of its outbox Kafka acknowledged
 -- (dropped first), and its new outbox entry ('' for none); then the writes as one JSON array
--- of groups of four: op, key index, field, value (strings but the key index).
+-- of groups of four: op, key index (1 = KEYS[2p+1], the first state key), field, value
+-- (strings but the key index).
 --   H: HSET   D: HDEL   I: HINCRBY, dropping the field at 0 or below
 --   L: RPUSH the field   T: keep the newest `value` items of a list
 -- A key's writes keep their order; writes to different keys may be reordered.
@@ -35,6 +36,7 @@ for i = 1, p do
   redis.call('HSET', KEYS[2 * i - 1], 'offset', ARGV[at + 2])
 end
 local ops = cjson.decode(ARGV[2 + 5 * p])
+local base = 2 * p
 -- Each redis.call costs Redis several times what the field it writes does (the call itself,
 -- and its copy to the AOF), so the writes go key by key: a key's writes, in their order, as
 -- one call per run of one op (a round's responses to one message write its keys many times,
@@ -57,7 +59,7 @@ local function call_in_slices(command, key, args)
   end
 end
 for _, k in ipairs(order) do
-  local key, at = KEYS[k], at_key[k]
+  local key, at = KEYS[base + k], at_key[k]
   local n, j = #at, 1
   while j <= n do
     local op = ops[at[j]]

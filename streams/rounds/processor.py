@@ -18,28 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from schemas.codec import dumps
 from schemas.exceptions import AlreadyApplied, Fenced
 from schemas.rejections import Rejection
-from streams.engine.decider import Decider, Decision, ReadScript, RedisLayout
-from streams.storage.round_store import Assignment, PartitionWrite, RedisStateStore
+from streams.rounds.decider import Decider, Decision
+from streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
+from streams.storage.protocol import Assignment, PartitionWrite, RoundStore
 
 log = logging.getLogger(__name__)
-
-EVENT = b"e"
-REJECTION = b"r"
-_LEN = struct.Struct(">I")
-_FRAME = struct.Struct(">cII")  # kind, key length, value length
-_ROUND = b"B"  # an outbox entry holding a round's outputs for one partition
 
 
 class InRecord(NamedTuple):
@@ -49,73 +43,9 @@ class InRecord(NamedTuple):
     key: bytes | None = None  # the record key: the message id
 
 
-class OutRecord(NamedTuple):
-    kind: bytes  # EVENT or REJECTION
-    key: bytes  # b"" for a record without a message id
-    value: bytes
-
-    def encode(self) -> bytes:
-        """One record as an outbox entry of its own (the format before rounds; still read)."""
-        return self.kind + _LEN.pack(len(self.key)) + self.key + self.value
-
-    @classmethod
-    def decode(cls, raw: bytes) -> OutRecord:
-        (size,) = _LEN.unpack_from(raw, 1)
-        return cls(raw[:1], raw[5:5 + size], raw[5 + size:])
-
-
-def pack_outbox(outputs: Iterable[OutRecord]) -> bytes:
-    """A partition's outputs of one round as one outbox entry."""
-    return _ROUND + pack_frames(outputs)
-
-
-def pack_frames(outputs: Iterable[OutRecord]) -> bytes:
-    """Outputs as an outbox entry's frames (after its leading kind byte)."""
-    frame = _FRAME.pack
-    parts: list[bytes] = []
-    for kind, key, value in outputs:
-        parts += (frame(kind, len(key), len(value)), key, value)
-    return b"".join(parts)
-
-
-def unpack_outbox(entry: bytes) -> list[OutRecord]:
-    """The records of one outbox entry, in order (either format)."""
-    if entry[:1] != _ROUND:
-        return [OutRecord.decode(entry)]
-    records = []
-    at = 1
-    size = _FRAME.size
-    while at < len(entry):
-        kind, key_size, value_size = _FRAME.unpack_from(entry, at)
-        at += size
-        key = entry[at:at + key_size]
-        at += key_size
-        records.append(OutRecord(kind, key, entry[at:at + value_size]))
-        at += value_size
-    return records
-
-
 # Hands the records to the producer, in order, and returns a future that is done once Kafka
 # acknowledged all of them (or failed with the first error).
 Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
-
-class EventBatch(NamedTuple):
-    """Some of a round's events for one partition of the events topic, in order, encoded as
-    the records of a Kafka record batch by the decider (`streams._native.record_batch`)."""
-
-    partition: int
-    record_count: int
-    records: bytes
-
-
-class EventOutlet(Protocol):
-    """Where a decider's event batches go, like `Sink`; `partitions`: the events topic's (0
-    while unknown: the events go to the sink); `max_bytes`: of records in one batch."""
-
-    partitions: int
-    max_bytes: int
-
-    def __call__(self, batches: Sequence[EventBatch]) -> Awaitable[asyncio.Future[Any]]: ...
 
 
 @dataclass(slots=True)
@@ -140,14 +70,11 @@ class RoundStats:
 class RoundProcessor:
     """The partitions one worker holds on one input topic, processed a round at a time."""
 
-    def __init__(self, decider: Decider, store: RedisStateStore, sink: Sink, topic: str,
-                 retry_max: float = 5.0, inflight_max: int = 8,
-                 events: EventOutlet | None = None) -> None:
+    def __init__(self, decider: Decider, store: RoundStore, sink: Sink, topic: str,
+                 retry_max: float = 5.0, inflight_max: int = 8) -> None:
         self.decider = decider
         self.store = store
         self.sink = sink
-        # A round's events go here when the decider routes them itself (`Decider.route`).
-        self.events = events
         self.topic = topic
         self.retry_max = retry_max
         self.inflight_max = inflight_max
@@ -190,9 +117,9 @@ class RoundProcessor:
                             del batches[partition]
                     if not batches:
                         break
-                outputs, event_batches, added = await self._apply(batches)
-                if outputs or event_batches:
-                    await self._send(outputs, event_batches, added)
+                outputs, added = await self._apply(batches)
+                if outputs:
+                    await self._send(outputs, added)
                 break
             except Fenced as exc:
                 if exc.partition is None or exc.partition not in batches:
@@ -245,16 +172,9 @@ class RoundProcessor:
                 self.assignments.pop(partition, None)
                 self._rewound.pop(partition, None)
 
-    async def _send(self, outputs: Sequence[OutRecord], event_batches: Sequence[EventBatch],
-                    added: dict[int, int]) -> None:
+    async def _send(self, outputs: Sequence[OutRecord], added: dict[int, int]) -> None:
         started = time.perf_counter()
-        handed = []
-        if outputs:
-            handed.append(await self.sink(outputs))
-        if event_batches:
-            assert self.events is not None
-            handed.append(await self.events(event_batches))
-        acked = handed[0] if len(handed) == 1 else asyncio.gather(*handed)
+        acked = await self.sink(outputs)
 
         def delivered(_: asyncio.Future[Any]) -> None:
             self._delivered.append(time.perf_counter() - started)
@@ -302,9 +222,8 @@ class RoundProcessor:
             self.assignments[assignment.partition] = assignment
 
     async def _apply(self, batches: Mapping[int, Sequence[InRecord]]
-                     ) -> tuple[list[OutRecord], list[EventBatch], dict[int, int]]:
-        """Decide and persist; returns the outputs to deliver (records, and event batches when
-        the decider routed the events) and the outbox entries added."""
+                     ) -> tuple[list[OutRecord], dict[int, int]]:
+        """Decide and persist; returns the outputs to deliver and the outbox entries added."""
         stats = self.stats
         stats.skipped = 0
         fresh: dict[int, Sequence[InRecord]] = {}
@@ -316,76 +235,45 @@ class RoundProcessor:
             if new:
                 fresh[partition] = new
         if not fresh:
-            return [], [], {}
+            return [], {}
         records = [r for new in fresh.values() for r in new]
         decider = self.decider
-        store = self.store
-        needs = decider.decide([r.value for r in records],
-                               None if all(r.authentic for r in records)
-                               else [r.authentic for r in records],
-                               RedisLayout(store.keys.prefix, 0, store.window, store.whole_part_fields))
-        if isinstance(needs, ReadScript):
+        read = decider.decide([r.value for r in records],
+                              None if all(r.authentic for r in records) else [r.authentic for r in records])
+        if read is not None:
             started = time.perf_counter()
-            needs.take(await store.read_script(needs.keys, needs.args))
+            decider.load(await self.store.read(read))
             self._timed("load", started)
-        elif needs is not None and (needs.parts or needs.values or needs.response_ids):
-            started = time.perf_counter()
-            decider.load(*await store.read(needs))
-            self._timed("load", started)
-        decision = decider.apply(RedisLayout(store.keys.prefix, 2 * len(fresh), store.window))
+        decision = decider.apply()
         try:
-            outputs, event_batches, entries = self._outputs(fresh, records, decision)
+            outputs = self._route(fresh, records, decision)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
-                                     entries.get(p, b""))
+                                     pack_outbox(outputs[p]) if p in outputs else b"")
                       for p, new in fresh.items()]
             started = time.perf_counter()
-            await store.persist(writes, decision.delta, decision, decision.writes)
+            await self.store.persist(writes, decision.writes)
             self._timed("persist", started)
         except BaseException:
-            decider.clear()  # what Redis holds now is unknown: load it again
+            decider.clear()  # what the store holds now is unknown: read it again
             raise
         decider.commit()
         for partition, new in fresh.items():
             stats.applied[partition] = len(new)
         stats.events = len(decision.events)
         stats.rejections = [r["reason"] for _, r in decision.rejections]
-        return ([output for p in fresh for output in outputs.get(p, ())], event_batches,
-                {p: 1 for p in entries})
-
-    def _outputs(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
-                 decision: Decision
-                 ) -> tuple[dict[int, list[OutRecord]], list[EventBatch], dict[int, bytes]]:
-        """The round's outputs to hand over one by one (per input partition), the event batches
-        the decider made, and each input partition's outbox entry (events, then rejections)."""
-        outlet = self.events
-        routes = None
-        if outlet is not None and outlet.partitions and decision.events:
-            starts = list(accumulate((len(new) for new in fresh.values()), initial=0))[:-1]
-            routes = self.decider.route([r.key for r in records], starts, outlet.partitions,
-                                        outlet.max_bytes)
-        if routes is None:
-            outputs = self._route(fresh, records, decision)
-            return outputs, [], {p: pack_outbox(out) for p, out in outputs.items()}
-        frames, chunks = routes
-        outputs = self._route(fresh, records, decision, events=False)
-        entries = {p: _ROUND + events + pack_frames(outputs.get(p, ()))
-                   for p, events in zip(fresh, frames, strict=True) if events or p in outputs}
-        return outputs, [EventBatch(*chunk) for chunk in chunks], entries
+        return [output for p in fresh for output in outputs.get(p, ())], {p: 1 for p in outputs}
 
     def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
-               decision: Decision, events: bool = True) -> dict[int, list[OutRecord]]:
+               decision: Decision) -> dict[int, list[OutRecord]]:
         """Each output under the input partition whose outbox keeps it: an event under its
-        message's partition (the record key is the message id), a rejection under its record's.
-        Without `events`, the rejections alone."""
+        message's partition (the record key is the message id), a rejection under its record's."""
         partitions = list(fresh)
         outputs: dict[int, list[OutRecord]] = {}
-        if events:
-            home = {r.key: p for p, new in fresh.items() for r in new}
-            for key, value in decision.events:
-                # A record keyed otherwise than by its message id: any partition of the round
-                # will do.
-                partition = home.get(key, partitions[0])
-                outputs.setdefault(partition, []).append(OutRecord(EVENT, key, value))
+        home = {r.key: p for p, new in fresh.items() for r in new}
+        for key, value in decision.events:
+            # A record keyed otherwise than by its message id: any partition of the round will do.
+            partition = home.get(key, partitions[0])
+            outputs.setdefault(partition, []).append(OutRecord(EVENT, key, value))
         if decision.rejections:
             starts = list(accumulate((len(new) for new in fresh.values()), initial=0))
             for index, rejection in decision.rejections:
@@ -407,5 +295,5 @@ class RoundProcessor:
         return OutRecord(REJECTION, key, dumps(located))
 
 
-__all__ = ["EVENT", "REJECTION", "EventBatch", "EventOutlet", "Fenced", "InRecord", "OutRecord",
-           "RoundProcessor", "RoundStats", "Sink", "pack_frames", "pack_outbox", "unpack_outbox"]
+__all__ = ["EVENT", "REJECTION", "Assignment", "Fenced", "InRecord", "OutRecord", "RoundProcessor",
+           "RoundStats", "Sink", "pack_outbox", "unpack_outbox"]

@@ -1,7 +1,10 @@
-"""Where msgstate keeps things in Redis.
+"""Where msgstate keeps things in Redis: every key name and hash field is made here, and only
+here. Lua scripts and the compiled engine receive key names (or, for the apps, prefixes) made
+by this module; a decider names a state key by a `KeyRef` (kind, message id, part id), which
+`Keys.state` turns into the key.
 
-Every key of one message carries the message id as its hash tag, so a message's
-keys live on one Redis Cluster slot:
+Every key of one message carries the message id as its hash tag, so a message's keys live on
+one Redis Cluster slot:
 
     <prefix>:{<message id>}:meta:<part>    hash  "v" -> version, "t:<name>" -> type
     <prefix>:{<message id>}:vals:<part>    hash  "<name>\\0<identity>" -> holding (JSON)
@@ -11,14 +14,34 @@ keys live on one Redis Cluster slot:
 Per input partition (hash-tagged by topic and partition):
 
     <prefix>:{<topic>/<partition>}:fence   hash  "token" -> assignment token, "offset" -> last applied
-    <prefix>:{<topic>/<partition>}:outbox  list  records persisted but not yet acknowledged by Kafka
+    <prefix>:{<topic>/<partition>}:outbox  list  outputs persisted but not yet acknowledged by Kafka
+
+Apps and analytics (one hash tag each, so their scripts run on Redis Cluster too):
+
+    <prefix>:app:{<app>}:ids | rev | done | seq | dead | rec:<id> | links:<id> | assoc:<model:id>
+    <prefix>:{analytics}:seen:<event id> | names:<minute> | values:<minute> | messages:<minute>
+    <prefix>:apps:invalid                  stream  input records no app could be given
 
 Braces and `%` in a message id are percent-escaped so that the tag is the whole id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import orjson
+
+from streams.engine.state import Held, PartMeta
+
+# The kinds of a message's state keys, as a `KeyRef` names them.
+META, VALUES, TALLY, SEEN = "meta", "vals", "tally", "ids"
+STATE_KINDS = (META, VALUES, TALLY, SEEN)
+# (kind, message id, part id; "" for SEEN, which is per message)
+KeyRef = tuple[str, str, str]
+
+VERSION_FIELD = b"v"
+TYPE_FIELD_PREFIX = b"t:"
 
 
 def _tag(text: str) -> str:
@@ -32,23 +55,112 @@ class Keys:
     def message(self, message_id: str) -> str:
         return f"{self.prefix}:{{{_tag(message_id)}}}"
 
+    def state(self, ref: KeyRef) -> str:
+        """The key a decider's `KeyRef` names."""
+        kind, message_id, part_id = ref
+        if kind == SEEN:
+            return f"{self.message(message_id)}:{SEEN}"
+        if kind not in STATE_KINDS:
+            raise ValueError(f"unknown kind of state key {kind!r}")
+        return f"{self.message(message_id)}:{kind}:{part_id}"
+
     def meta(self, message_id: str, part_id: str) -> str:
-        return f"{self.message(message_id)}:meta:{part_id}"
+        return self.state((META, message_id, part_id))
 
     def values(self, message_id: str, part_id: str) -> str:
-        return f"{self.message(message_id)}:vals:{part_id}"
+        return self.state((VALUES, message_id, part_id))
 
     def tally(self, message_id: str, part_id: str) -> str:
-        return f"{self.message(message_id)}:tally:{part_id}"
+        return self.state((TALLY, message_id, part_id))
 
     def seen(self, message_id: str) -> str:
-        return f"{self.message(message_id)}:ids"
+        return self.state((SEEN, message_id, ""))
 
     def fence(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:{{{_tag(topic)}/{partition}}}:fence"
 
     def outbox(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:{{{_tag(topic)}/{partition}}}:outbox"
+
+    def apps_invalid(self) -> str:
+        return f"{self.prefix}:apps:invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class AppKeys:
+    """One app's keys, all under the app's hash tag."""
+
+    prefix: str
+    app: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:app:{{{self.app}}}:"
+
+    @property
+    def ids(self) -> str:
+        return self.base + "ids"
+
+    @property
+    def revisions(self) -> str:
+        return self.base + "rev"
+
+    @property
+    def done(self) -> str:
+        return self.base + "done"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def dead(self) -> str:
+        return self.base + "dead"
+
+    @property
+    def record_prefix(self) -> str:
+        return self.base + "rec:"
+
+    @property
+    def links_prefix(self) -> str:
+        return self.base + "links:"
+
+    @property
+    def association_prefix(self) -> str:
+        return self.base + "assoc:"
+
+    def record(self, record_id: str) -> str:
+        return self.record_prefix + record_id
+
+    def links(self, record_id: str) -> str:
+        return self.links_prefix + record_id
+
+    def association(self, association: str) -> str:
+        return self.association_prefix + association
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsKeys:
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{analytics}}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.base}:seen:{event_id}"
+
+    def names(self, minute: int) -> str:
+        return f"{self.base}:names:{minute}"
+
+    def values(self, minute: int) -> str:
+        return f"{self.base}:values:{minute}"
+
+    def messages(self, minute: int) -> str:
+        return f"{self.base}:messages:{minute}"
+
+
+# -- hash fields and values ----------------------------------------------------------------
 
 
 def value_field(name: str, identity_id: str) -> bytes:
@@ -60,5 +172,26 @@ def tally_field(name: str, encoded: bytes) -> bytes:
     return name.encode() + b"\0" + encoded
 
 
-VERSION_FIELD = b"v"
-TYPE_FIELD_PREFIX = b"t:"
+def split_field(field: bytes) -> tuple[str, bytes]:
+    """`<name>\\0<rest>` -> (name, rest)."""
+    name, _, rest = field.partition(b"\0")
+    return name.decode(), rest
+
+
+def encode_held(held: Held) -> bytes:
+    # A Set is stored as its JSON array; a scalar never starts with "[".
+    return held if isinstance(held, bytes) else b"[" + b",".join(held) + b"]"
+
+
+def decode_held(raw: bytes) -> Held:
+    if raw[:1] != b"[":
+        return raw
+    return tuple(orjson.dumps(member) for member in orjson.loads(raw))
+
+
+def decode_meta(raw: Mapping[bytes, bytes]) -> PartMeta:
+    meta = PartMeta(int(raw.get(VERSION_FIELD, b"0")))
+    for field, value in raw.items():
+        if field.startswith(TYPE_FIELD_PREFIX):
+            meta.types[field[len(TYPE_FIELD_PREFIX):].decode()] = value.decode()
+    return meta

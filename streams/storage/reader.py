@@ -11,8 +11,7 @@ from schemas.values import Value
 from streams.engine.state import Held
 from streams.engine.summary import decode_held as held_as_json
 from streams.engine.summary import render_summary
-from streams.storage.codec import decode_held, decode_meta, split_field
-from streams.storage.layout import Keys, value_field
+from streams.storage.layout import Keys, decode_held, decode_meta, split_field, value_field
 
 
 class SummaryReader:

@@ -18,13 +18,15 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.limits import DEDUPE_WINDOW
-from streams.engine.decider import Decider, PythonDecider
 from streams.engine.engine import Engine
-from streams.engine.native_engine import NativeStateCache
-from streams.rounds.processor import InRecord, OutRecord, RoundProcessor
+from streams.rounds.compiled_decider import CompiledDecider
+from streams.rounds.decider import Decider
+from streams.rounds.outbox import OutRecord
+from streams.rounds.processor import InRecord, RoundProcessor
+from streams.rounds.python_decider import PythonDecider
 from streams.storage.layout import Keys
 from streams.storage.reader import SummaryReader
-from streams.storage.round_store import RedisStateStore
+from streams.storage.redis_round_store import RedisRoundStore
 from workers.config import Settings, Topics
 from workers.tools.fault_check import Record, compare, replay_topic
 from workers.tools.fault_run import SCENARIOS, run
@@ -66,7 +68,7 @@ def acknowledged() -> asyncio.Future[Any]:
 def _decider(engine: str = "native") -> Decider:
     if engine == "python":
         return PythonDecider(Engine(None), window=DEDUPE_WINDOW)
-    return NativeStateCache(window=DEDUPE_WINDOW)
+    return CompiledDecider(window=DEDUPE_WINDOW)
 
 
 VALUES = [
@@ -87,7 +89,7 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
             return acknowledged()
 
         processor = RoundProcessor(_decider(),
-                                   RedisStateStore(async_client, Keys(settings.key_prefix)),
+                                   RedisRoundStore(async_client, Keys(settings.key_prefix)),
                                    sink, settings.topics.responses)
         await processor.process({0: [InRecord(i, v) for i, v in enumerate(VALUES)]})
     finally:
@@ -131,8 +133,8 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
                 "id": f"r{i}", "message_id": "m", "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink_for("a"), "t")
-        b = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink_for("b"), "t")
+        a = RoundProcessor(_decider(engine), RedisRoundStore(client, keys), sink_for("a"), "t")
+        b = RoundProcessor(_decider(engine), RedisRoundStore(client, keys), sink_for("b"), "t")
         await a.process({0: [record(0, "alice")]})
         await b.process({0: [record(1, "bob")]})  # B takes the partition: a new token
         assert (await a.process({0: [record(2, "mallory")]})).fenced == {0}
@@ -169,8 +171,8 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
                 "id": f"r{offset}", "message_id": message, "identity_id": who,
                 "changes": [{"operation": "add", "type": "LWW", "name": "pick", "value": who}]}))
 
-        a = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink, "t")
-        b = RoundProcessor(_decider(engine), RedisStateStore(client, keys), sink, "t")
+        a = RoundProcessor(_decider(engine), RedisRoundStore(client, keys), sink, "t")
+        b = RoundProcessor(_decider(engine), RedisRoundStore(client, keys), sink, "t")
         await a.process({0: [record(0, "m0", "alice")], 1: [record(0, "m1", "alice")]})
         await b.process({1: [record(1, "m1", "bob")]})
         stats = await a.process({0: [record(1, "m0", "carol")], 1: [record(2, "m1", "mallory")]})

@@ -11,13 +11,13 @@ from schemas.exceptions import ConfigError, ValidationError
 from streams.apps.host import handlers_of, load_apps
 from streams.apps.message_counter import MessageCounter
 from streams.apps.persistence_model import (
-    AppKeys,
     AssociationModel,
     AssociationRecord,
     check_associations,
     decode_data,
     encode_data,
 )
+from streams.storage.layout import AppKeys
 from workers.services.apps_worker import apps_from_env
 
 JSON = st.recursive(

@@ -14,11 +14,12 @@ expires after the retention, so the counts roll without a cleaner.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
+
+from streams.storage.layout import AnalyticsKeys
 
 # Dedupe and count in one step: a crash can never count an event without remembering it.
 COUNT_EVENT = """
@@ -49,25 +50,6 @@ def values_set(event: dict[str, Any]) -> list[Any]:
     return [] if new is None else [new]
 
 
-@dataclass(frozen=True, slots=True)
-class AnalyticsKeys:
-    prefix: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{analytics}}"
-
-    def seen(self, event_id: str) -> str:
-        return f"{self.base}:seen:{event_id}"
-
-    def names(self, minute: int) -> str:
-        return f"{self.base}:names:{minute}"
-
-    def values(self, minute: int) -> str:
-        return f"{self.base}:values:{minute}"
-
-    def messages(self, minute: int) -> str:
-        return f"{self.base}:messages:{minute}"
 
 
 class AnalyticsStore:

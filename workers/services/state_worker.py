@@ -22,18 +22,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from streams.engine.decider import Decider, PythonDecider
+from schemas.limits import DEDUPE_WINDOW
 from streams.engine.engine import Engine
-from streams.engine.native_engine import NativeStateCache
+from streams.engine.native_engine import default_engine
 from streams.engine.signing import is_authentic
-from streams.rounds.processor import EVENT, InRecord, OutRecord, RoundProcessor
+from streams.rounds.compiled_decider import CompiledDecider
+from streams.rounds.decider import Decider
+from streams.rounds.outbox import EVENT, OutRecord
+from streams.rounds.processor import InRecord, RoundProcessor
+from streams.rounds.python_decider import PythonDecider
 from streams.storage.client import packed_client
 from streams.storage.layout import Keys
-from streams.storage.round_store import RedisStateStore
+from streams.storage.redis_round_store import RedisRoundStore
 from workers.config import Settings
 from workers.partitioner import CachedPartitioner
 from workers.services.metrics import WorkerMetrics
-from workers.services.prepared_batch import BATCH_BYTES, EventBatches
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ FETCH_MAX_WAIT_MS = 500
 FRESH_WAIT_MS = 3  # how long a round waits for the records that arrived while its fetch was held
 COMMIT_EVERY = 1.0  # seconds between offset commits
 RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
+BATCH_BYTES = 256 * 1024  # the producer's record batches
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -69,7 +73,7 @@ class StateWorker:
         self.metrics = metrics or WorkerMetrics()
         self.engine = Engine(registry)
         self.client = packed_client(settings.redis, socket_timeout=10, socket_connect_timeout=5)
-        self.store = RedisStateStore(self.client, Keys(settings.key_prefix))
+        self.store = RedisRoundStore(self.client, Keys(settings.key_prefix))
         self.outputs = {EVENT: settings.topics.summary_changes}
         self.rejections = settings.topics.rejections
         self.consumer = AIOKafkaConsumer(
@@ -90,9 +94,6 @@ class StateWorker:
             **settings.aiokafka_client(), client_id=f"{settings.app_id}-state",
             acks="all", enable_idempotence=True, linger_ms=1, max_batch_size=BATCH_BYTES,
             partitioner=self.partitioner)
-        # A round's events as record batches the decider made (one by one through `_send`
-        # until the events topic's partitions are known, and for the outboxes' leftovers).
-        self.event_batches = EventBatches(self.producer, settings.topics.summary_changes)
         # Partitions held now; the processor takes a new token for each at its first round.
         self.assigned: set[TopicPartition] = set()
         self.processor = self._new_processor()
@@ -122,7 +123,6 @@ class StateWorker:
     async def run(self) -> None:
         await self.producer.start()
         try:
-            await self.event_batches.start()
             await self.consumer.start()
             try:
                 await self._await_topic()
@@ -205,12 +205,11 @@ class StateWorker:
 
     def _new_processor(self) -> RoundProcessor:
         decider: Decider
-        if self.settings.engine == "python":
-            decider = PythonDecider(self.engine, window=self.store.window)
+        if (self.settings.engine or default_engine()) == "python":
+            decider = PythonDecider(self.engine, window=DEDUPE_WINDOW)
         else:
-            decider = NativeStateCache(self.engine.registry, window=self.store.window)
-        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses,
-                              events=self.event_batches)
+            decider = CompiledDecider(self.engine.registry, window=DEDUPE_WINDOW)
+        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         by_partition = {tp.partition: tp for tp in batches}

@@ -1,0 +1,142 @@
+"""The `RoundStore` in memory: Redis's hashes and lists as dicts, and the round scripts'
+semantics (streams/lua/take_partition.lua, read_state.lua, apply_round.lua, ack_outbox.lua)
+in Python, under the same key names. The processor's fence, retry and outbox rules are
+unit-tested on it; the Redis store's integration tests hold the scripts to the same results.
+
+Faults for tests: an exception put in `fail_before` is raised by the next persist before it
+writes anything (Redis unreachable); one in `fail_after` is raised after it wrote everything
+(the reply was lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from schemas.exceptions import AlreadyApplied, Fenced
+from streams.storage.layout import META, SEEN, VALUES, Keys
+from streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
+
+
+def _bytes(value: bytes | int | str) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+class MemoryRoundStore:
+    def __init__(self, keys: Keys | None = None) -> None:
+        self.keys = keys or Keys("msgstate")
+        self.hashes: dict[str, dict[bytes, bytes]] = {}
+        self.lists: dict[str, list[bytes]] = {}
+        self.fail_before: list[BaseException] = []
+        self.fail_after: list[BaseException] = []
+        self.persists = 0  # persist calls that wrote
+
+    async def take(self, topic: str, partition: int) -> Assignment:
+        fence = self.hashes.setdefault(self.keys.fence(topic, partition), {})
+        token = int(fence.get(b"token", b"0")) + 1
+        fence[b"token"] = _bytes(token)
+        applied = int(fence.get(b"offset", b"-1"))
+        pending = list(self.lists.get(self.keys.outbox(topic, partition), []))
+        return Assignment(topic, partition, token, applied, pending)
+
+    async def read(self, read: Read) -> Any:
+        args = read.args
+        np, nv, ni, most = (int(a) for a in args[:4])
+        assert (np, nv, ni) == (len(read.parts), len(read.value_parts), len(read.messages))
+        metas = [self._flat(self.hashes.get(self.keys.state((META, *part)), {})) for part in read.parts]
+        values: list[list[bytes | None]] = []
+        whole: list[int] = []
+        at = 4 + nv
+        for i, part in enumerate(read.value_parts):
+            asked = int(args[4 + i])
+            held = self.hashes.get(self.keys.state((VALUES, *part)), {})
+            if len(held) <= most:
+                values.append(list(self._flat(held)))
+                whole.append(1)
+            else:
+                values.append([held.get(_bytes(f)) for f in args[at:at + asked]])
+                whole.append(0)
+            at += asked
+        ids = [list(self.lists.get(self.keys.state((SEEN, m, "")), [])) for m in read.messages]
+        return [metas, values, ids, whole]
+
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes) -> None:
+        if self.fail_before:
+            raise self.fail_before.pop(0)
+        for i, part in enumerate(parts, 1):
+            a = part.assignment
+            fence = self.hashes.get(self.keys.fence(a.topic, a.partition), {})
+            token = fence.get(b"token")
+            if token != _bytes(a.token):
+                raise Fenced(f"FENCED {i} partition token is {token!r}, caller has {a.token}", a.partition)
+            applied = int(fence.get(b"offset", b"-1"))
+            if part.first <= applied:
+                raise AlreadyApplied(f"REAPPLY {i} offset {part.first} was applied already "
+                                     f"(fence {applied})", a.partition)
+        for part in parts:
+            a = part.assignment
+            outbox = self.lists.setdefault(self.keys.outbox(a.topic, a.partition), [])
+            del outbox[:a.acked]
+            if part.outbox:
+                outbox.append(part.outbox)
+            self.hashes[self.keys.fence(a.topic, a.partition)][b"offset"] = _bytes(part.last)
+        self._apply(writes)
+        self.persists += 1
+        if self.fail_after:
+            raise self.fail_after.pop(0)
+        for part in parts:
+            part.assignment.applied = part.last
+            part.assignment.acked = 0
+
+    async def ack(self, assignment: Assignment, count: int) -> None:
+        if count == 0:
+            return
+        fence = self.hashes.get(self.keys.fence(assignment.topic, assignment.partition), {})
+        if fence.get(b"token") != _bytes(assignment.token):
+            raise Fenced("FENCED partition token moved", assignment.partition)
+        del self.lists.setdefault(self.keys.outbox(assignment.topic, assignment.partition), [])[:count]
+
+    def outbox(self, topic: str, partition: int) -> list[bytes]:
+        return list(self.lists.get(self.keys.outbox(topic, partition), []))
+
+    def fence(self, topic: str, partition: int) -> tuple[int, int]:
+        """(token, last applied offset) of the partition."""
+        fence = self.hashes.get(self.keys.fence(topic, partition), {})
+        return int(fence.get(b"token", b"0")), int(fence.get(b"offset", b"-1"))
+
+    def state_keys(self) -> set[str]:
+        """Every key that holds something, fences and outboxes included."""
+        return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
+
+    def _apply(self, writes: Writes) -> None:
+        """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
+        below, L RPUSH, T keep the newest `value` items of a list."""
+        keys = [self.keys.state(ref) for ref in writes.keys]
+        ops = orjson.loads(writes.ops)
+        for at in range(0, len(ops), 4):
+            op, k, field, value = ops[at:at + 4]
+            key = keys[k - 1]
+            if op == "H":
+                self.hashes.setdefault(key, {})[field.encode()] = value.encode()
+            elif op == "D":
+                self.hashes.setdefault(key, {}).pop(field.encode(), None)
+            elif op == "I":
+                counts = self.hashes.setdefault(key, {})
+                total = int(counts.get(field.encode(), b"0")) + int(value)
+                if total > 0:
+                    counts[field.encode()] = _bytes(total)
+                else:
+                    counts.pop(field.encode(), None)
+            elif op == "L":
+                self.lists.setdefault(key, []).append(field.encode())
+            elif op == "T":
+                items = self.lists.setdefault(key, [])
+                del items[:max(0, len(items) - int(value))]
+            else:
+                raise ValueError(f"unknown op {op!r}")
+
+    @staticmethod
+    def _flat(hash_: dict[bytes, bytes]) -> list[bytes]:
+        return [item for pair in hash_.items() for item in pair]

@@ -1,0 +1,148 @@
+"""Both deciders (the Python reference and the compiled one) against the engine on a
+MemoryStore: same events and rejections, and writes that leave the store holding exactly the
+truth's state, round after round, with the cache kept or dropped, parts read whole or field by
+field."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import dumps
+from schemas.records import decode_response
+from streams.engine.engine import Engine
+from streams.engine.memory_store import MemoryStore
+from streams.rounds.compiled_decider import CompiledDecider
+from streams.rounds.decider import Decider
+from streams.rounds.python_decider import PythonDecider
+from streams.storage.layout import Keys, decode_meta, encode_held, tally_field, value_field
+from streams.storage.memory import MemoryRoundStore
+from tests.unit import strategies as ws
+from tests.unit.helpers import add, line
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+WINDOW = 10_000
+
+
+def deciders(registry: dict[str, str], whole: int, window: int = WINDOW) -> dict[str, Decider]:
+    return {"python": PythonDecider(Engine(registry), window=window, whole_part_fields=whole),
+            "compiled": CompiledDecider(registry, window=window, whole_part_fields=whole)}
+
+
+def round_trip(decider: Decider, store: MemoryRoundStore, values: list[bytes],
+               authentic: list[bool] | None, keep: bool) -> tuple[list[tuple[bytes, bytes]], list[object]]:
+    async def go() -> tuple[list[tuple[bytes, bytes]], list[object]]:
+        read = decider.decide(values, authentic)
+        if read is not None:
+            decider.load(await store.read(read))
+        decision = decider.apply()
+        await store.persist([], decision.writes)
+        if keep:
+            decider.commit()
+        else:
+            decider.clear()  # the write's fate unknown: start again from the store
+        return decision.events, list(decision.rejections)
+
+    return asyncio.run(go())
+
+
+def assert_holds(store: MemoryRoundStore, truth: MemoryStore) -> None:
+    """The store's hashes are the truth's state, as the key layout keeps it."""
+    keys = store.keys
+    for mid, pid in truth.parts():
+        meta, holdings, _ = truth.part_state(mid, pid)
+        assert decode_meta(store.hashes.get(keys.meta(mid, pid), {})) == meta
+        values = {value_field(name, ident): encode_held(held)
+                  for name, by_ident in holdings.items() for ident, held in by_ident.items()}
+        assert store.hashes.get(keys.values(mid, pid), {}) == values
+        counts: Counter[bytes] = Counter()
+        for name, by_ident in holdings.items():
+            for held in by_ident.values():
+                for value in (held if isinstance(held, tuple) else (held,)):
+                    counts[tally_field(name, value)] += 1
+        assert store.hashes.get(keys.tally(mid, pid), {}) == {f: str(n).encode() for f, n in counts.items()}
+
+
+@SETTINGS
+@given(ws.workloads, ws.registries, st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       st.lists(st.booleans(), min_size=1, max_size=6), st.sampled_from([1, 3, 10_000]),
+       st.sampled_from([2, WINDOW]), st.data())
+def test_both_deciders_write_the_engines_state(lines: list[bytes], registry: dict[str, str],
+                                               sizes: list[int], keeps: list[bool], whole: int,
+                                               window: int, data: st.DataObject) -> None:
+    """With a short dedupe window the two deciders still write alike (the truth, which may
+    remember more ids than the window, is then not compared)."""
+    verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    signed = data.draw(st.booleans())
+    exact = window == WINDOW
+    engine, truth = Engine(registry), MemoryStore()
+    runs = deciders(registry, whole, window)
+    stores = {name: MemoryRoundStore(Keys("t")) for name in runs}
+    start = turn = 0
+    while start < len(lines):
+        size = sizes[min(turn, len(sizes) - 1)]
+        keep = keeps[min(turn, len(keeps) - 1)]
+        values, authentic = lines[start:start + size], verdicts[start:start + size]
+        items = [decode_response(raw, authentic=ok) for raw, ok in zip(values, authentic, strict=True)]
+        expected = engine.apply_batch(items, truth)
+        truth.apply(expected.delta)
+        for name, decider in runs.items():
+            events, rejections = round_trip(decider, stores[name], values,
+                                            authentic if signed else None, keep)
+            if not (signed and exact):
+                continue
+            assert events == [(e["message_id"].encode(), dumps(e)) for e in expected.events], name
+            assert rejections == expected.rejections, name
+        start += size
+        turn += 1
+    if signed and exact:
+        for store in stores.values():
+            assert_holds(store, truth)
+    assert stores["python"].hashes == stores["compiled"].hashes
+    assert stores["python"].lists == stores["compiled"].lists
+
+
+@pytest.mark.parametrize("name", ["python", "compiled"])
+def test_a_part_read_whole_needs_no_read_for_a_new_identity(name: str) -> None:
+    store = MemoryRoundStore()
+    round_trip(deciders({}, 10_000)[name], store, [line("r1", add("LWW", "c", 1))], None, True)
+    decider = deciders({}, 10_000)[name]
+    round_trip(decider, store, [line("r2", add("LWW", "c", 2), identity_id="bob")], None, True)
+    # A third identity, a state name never used, and alice, known from the whole read.
+    assert decider.decide([line("r3", add("LWW", "c", 3), identity_id="eve"),
+                           line("r4", add("Set", "s", "x"), identity_id="eve"),
+                           line("r5", add("LWW", "c", 5))]) is None
+    decider.apply()
+    decider.clear()
+    # Read field by field, alice's value is asked for.
+    by_field = deciders({}, 0)[name]
+    read = by_field.decide([line("r5", add("LWW", "c", 5))])
+    assert read is not None and read.value_parts == [("m1", "root")]
+    assert read.args[4:] == [1, b"c\0alice"]
+
+
+@pytest.mark.parametrize("name", ["python", "compiled"])
+def test_a_warm_cache_reads_nothing(name: str) -> None:
+    decider, store = deciders({}, 10_000)[name], MemoryRoundStore()
+    round_trip(decider, store, [line("r1", add("LWW", "c", 1), add("Set", "s", "a"))], None, True)
+    assert decider.decide([line("r2", add("LWW", "c", 2), add("Set", "s", "b"))]) is None
+    decider.apply()
+    decider.commit()
+
+
+def test_an_applied_batch_must_be_committed_or_cleared() -> None:
+    decider = CompiledDecider()
+    decider.decide([line("r1", add("LWW", "c", 1))])
+    decider.apply()
+    with pytest.raises(RuntimeError):
+        decider.decide([line("r2", add("LWW", "c", 1))])
+    decider.clear()
+    with pytest.raises(RuntimeError):
+        decider.commit()
+    read = decider.decide([line("r2", add("LWW", "c", 1))])
+    assert read is not None and read.parts == [("m1", "root")]

@@ -1,0 +1,177 @@
+"""The round processor's fence, retry and outbox rules, on the in-memory RoundStore.
+
+The store speaks the Redis scripts' semantics (streams/storage/memory.py); the same rules run
+against a real Redis in tests/integration/test_redis_store.py and test_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from streams.engine.engine import Engine
+from streams.rounds.compiled_decider import CompiledDecider
+from streams.rounds.decider import Decider
+from streams.rounds.outbox import EVENT, REJECTION, OutRecord, unpack_outbox
+from streams.rounds.processor import InRecord, RoundProcessor
+from streams.rounds.python_decider import PythonDecider
+from streams.storage.layout import Keys
+from streams.storage.memory import MemoryRoundStore
+from tests.unit.helpers import add, line
+
+TOPIC = "responses"
+
+
+class Sink:
+    """Takes the outputs; Kafka's acknowledgement is a future the test completes (or fails)."""
+
+    def __init__(self, *, ack: bool = True) -> None:
+        self.ack = ack
+        self.sent: list[OutRecord] = []
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def __call__(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        self.sent += records
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.ack:
+            future.set_result(None)
+        else:
+            self.pending.append(future)
+        return future
+
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.sent if r.kind == EVENT]
+
+
+def records(first: int, *lines: bytes, message: bytes = b"m1") -> list[InRecord]:
+    return [InRecord(first + i, value, True, message) for i, value in enumerate(lines)]
+
+
+@pytest.fixture(params=["python", "compiled"])
+def decider(request: pytest.FixtureRequest) -> Decider:
+    if request.param == "python":
+        return PythonDecider(Engine(), window=10_000)
+    return CompiledDecider()
+
+
+def processor(decider: Decider, store: MemoryRoundStore, sink: Sink) -> RoundProcessor:
+    return RoundProcessor(decider, store, sink, TOPIC, retry_max=0.01)
+
+
+async def test_a_round_persists_state_fence_and_outbox_then_trims_what_kafka_has(
+        decider: Decider) -> None:
+    store, sink = MemoryRoundStore(Keys("t")), Sink()
+    rounds = processor(decider, store, sink)
+    stats = await rounds.process({0: records(0, line("r1", add("LWW", "c", 1)),
+                                             line("r2", add("FWW", "f", 1), add("FWW", "f", 2)))})
+    assert stats.applied == {0: 2} and stats.events == 2 and stats.rejections == ["fww_conflict"]
+    assert store.fence(TOPIC, 0) == (1, 1)
+    (entry,) = store.outbox(TOPIC, 0)
+    assert unpack_outbox(entry) == sink.sent
+    assert [r.kind for r in sink.sent] == [EVENT, EVENT, REJECTION]
+    assert store.hashes[store.keys.values("m1", "root")] == {b"c\0alice": b"1", b"f\0alice": b"1"}
+    # Kafka acknowledged the round: the next persist drops its entry from the outbox.
+    await rounds.process({0: records(2, line("r3", add("LWW", "c", 2)))})
+    assert len(store.outbox(TOPIC, 0)) == 1 and store.fence(TOPIC, 0) == (1, 2)
+
+
+async def test_records_at_or_below_the_fence_are_skipped_silently(decider: Decider) -> None:
+    store, sink = MemoryRoundStore(), Sink()
+    await processor(decider, store, sink).process({0: records(0, line("r1", add("Set", "s", "a")))})
+    again = processor(CompiledDecider(), store, Sink())
+    stats = await again.process({0: records(0, line("r1", add("Set", "s", "a")),
+                                            line("r2", add("Set", "s", "b")))})
+    assert stats.skipped == 1 and stats.applied == {0: 1} and stats.events == 1
+    assert store.hashes[store.keys.values("m1", "root")] == {b"s\0alice": b'["a","b"]'}
+
+
+async def test_a_new_holder_fences_the_old_one_which_writes_nothing(decider: Decider) -> None:
+    store = MemoryRoundStore()
+    old, new = processor(decider, store, Sink()), processor(CompiledDecider(), store, Sink())
+    await old.process({0: records(0, line("r1", add("LWW", "c", 1))),
+                       1: records(0, line("r2", add("LWW", "c", 1), message="m2"), message=b"m2")})
+    await new.process({0: records(1, line("r3", add("LWW", "c", 3)))})
+    stats = await old.process({0: records(1, line("r4", add("LWW", "c", 4))),
+                               1: records(1, line("r5", add("LWW", "c", 5), message="m2"), message=b"m2")})
+    assert stats.fenced == {0} and stats.applied == {1: 1}
+    assert store.hashes[store.keys.values("m1", "root")] == {b"c\0alice": b"3"}
+    assert store.fence(TOPIC, 0) == (2, 1)
+    assert store.hashes[store.keys.values("m2", "root")] == {b"c\0alice": b"5"}
+
+
+async def test_a_failed_write_is_retried_and_applied_once(decider: Decider) -> None:
+    store, sink = MemoryRoundStore(), Sink()
+    rounds = processor(decider, store, sink)
+    store.fail_before.append(RedisConnectionError("Redis is down"))
+    stats = await rounds.process({0: records(0, line("r1", add("Set", "s", "a")))})
+    assert stats.retries == 1 and stats.applied == {0: 1} and store.persists == 1
+    assert [e["new"] for e in sink.events()] == [["a"]]
+
+
+async def test_a_lost_reply_applies_once_and_produces_the_outbox_again(decider: Decider) -> None:
+    store, sink = MemoryRoundStore(), Sink()
+    rounds = processor(decider, store, sink)
+    await rounds.process({0: records(0, line("r1", add("Set", "s", "a")))})
+    # The next round is written, but its reply is lost: the processor cannot know it was.
+    store.fail_after.append(RedisConnectionError("connection reset"))
+    await rounds.process({0: records(1, line("r2", add("Set", "s", "b")))})
+    assert store.persists == 2 and store.fence(TOPIC, 0)[1] == 1
+    assert store.hashes[store.keys.tally("m1", "root")] == {b's\0"a"': b"1", b's\0"b"': b"1"}
+    # At least once: r2's event went out from the outbox when the partition was taken again.
+    assert [e["response_id"] for e in sink.events()].count("r2") >= 1
+    assert all(e["response_id"] in ("r1", "r2") for e in sink.events())
+
+
+async def test_an_earlier_holders_outbox_is_produced_first(decider: Decider) -> None:
+    store = MemoryRoundStore()
+    crashed = processor(decider, store, Sink(ack=False))
+    await crashed.process({0: records(0, line("r1", add("LWW", "c", 1)))})
+    assert len(store.outbox(TOPIC, 0)) == 1  # never acknowledged
+    sink = Sink()
+    await processor(CompiledDecider(), store, sink).process({0: records(1, line("r2", add("LWW", "c", 2)))})
+    assert [e["response_id"] for e in sink.events()] == ["r1", "r2"]
+
+
+async def test_records_past_the_fence_send_the_partition_back_to_it(decider: Decider) -> None:
+    store = MemoryRoundStore()
+    await processor(decider, store, Sink()).process({0: records(0, line("r1", add("LWW", "c", 1)))})
+    # Kafka's committed offset ran ahead of what the store holds (it lost its last writes).
+    stats = await processor(CompiledDecider(), store, Sink()).process(
+        {0: records(5, line("r6", add("LWW", "c", 6)))})
+    assert stats.rewound == {0: 1} and not stats.applied
+    assert store.fence(TOPIC, 0)[1] == 0
+
+
+async def test_release_waits_for_kafka_then_empties_the_outbox(decider: Decider) -> None:
+    store, sink = MemoryRoundStore(), Sink(ack=False)
+    rounds = processor(decider, store, sink)
+    await rounds.process({0: records(0, line("r1", add("LWW", "c", 1)))})
+    release = asyncio.ensure_future(rounds.release([0]))
+    await asyncio.sleep(0)
+    assert not release.done() and len(store.outbox(TOPIC, 0)) == 1
+    sink.pending[0].set_result(None)
+    await release
+    assert store.outbox(TOPIC, 0) == [] and 0 not in rounds.assignments
+
+
+async def test_a_round_writes_only_keys_of_the_layout(decider: Decider) -> None:
+    store, keys = MemoryRoundStore(Keys("lay")), Keys("lay")
+    messages = [f"m{i}{{x}}%" for i in range(5)]
+    batch = {p: [InRecord(o, line(f"r{p}{o}", add("Set", "s", o), add("LWW", "l", o),
+                                  message=messages[(p + o) % 5], part=f"p{o % 2}"),
+                          True, messages[(p + o) % 5].encode())
+                 for o in range(6)] for p in (0, 1)}
+    await processor(decider, store, Sink()).process(batch)
+    layout = {keys.fence(TOPIC, p) for p in (0, 1)} | {keys.outbox(TOPIC, p) for p in (0, 1)}
+    for message in messages:
+        layout.add(keys.seen(message))
+        for part in ("p0", "p1"):
+            layout |= {keys.meta(message, part), keys.values(message, part), keys.tally(message, part)}
+    written = store.state_keys()
+    assert written <= layout
+    assert {keys.seen(m) for m in messages} <= written
