@@ -74,7 +74,7 @@ impl ReadPlan {
     }
 
     /// Take the script's reply `[metas, values, ids, whole]` into the store (as
-    /// `NativeCache.load` takes what `RedisStateStore.read` makes of it). `long_way` parses a
+    /// `PythonDecider.load` takes it). `long_way` parses a
     /// Set holding `split_array` refuses, as `decode_held` does.
     pub fn take(
         self,
@@ -199,7 +199,7 @@ pub fn load_value(store: &mut Store, p: usize, name: &str, ident: &str, held: Op
     Ok(())
 }
 
-/// A holding as stored (streams/redis_codec.py): a scalar's encoding, or a Set's JSON array.
+/// A holding as stored (streams/storage/layout.py): a scalar's encoding, or a Set's JSON array.
 fn held_of(store: &mut Store, raw: &[u8], long_way: LongWay<'_>) -> PyResult<Held> {
     if raw.first() != Some(&b'[') {
         return Ok(Held::One(store.encodings.intern(raw)));

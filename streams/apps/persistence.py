@@ -18,7 +18,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,16 +34,13 @@ from streams.apps.persistence_model import (
     encode_data,
 )
 from streams.storage.layout import AppKeys
+from streams.storage.scripts import lua
 
 ONCE_WINDOW = 100_000  # once tokens remembered per app: far more than a worker has in flight
 MODIFY_ATTEMPTS = 200
 DEAD_LETTERS_KEPT = 10_000  # per app, approximately (XADD MAXLEN ~)
 
 Data = dict[str, Any]
-
-
-def _lua(name: str) -> str:
-    return (resources.files("streams") / "lua" / name).read_text()
 
 
 def new_record_id() -> str:
@@ -56,8 +52,8 @@ class _Scripts:
     """The registered scripts of one client, shared by every accessor made from it."""
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self.write = client.register_script(_lua("app_write.lua"))
-        self.read = client.register_script(_lua("app_read.lua"))
+        self.write = client.register_script(lua("app_write.lua"))
+        self.read = client.register_script(lua("app_read.lua"))
 
 
 class PersistenceRead:
@@ -99,7 +95,7 @@ class PersistenceRead:
         return await self._read("all", [])
 
     async def _read(self, mode: str, args: list[str]) -> list[AppRecord]:
-        rows = await self._scripts.read(keys=[self.keys.ids], args=[self.keys.base, mode, *args])
+        rows = await self._scripts.read(keys=[self.keys.ids], args=[self.keys.names, mode, *args])
         return [AppRecord(rid.decode(), decode_data(flat),
                           frozenset(AssociationRecord.parse(a.decode()) for a in links), int(rev))
                 for rid, flat, links, rev in rows]
@@ -277,7 +273,7 @@ class AppPersistence(PersistenceRead):
             if type(by) is not int or not -(2**63) <= by < 2**63:
                 raise ValidationError(f"an increment is a 64-bit integer, not {by!r}")
         digest = hashlib.blake2b(token.encode(), digest_size=16).digest() if token is not None else b""
-        args: list[Any] = [self.keys.base, op, digest, self.window, record_id, int(upsert),
+        args: list[Any] = [self.keys.names, op, digest, self.window, record_id, int(upsert),
                            "" if expect is None else expect, len(associations), len(flat) // 2,
                            field, by, *associations, *flat]
         try:

@@ -1,29 +1,31 @@
 -- One write to an app's persistence, atomically (create, update, remove, increment, by id or by
--- associations; or a dead letter). Every key lives under the app's hash tag, so the keys built here from ARGV[1]
--- share KEYS[1]'s slot on Redis Cluster.
+-- associations; or a dead letter). Every key lives under the app's hash tag, so the keys named
+-- in ARGV[1] share KEYS[1]'s slot on Redis Cluster.
 --
 -- KEYS[1] the app's set of record ids.
--- ARGV: 1 key base ("<prefix>:app:{<app>}:"), 2 op, 3 once token ('' for none), 4 dedupe window,
+-- ARGV: 1 the app's key names and prefixes as JSON (streams/storage/layout.py, AppKeys.names:
+--       rev, done, seq, dead, and the prefixes rec, links, assoc), 2 op, 3 once token ('' for none), 4 dedupe window,
 --       5 record id (or the id of a record an upsert creates), 6 upsert (1/0),
 --       7 expected revision ('' for any), 8 na, 9 nd, 10 field to increment, 11 increment,
 --       then na associations ("model:id"), then nd (field, JSON value) pairs.
 -- Reply: {applied (1, or 0 when the once token was seen before), result}.
 -- Errors (checked before any write, so a failed call writes nothing):
 --   EXISTS, NOTFOUND, CONFLICT <revision>, NOTINT <field>.
-local base, op, once, window = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local names = cjson.decode(ARGV[1])
+local op, once, window = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local id, upsert, expect = ARGV[5], ARGV[6] == '1', ARGV[7]
 local na, nd = tonumber(ARGV[8]), tonumber(ARGV[9])
 local field, by = ARGV[10], ARGV[11]
 local afrom = 12
 local dfrom = afrom + na
 local ids = KEYS[1]
-local revs = base .. 'rev'
+local revs = names.rev
 
-local function rec(rid) return base .. 'rec:' .. rid end
-local function links(rid) return base .. 'links:' .. rid end
-local function assoc(a) return base .. 'assoc:' .. a end
+local function rec(rid) return names.rec .. rid end
+local function links(rid) return names.links .. rid end
+local function assoc(a) return names.assoc .. a end
 
-local replay = once ~= '' and redis.call('ZSCORE', base .. 'done', once) ~= false
+local replay = once ~= '' and redis.call('ZSCORE', names.done, once) ~= false
 
 local function write_data(rid)
   redis.call('DEL', rec(rid))
@@ -163,16 +165,16 @@ elseif op == 'incr' or op == 'incr_assoc' then
 elseif op == 'dead' then
   -- A dead letter: the data pairs are the stream entry's fields (kept as given, not JSON).
   if replay then return {0, false} end
-  result = redis.call('XADD', base .. 'dead', 'MAXLEN', '~', by, '*', unpack(ARGV, dfrom, dfrom + 2 * nd - 1))
+  result = redis.call('XADD', names.dead, 'MAXLEN', '~', by, '*', unpack(ARGV, dfrom, dfrom + 2 * nd - 1))
 else
   return redis.error_reply('unknown op ' .. op)
 end
 
 if once ~= '' then
-  local n = redis.call('INCR', base .. 'seq')
-  redis.call('ZADD', base .. 'done', n, once)
-  if redis.call('ZCARD', base .. 'done') > window then
-    redis.call('ZREMRANGEBYRANK', base .. 'done', 0, -(window + 1))
+  local n = redis.call('INCR', names.seq)
+  redis.call('ZADD', names.done, n, once)
+  if redis.call('ZCARD', names.done) > window then
+    redis.call('ZREMRANGEBYRANK', names.done, 0, -(window + 1))
   end
 end
 return {1, result}

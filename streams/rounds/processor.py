@@ -1,6 +1,6 @@
-"""A fetch's records, every input partition at once: the engine decides, Redis persists them in
-one fenced script with an outbox entry per partition, then the outputs go to Kafka and leave
-the outboxes.
+"""A fetch's records, every input partition at once: the decider decides, the store (Redis, or
+memory in unit tests) persists them in one fenced step with an outbox entry per partition, then
+the outputs go to Kafka and leave the outboxes.
 
 A round is the unit of work: one decode pass, one load (none in steady state: the decider caches
 what it read and wrote), one engine call, one persist script for all its partitions, one hand-off

@@ -129,6 +129,13 @@ class AppKeys:
     def association_prefix(self) -> str:
         return self.base + "assoc:"
 
+    @property
+    def names(self) -> bytes:
+        """The key names and prefixes the app scripts take (streams/lua/app_*.lua), as JSON."""
+        return orjson.dumps({"rev": self.revisions, "done": self.done, "seq": self.seq,
+                             "dead": self.dead, "rec": self.record_prefix,
+                             "links": self.links_prefix, "assoc": self.association_prefix})
+
     def record(self, record_id: str) -> str:
         return self.record_prefix + record_id
 

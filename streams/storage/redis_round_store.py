@@ -10,7 +10,6 @@ partition's outbox in the same step and dropped only after Kafka acknowledged th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,11 +21,7 @@ from streams.storage.batching import CommandBatcher
 from streams.storage.layout import META as META_KIND
 from streams.storage.layout import SEEN, VALUES, Keys
 from streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
-
-
-def lua(name: str) -> str:
-    """A script of streams/lua/."""
-    return (resources.files("streams") / "lua" / name).read_text()
+from streams.storage.scripts import lua
 
 
 class RedisRoundStore:

@@ -20,16 +20,9 @@ import orjson
 import redis
 
 from streams.storage.layout import AnalyticsKeys
+from streams.storage.scripts import lua
 
 # Dedupe and count in one step: a crash can never count an event without remembering it.
-COUNT_EVENT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-redis.call('ZINCRBY', KEYS[2], 1, ARGV[2])
-redis.call('ZINCRBY', KEYS[4], 1, ARGV[3])
-for i = 4, #ARGV do redis.call('ZINCRBY', KEYS[3], 1, ARGV[i]) end
-for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
-return 1
-"""
 
 
 def value_member(name: str, value: Any) -> bytes:
@@ -57,7 +50,7 @@ class AnalyticsStore:
         self.client = client
         self.keys = AnalyticsKeys(key_prefix)
         self.retention = retention
-        self._count = client.register_script(COUNT_EVENT)
+        self._count = client.register_script(lua("count_event.lua"))
 
     def count(self, events: list[tuple[int, dict[str, Any]]]) -> int:
         """Count (timestamp ms, event) pairs not counted before; returns how many were new."""
