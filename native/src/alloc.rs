@@ -42,3 +42,38 @@ unsafe impl GlobalAlloc for Counting {
 pub fn held_bytes() -> isize {
     HELD.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Far more than the other tests, running at the same time, hold: their allocations
+    /// move the shared count by much less than `SLACK`.
+    const SIZE: usize = 1 << 28;
+    const SLACK: isize = 1 << 26;
+
+    fn near(moved: isize, expected: isize) -> bool {
+        (moved - expected).abs() < SLACK
+    }
+
+    #[test]
+    fn held_bytes_follow_allocations() {
+        let layout = Layout::from_size_align(SIZE, 8).unwrap();
+        let bigger = Layout::from_size_align(2 * SIZE, 8).unwrap();
+        unsafe {
+            let start = held_bytes();
+            let one = Counting.alloc(layout);
+            assert!(!one.is_null());
+            assert!(near(held_bytes() - start, SIZE as isize));
+            let two = Counting.alloc_zeroed(layout);
+            assert!(!two.is_null());
+            assert!(near(held_bytes() - start, 2 * SIZE as isize));
+            let one = Counting.realloc(one, layout, 2 * SIZE);
+            assert!(!one.is_null());
+            assert!(near(held_bytes() - start, 3 * SIZE as isize));
+            Counting.dealloc(two, layout);
+            Counting.dealloc(one, bigger);
+            assert!(near(held_bytes() - start, 0));
+        }
+    }
+}

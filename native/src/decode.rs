@@ -485,11 +485,70 @@ unsafe fn invalid_detail(keys: &Keys, record: Obj) -> String {
         return problem;
     }
     let sent_at = get(record, &keys.sent_at);
-    if !is_none(sent_at) && !(is_int(sent_at) && small_int(sent_at).is_some()) {
+    let sent_at_fine = is_none(sent_at) || (is_int(sent_at) && small_int(sent_at).is_some());
+    if !sent_at_fine {
         let what = if is_int(sent_at) { "out of range".to_string() } else { json_kind(sent_at) };
         return format!(
             "\"sent_at\" is {what}; it must be an integer in the 64-bit signed range or null"
         );
     }
     "the record breaks the Response Message rules".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_named_as_on_the_wire() {
+        for (text, kind) in [("Set", Kind::Set), ("FWW", Kind::Fww), ("LWW", Kind::Lww), ("LWWN", Kind::Lwwn)] {
+            assert_eq!(Kind::parse(text), Some(kind));
+            assert_eq!(kind.name(), text);
+        }
+        for text in ["", "set", "SET", "fww", "Lww", "lwwn", "LWW ", " Set", "LWWN\n", "Map"] {
+            assert_eq!(Kind::parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn state_names_are_1_to_128_of_the_allowed_characters() {
+        let longest = "n".repeat(128);
+        for name in ["a", "Z", "0", "_", ".", ":", "-", "favorite_colors", "poll:v2.choice-1", longest.as_str()] {
+            assert!(is_state_name(name), "{name:?}");
+        }
+        let too_long = "n".repeat(129);
+        for name in ["", too_long.as_str(), "a b", "a\n", "a\tb", "é", "a/b", "a\"", "a\\b", "ä", "a\u{0}", "a,b"] {
+            assert!(!is_state_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_the_specs() {
+        assert_eq!(MAX_RECORD_BYTES, 65_536);
+        assert_eq!(MAX_RESPONSE_ID, 128);
+        assert_eq!(MAX_MESSAGE_ID, 256);
+        assert_eq!(MAX_PART_ID, 128);
+        assert_eq!(MAX_IDENTITY_ID, 256);
+        assert_eq!(MAX_STATUS_TEXT, 4096);
+        assert_eq!(MAX_CHANGES, 100);
+        assert_eq!(MAX_VALUE_BYTES, 1024);
+    }
+
+    #[test]
+    fn a_malformed_record_carries_its_bytes_and_no_ids() {
+        let whole = malformed(b"{\xff", "the record is not UTF-8 JSON".into());
+        assert_eq!(whole.reason, "malformed");
+        assert_eq!(whole.detail, "the record is not UTF-8 JSON");
+        assert_eq!(whole.raw.as_deref(), Some("e/8="));
+        assert!(whole.rid.is_none() && whole.mid.is_none() && whole.ident.is_none());
+    }
+
+    #[test]
+    fn a_too_large_record_carries_nothing_but_its_size() {
+        let whole = too_large(70_000);
+        assert_eq!(whole.reason, "too_large");
+        assert_eq!(whole.detail, "the record is 70000 bytes, over the limit of 65536");
+        assert!(whole.raw.is_none());
+        assert!(whole.rid.is_none() && whole.mid.is_none() && whole.ident.is_none());
+    }
 }

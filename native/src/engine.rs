@@ -386,3 +386,540 @@ pub fn rejection_line(
     out.extend_from_slice(b"}\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Raw;
+    use crate::fast;
+
+    /// A refused change as received: the plain reader keeps its text.
+    fn dump(change: &Change) -> PyResult<Vec<u8>> {
+        match change.raw {
+            Raw::Text(text) => Ok(text.to_vec()),
+            Raw::Object(_) => unreachable!("these tests build no Python object"),
+        }
+    }
+
+    fn lines(out: Vec<Vec<u8>>) -> Vec<String> {
+        out.into_iter().map(|line| String::from_utf8(line).unwrap()).collect()
+    }
+
+    struct Run {
+        engine: Engine,
+        index: usize,
+    }
+
+    impl Run {
+        fn new(registry: &[(&str, Kind)]) -> Run {
+            let registry: Vec<(String, Kind)> = registry.iter().map(|&(n, k)| (n.to_owned(), k)).collect();
+            Run { engine: Engine::new(&registry, 10_000, true), index: 0 }
+        }
+
+        /// Apply a decoded response: (event lines, rejection lines).
+        fn apply(&mut self, response: &Response) -> (Vec<String>, Vec<String>) {
+            let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+            self.engine.apply(response, self.index, &mut dump, &mut out).unwrap();
+            self.index += 1;
+            (lines(out.events), lines(out.rejections))
+        }
+
+        /// Apply a record that the plain reader reads.
+        fn send(&mut self, record: &str) -> (Vec<String>, Vec<String>) {
+            let response = fast::decode(record.as_bytes()).expect("a plain, valid record");
+            self.apply(&response)
+        }
+
+        fn summary(&self, pid: &str) -> String {
+            let store = &self.engine.store;
+            let part = store.part_index("m", pid).map(|p| &store.parts[p]);
+            let mut out = Vec::new();
+            store.render(&mut out, "m", pid, part, None);
+            String::from_utf8(out).unwrap()
+        }
+
+        fn version(&self, pid: &str) -> u64 {
+            let store = &self.engine.store;
+            store.part_index("m", pid).map_or(0, |p| store.parts[p].version)
+        }
+    }
+
+    /// A response to message `m`, part root.
+    fn response(rid: &str, ident: &str, changes: &[String]) -> String {
+        in_part(rid, "m", "root", ident, changes)
+    }
+
+    fn in_part(rid: &str, mid: &str, pid: &str, ident: &str, changes: &[String]) -> String {
+        format!(
+            r#"{{"id":"{rid}","message_id":"{mid}","part_id":"{pid}","identity_id":"{ident}","changes":[{}]}}"#,
+            changes.join(",")
+        )
+    }
+
+    /// `value` is JSON.
+    fn add(kind: &str, name: &str, value: &str) -> String {
+        format!(r#"{{"operation":"add","type":"{kind}","name":"{name}","value":{value}}}"#)
+    }
+
+    fn remove(kind: &str, name: &str, value: Option<&str>) -> String {
+        match value {
+            Some(value) => format!(r#"{{"operation":"remove","type":"{kind}","name":"{name}","value":{value}}}"#),
+            None => format!(r#"{{"operation":"remove","type":"{kind}","name":"{name}"}}"#),
+        }
+    }
+
+    /// A summary-change event of message `m`, part root, with no status text.
+    fn event(rid: &str, ident: &str, name: &str, kind: &str, old: &str, new: &str, version: u64) -> String {
+        format!(
+            concat!(
+                r#"{{"event_id":"m/{rid}/{name}","identity_id":"{ident}","message_id":"m","name":"{name}","#,
+                r#""new":{new},"old":{old},"part_id":"root","response_id":"{rid}","status_text":null,"#,
+                r#""type":"{kind}","version":{version}}}"#,
+                "\n"
+            ),
+            rid = rid,
+            ident = ident,
+            name = name,
+            kind = kind,
+            old = old,
+            new = new,
+            version = version
+        )
+    }
+
+    fn field<'a>(line: &'a str, key: &str) -> &'a str {
+        let start = line.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {line}")) + key.len() + 3;
+        let rest = &line[start..];
+        let end = rest.find(",\"").unwrap_or(rest.len() - 2);
+        &rest[..end]
+    }
+
+    /// (reason, change_index) of each rejection.
+    fn reasons(rejections: &[String]) -> Vec<(String, String)> {
+        rejections
+            .iter()
+            .map(|line| (field(line, "reason").trim_matches('"').to_owned(), field(line, "change_index").to_owned()))
+            .collect()
+    }
+
+    fn refused(reason: &str, index: usize) -> Vec<(String, String)> {
+        vec![(reason.to_owned(), index.to_string())]
+    }
+
+    #[test]
+    fn set_adds_append_members_and_removes_delete_them() {
+        let mut run = Run::new(&[]);
+        let (events, rejections) = run.send(&response(
+            "r1",
+            "u1",
+            &[add("Set", "colors", r#""red""#), add("Set", "colors", r#""green""#), add("Set", "colors", r#""red""#)],
+        ));
+        assert!(rejections.is_empty());
+        assert_eq!(events, [event("r1", "u1", "colors", "Set", "null", r#"["red","green"]"#, 1)]);
+        // Removing a member not held: accepted, no effect.
+        assert_eq!(run.send(&response("r2", "u1", &[remove("Set", "colors", Some(r#""blue""#))])), (vec![], vec![]));
+        assert_eq!(run.version("root"), 1);
+        // Members compare in order: removed then added again is a change.
+        let (events, _) = run.send(&response(
+            "r3",
+            "u1",
+            &[remove("Set", "colors", Some(r#""red""#)), add("Set", "colors", r#""red""#)],
+        ));
+        assert_eq!(events, [event("r3", "u1", "colors", "Set", r#"["red","green"]"#, r#"["green","red"]"#, 2)]);
+        let (events, _) = run.send(&response("r4", "u2", &[add("Set", "colors", r#""red""#)]));
+        assert_eq!(events, [event("r4", "u2", "colors", "Set", "null", r#"["red"]"#, 3)]);
+        assert_eq!(
+            run.summary("root"),
+            concat!(
+                r#"{"message_id":"m","part_id":"root","states":{"colors":{"#,
+                r#""tally":[{"count":2,"value":"red"},{"count":1,"value":"green"}],"type":"Set","#,
+                r#""values":{"u1":["green","red"],"u2":["red"]}}},"version":3}"#,
+                "\n"
+            )
+        );
+        // An identity with no members holds nothing: null, and absent from the summary.
+        let (events, _) = run.send(&response(
+            "r5",
+            "u1",
+            &[remove("Set", "colors", Some(r#""green""#)), remove("Set", "colors", Some(r#""red""#))],
+        ));
+        assert_eq!(events, [event("r5", "u1", "colors", "Set", r#"["green","red"]"#, "null", 4)]);
+        assert!(run.summary("root").contains(r#""values":{"u2":["red"]}"#));
+    }
+
+    #[test]
+    fn fww_keeps_the_first_value_of_each_identity() {
+        let mut run = Run::new(&[]);
+        let (events, _) = run.send(&response("r1", "u1", &[add("FWW", "poll", r#""a""#)]));
+        assert_eq!(events, [event("r1", "u1", "poll", "FWW", "null", r#""a""#, 1)]);
+        for (rid, value) in [("r2", r#""a""#), ("r3", r#""b""#)] {
+            let (events, rejections) = run.send(&response(rid, "u1", &[add("FWW", "poll", value)]));
+            assert!(events.is_empty());
+            assert_eq!(reasons(&rejections), refused("fww_conflict", 0), "even for the same value");
+            assert_eq!(field(&rejections[0], "detail"), r#""poll already holds \"a\" for this identity""#);
+        }
+        let (events, rejections) = run.send(&response("r4", "u2", &[add("FWW", "poll", r#""b""#)]));
+        assert!(rejections.is_empty());
+        assert_eq!(events, [event("r4", "u2", "poll", "FWW", "null", r#""b""#, 2)]);
+        // Within one response the first add holds already for the second.
+        let (events, rejections) =
+            run.send(&response("r5", "u3", &[add("FWW", "poll", "1"), add("FWW", "poll", "2")]));
+        assert_eq!(events, [event("r5", "u3", "poll", "FWW", "null", "1", 3)]);
+        assert_eq!(reasons(&rejections), refused("fww_conflict", 1));
+        assert!(run.summary("root").contains(r#""values":{"u1":"a","u2":"b","u3":1}"#));
+    }
+
+    #[test]
+    fn lww_replaces_and_cannot_be_removed() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u1", &[add("LWW", "latest", r#""red""#)]));
+        let (events, _) = run.send(&response("r2", "u1", &[add("LWW", "latest", r#""blue""#)]));
+        assert_eq!(events, [event("r2", "u1", "latest", "LWW", r#""red""#, r#""blue""#, 2)]);
+        // The same value again changes nothing: no event, no version step.
+        assert_eq!(run.send(&response("r3", "u1", &[add("LWW", "latest", r#""blue""#)])), (vec![], vec![]));
+        assert_eq!(run.version("root"), 2);
+        for (rid, change) in [("r4", remove("LWW", "latest", None)), ("r5", remove("LWW", "latest", Some(r#""blue""#)))] {
+            let (events, rejections) = run.send(&response(rid, "u1", &[change]));
+            assert!(events.is_empty());
+            assert_eq!(reasons(&rejections), refused("remove_not_allowed", 0));
+        }
+        // 1, "1" and true are three values.
+        let (events, _) = run.send(&response(
+            "r6",
+            "u1",
+            &[add("LWW", "latest", "1"), add("LWW", "latest", r#""1""#), add("LWW", "latest", "true")],
+        ));
+        assert_eq!(events, [event("r6", "u1", "latest", "LWW", r#""blue""#, "true", 3)]);
+    }
+
+    #[test]
+    fn lwwn_remove_unsets_an_equal_value_or_any_when_given_none() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u1", &[add("LWWN", "n", r#""x""#)]));
+        // A different value: no effect.
+        assert_eq!(run.send(&response("r2", "u1", &[remove("LWWN", "n", Some(r#""y""#))])), (vec![], vec![]));
+        let (events, _) = run.send(&response("r3", "u1", &[remove("LWWN", "n", Some(r#""x""#))]));
+        assert_eq!(events, [event("r3", "u1", "n", "LWWN", r#""x""#, "null", 2)]);
+        run.send(&response("r4", "u1", &[add("LWWN", "n", "5")]));
+        let (events, _) = run.send(&response("r5", "u1", &[remove("LWWN", "n", None)]));
+        assert_eq!(events, [event("r5", "u1", "n", "LWWN", "5", "null", 4)]);
+        run.send(&response("r6", "u1", &[add("LWWN", "n", "false")]));
+        let (events, _) = run.send(&response("r7", "u1", &[remove("LWWN", "n", Some("null"))]));
+        assert_eq!(events, [event("r7", "u1", "n", "LWWN", "false", "null", 6)]);
+        // Nothing held: accepted, no effect.
+        assert_eq!(run.send(&response("r8", "u1", &[remove("LWWN", "n", None)])), (vec![], vec![]));
+        assert!(run.summary("root").contains(r#""n":{"tally":[],"type":"LWWN","values":{}}"#));
+    }
+
+    #[test]
+    fn the_first_accepted_change_fixes_a_names_type_in_its_part() {
+        let mut run = Run::new(&[]);
+        // A rejected change fixes nothing: `k` is still free for LWW.
+        let (_, rejections) =
+            run.send(&response("r1", "u1", &[remove("FWW", "k", None), add("LWW", "k", r#""x""#)]));
+        assert_eq!(reasons(&rejections), refused("remove_not_allowed", 0));
+        // A change with no effect is accepted, and fixes the name.
+        assert_eq!(run.send(&response("r2", "u1", &[remove("Set", "s", Some("1"))])), (vec![], vec![]));
+        for (rid, change, detail) in [
+            ("r3", add("Set", "k", "1"), "k is a LWW state in this part, not Set"),
+            ("r4", add("LWW", "s", "1"), "s is a Set state in this part, not LWW"),
+            // A type mismatch comes before remove_not_allowed.
+            ("r5", remove("FWW", "s", None), "s is a Set state in this part, not FWW"),
+        ] {
+            let (events, rejections) = run.send(&response(rid, "u2", &[change]));
+            assert!(events.is_empty());
+            assert_eq!(reasons(&rejections), refused("type_mismatch", 0));
+            assert_eq!(field(&rejections[0], "detail"), format!("\"{detail}\""));
+        }
+        assert_eq!(
+            run.summary("root"),
+            concat!(
+                r#"{"message_id":"m","part_id":"root","states":{"#,
+                r#""k":{"tally":[{"count":1,"value":"x"}],"type":"LWW","values":{"u1":"x"}},"#,
+                r#""s":{"tally":[],"type":"Set","values":{}}},"version":1}"#,
+                "\n"
+            )
+        );
+        // Each part fixes its own types.
+        let (_, rejections) = run.send(&in_part("r6", "m", "p2", "u1", &[add("Set", "k", "1")]));
+        assert!(rejections.is_empty());
+        assert!(run.summary("p2").contains(r#""k":{"tally":[{"count":1,"value":1}],"type":"Set""#));
+    }
+
+    #[test]
+    fn a_registry_fixes_types_from_the_first_change() {
+        let mut run = Run::new(&[("reactions", Kind::Set)]);
+        let (events, rejections) = run.send(&response("r1", "u1", &[add("LWW", "reactions", r#""+1""#)]));
+        assert!(events.is_empty());
+        assert_eq!(reasons(&rejections), refused("type_mismatch", 0));
+        assert_eq!(field(&rejections[0], "detail"), r#""reactions is registered as a Set state, not LWW""#);
+        assert!(run.engine.store.summary_lines(None).is_empty(), "a rejected change fixes no name");
+        let (events, rejections) = run.send(&response("r2", "u1", &[add("Set", "reactions", r#""+1""#)]));
+        assert!(rejections.is_empty());
+        assert_eq!(events, [event("r2", "u1", "reactions", "Set", "null", r#"["+1"]"#, 1)]);
+    }
+
+    #[test]
+    fn invalid_changes_are_refused_first_and_the_others_still_apply() {
+        let mut run = Run::new(&[("n", Kind::Set)]);
+        let bad = |error: &str| Change {
+            is_add: false,
+            kind: Kind::Fww,
+            name: "n",
+            value: Vec::new(),
+            raw: Raw::Text(br#"{"operation":"remove","type":"FWW","name":"n"}"#),
+            error: Some(error.to_owned()),
+        };
+        let good = fast::decode(br#"{"id":"x","message_id":"x","identity_id":"x","changes":[{"operation":"add","type":"LWW","name":"l","value":1}]}"#).unwrap();
+        let good = good.changes.into_iter().next().unwrap();
+        let response = Response {
+            rid: "r1",
+            mid: "m",
+            pid: "root",
+            ident: "u1",
+            status: Some("hi"),
+            changes: vec![bad("the change is bad"), good, bad("still bad")],
+        };
+        let (events, rejections) = run.apply(&response);
+        assert_eq!(
+            rejections[0],
+            concat!(
+                r#"{"change":{"operation":"remove","type":"FWW","name":"n"},"change_index":0,"#,
+                r#""detail":"the change is bad","identity_id":"u1","message_id":"m","raw":null,"#,
+                r#""reason":"invalid_change","response_id":"r1"}"#,
+                "\n"
+            )
+        );
+        assert_eq!(reasons(&rejections[1..]), refused("invalid_change", 2));
+        assert_eq!(
+            events,
+            [concat!(
+                r#"{"event_id":"m/r1/l","identity_id":"u1","message_id":"m","name":"l","new":1,"old":null,"#,
+                r#""part_id":"root","response_id":"r1","status_text":"hi","type":"LWW","version":1}"#,
+                "\n"
+            )]
+        );
+    }
+
+    #[test]
+    fn checks_follow_the_specs_order() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u1", &[add("FWW", "f", "1"), add("Set", "s", "1")]));
+        let (_, rejections) = run.send(&response(
+            "r2",
+            "u1",
+            &[
+                // Held FWW: remove_not_allowed, not fww_conflict.
+                remove("FWW", "f", Some("1")),
+                // A Set name as FWW, removed: type_mismatch, not remove_not_allowed.
+                remove("FWW", "s", None),
+                // FWW held: fww_conflict.
+                add("FWW", "f", "2"),
+            ],
+        ));
+        let seen: Vec<String> = reasons(&rejections).into_iter().map(|(reason, _)| reason).collect();
+        assert_eq!(seen, ["remove_not_allowed", "type_mismatch", "fww_conflict"]);
+    }
+
+    #[test]
+    fn a_part_holds_at_most_64_names() {
+        let mut run = Run::new(&[("late", Kind::Set)]);
+        let names: Vec<String> = (0..64).map(|i| add("LWW", &format!("n{i}"), "1")).collect();
+        let (events, rejections) = run.send(&response("r1", "u1", &names));
+        assert!(rejections.is_empty());
+        assert_eq!(events.len(), 64);
+        assert!(events.iter().all(|line| line.ends_with("\"version\":1}\n")), "one version step per response");
+        let (events, rejections) = run.send(&response(
+            "r2",
+            "u1",
+            &[
+                add("LWW", "n64", "1"),
+                // Even a change with no effect would fix a 65th name.
+                remove("LWWN", "n65", None),
+                // A known name still takes changes.
+                add("LWW", "n0", "2"),
+                // A registry type mismatch is told before the limit.
+                add("LWW", "late", "1"),
+            ],
+        ));
+        assert_eq!(events, [event("r2", "u1", "n0", "LWW", "1", "2", 2)]);
+        let seen: Vec<(String, String)> = reasons(&rejections);
+        assert_eq!(
+            seen,
+            [
+                ("limit_exceeded".to_owned(), "0".to_owned()),
+                ("limit_exceeded".to_owned(), "1".to_owned()),
+                ("type_mismatch".to_owned(), "3".to_owned())
+            ]
+        );
+        assert_eq!(field(&rejections[0], "detail"), r#""this part already has 64 state names""#);
+        // The limit is per part.
+        let (_, rejections) = run.send(&in_part("r3", "m", "p2", "u1", &[add("LWW", "n64", "1")]));
+        assert!(rejections.is_empty());
+    }
+
+    #[test]
+    fn an_identity_holds_at_most_256_members_of_a_set() {
+        let mut run = Run::new(&[]);
+        for (rid, range) in [("r1", 0..100), ("r2", 100..200), ("r3", 200..256)] {
+            let adds: Vec<String> = range.map(|i| add("Set", "s", &i.to_string())).collect();
+            let (_, rejections) = run.send(&response(rid, "u1", &adds));
+            assert!(rejections.is_empty());
+        }
+        let (events, rejections) =
+            run.send(&response("r4", "u1", &[add("Set", "s", "256"), add("Set", "s", "0"), add("Set", "s", "255")]));
+        assert!(events.is_empty(), "re-adding a member is a no-op, never over the limit");
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert_eq!(field(&rejections[0], "detail"), r#""s already has 256 members for this identity""#);
+        // Another identity has its own members; a removal makes room.
+        assert!(run.send(&response("r5", "u2", &[add("Set", "s", "256")])).1.is_empty());
+        let (events, rejections) =
+            run.send(&response("r6", "u1", &[remove("Set", "s", Some("0")), add("Set", "s", "256")]));
+        assert!(rejections.is_empty());
+        assert_eq!(events.len(), 1);
+        assert!(field(&events[0], "new").ends_with(",254,255,256]"));
+    }
+
+    #[test]
+    fn a_response_id_is_taken_once_per_message_whatever_its_part() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u1", &[add("LWW", "n", "1")]));
+        let (events, rejections) = run.send(&in_part("r1", "m", "p2", "u2", &[add("LWW", "n", "2")]));
+        assert!(events.is_empty());
+        assert_eq!(
+            rejections,
+            [concat!(
+                r#"{"change":null,"change_index":null,"detail":"response r1 was already taken for this message","#,
+                r#""identity_id":"u2","message_id":"m","raw":null,"reason":"duplicate","response_id":"r1"}"#,
+                "\n"
+            )]
+        );
+        assert!(run.engine.store.part_index("m", "p2").is_none(), "a duplicate changes nothing");
+        // Another message has its own ids.
+        let (events, _) = run.send(&in_part("r1", "m2", "root", "u1", &[add("LWW", "n", "1")]));
+        assert_eq!(events.len(), 1);
+        // A response whose changes were all rejected was taken all the same.
+        let (_, rejections) = run.send(&response("r2", "u1", &[remove("LWW", "n", None)]));
+        assert_eq!(reasons(&rejections), refused("remove_not_allowed", 0));
+        let (_, rejections) = run.send(&response("r2", "u1", &[add("LWW", "n", "3")]));
+        assert_eq!(reasons(&rejections), vec![("duplicate".to_owned(), "null".to_owned())]);
+        assert!(run.summary("root").contains(r#""values":{"u1":1}"#));
+    }
+
+    #[test]
+    fn one_event_per_state_in_the_order_of_first_accepted_changes() {
+        let mut run = Run::new(&[]);
+        let (events, _) = run.send(&response(
+            "r1",
+            "u1",
+            &[
+                remove("LWW", "z", None), // rejected: does not place z first
+                add("LWW", "b", "1"),
+                add("LWW", "a", "1"),
+                add("LWW", "z", "1"),
+                add("LWW", "b", "2"),
+            ],
+        ));
+        assert_eq!(
+            events,
+            [
+                event("r1", "u1", "b", "LWW", "null", "2", 1),
+                event("r1", "u1", "a", "LWW", "null", "1", 1),
+                event("r1", "u1", "z", "LWW", "null", "1", 1),
+            ]
+        );
+        // Changed and changed back within a response: no event, no version step.
+        let (events, rejections) =
+            run.send(&response("r2", "u1", &[add("LWW", "a", "5"), add("LWW", "a", "1"), add("LWWN", "w", "1"), remove("LWWN", "w", None)]));
+        assert!(events.is_empty() && rejections.is_empty());
+        assert_eq!(run.version("root"), 1);
+        // Only the author's state is written.
+        let (events, _) = run.send(&response("r3", "u2", &[add("LWW", "a", "9")]));
+        assert_eq!(events, [event("r3", "u2", "a", "LWW", "null", "9", 2)]);
+        assert!(run.summary("root").contains(r#""a":{"tally":[{"count":1,"value":1},{"count":1,"value":9}],"type":"LWW","values":{"u1":1,"u2":9}}"#));
+    }
+
+    #[test]
+    fn without_events_versions_still_count() {
+        let mut run = Run::new(&[]);
+        run.engine.events = false;
+        let (events, _) = run.send(&response("r1", "u1", &[add("LWW", "a", "1"), add("LWW", "b", "1")]));
+        assert!(events.is_empty());
+        run.send(&response("r2", "u1", &[add("LWW", "a", "1")]));
+        assert_eq!(run.version("root"), 1);
+        run.send(&response("r3", "u1", &[add("LWW", "a", "2")]));
+        assert_eq!(run.version("root"), 2);
+    }
+
+    #[test]
+    fn a_whole_rejection_carries_what_the_record_gave() {
+        let run = Run::new(&[]);
+        let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+        run.engine.reject_whole(&crate::decode::malformed(b"{\xff", "not UTF-8".into()), &mut out);
+        run.engine.reject_whole(&crate::decode::too_large(70_000), &mut out);
+        assert_eq!(
+            lines(out.rejections),
+            [
+                concat!(
+                    r#"{"change":null,"change_index":null,"detail":"not UTF-8","identity_id":null,"#,
+                    r#""message_id":null,"raw":"e/8=","reason":"malformed","response_id":null}"#,
+                    "\n"
+                ),
+                concat!(
+                    r#"{"change":null,"change_index":null,"detail":"the record is 70000 bytes, over the limit of 65536","#,
+                    r#""identity_id":null,"message_id":null,"raw":null,"reason":"too_large","response_id":null}"#,
+                    "\n"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_journal_records_a_batchs_writes() {
+        let mut run = Run::new(&[]);
+        run.engine.journal = Some(Journal::default());
+        run.engine.tallies = true;
+        run.send(&response("r0", "u1", &[add("LWW", "l", r#""x""#)]));
+        // A new batch: its own journal, its records counted from 0.
+        run.engine.store.end_batch();
+        run.engine.journal = Some(Journal::default());
+        run.index = 0;
+        run.send(&response(
+            "r1",
+            "u1",
+            &[add("Set", "s", r#""a""#), add("Set", "s", r#""b""#), add("LWW", "l", r#""y""#), add("LWWN", "w", "1")],
+        ));
+        run.send(&response("r2", "u1", &[remove("Set", "s", Some(r#""a""#)), remove("LWWN", "w", None)]));
+        run.send(&response("r1", "u2", &[add("LWW", "l", r#""z""#)])); // a duplicate
+        let store = &run.engine.store;
+        let journal = run.engine.journal.as_ref().unwrap();
+        let sym = |text: &str| store.strings.get(text).unwrap();
+        let enc = |text: &str| store.encodings.get(text.as_bytes()).unwrap();
+        // The part as it was before the batch: version 1, one name.
+        assert_eq!(journal.before.iter().map(|(&p, &b)| (p, b)).collect::<Vec<_>>(), [(0, (1, 1))]);
+        let values: Vec<_> = journal.values.iter().map(|(&(p, n, i), held)| ((p, n, i), held.clone())).collect();
+        assert_eq!(
+            values,
+            [
+                ((0, sym("s"), sym("u1")), Some(Held::Many(Box::new([enc(r#""b""#)])))),
+                ((0, sym("l"), sym("u1")), Some(Held::One(enc(r#""y""#)))),
+                ((0, sym("w"), sym("u1")), None),
+            ]
+        );
+        let tallies: Vec<_> = journal.tallies.iter().map(|(&(p, n, e), &c)| ((p, n, e), c)).collect();
+        assert_eq!(
+            tallies,
+            [
+                ((0, sym("s"), enc(r#""a""#)), 0),
+                ((0, sym("s"), enc(r#""b""#)), 1),
+                ((0, sym("l"), enc(r#""x""#)), -1),
+                ((0, sym("l"), enc(r#""y""#)), 1),
+                ((0, sym("w"), enc("1")), 0),
+            ]
+        );
+        let taken: Vec<_> = journal.taken.iter().map(|(m, rid, at)| (*m, &**rid, *at)).collect();
+        assert_eq!(taken, [(sym("m"), "r1", 0), (sym("m"), "r2", 1)]);
+        // What is now known to be held by nobody.
+        assert!(store.absent.contains(&(0, sym("w"), sym("u1"))));
+    }
+}

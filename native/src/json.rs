@@ -147,3 +147,113 @@ fn member_len(text: &[u8]) -> Option<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(text: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_as_orjson_escapes_them() {
+        assert_eq!(written(""), r#""""#);
+        assert_eq!(written("plain"), r#""plain""#);
+        assert_eq!(written("say \"hi\""), r#""say \"hi\"""#);
+        assert_eq!(written(r"back\slash"), r#""back\\slash""#);
+        assert_eq!(written("\u{8}\t\n\u{c}\r"), r#""\b\t\n\f\r""#);
+        assert_eq!(written("\u{0}\u{1}\u{1b}\u{1f}"), r#""\u0000\u0001\u001b\u001f""#);
+        // DEL, U+2028 and non-ASCII text are written as they are, in UTF-8.
+        assert_eq!(written("\u{7f}\u{2028}é😀"), "\"\u{7f}\u{2028}é😀\"");
+        // An escape between plain runs keeps both runs.
+        assert_eq!(written("a\nb\"c"), r#""a\nb\"c""#);
+    }
+
+    #[test]
+    fn optional_strings_and_integers() {
+        let mut out = Vec::new();
+        write_opt_str(&mut out, None);
+        out.push(b' ');
+        write_opt_str(&mut out, Some("x"));
+        out.push(b' ');
+        write_int(&mut out, i64::MIN);
+        out.push(b' ');
+        write_int(&mut out, 0u64);
+        out.push(b' ');
+        write_int(&mut out, usize::MAX);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("null \"x\" -9223372036854775808 0 {}", usize::MAX));
+    }
+
+    #[test]
+    fn unescape_reverses_write_str() {
+        for text in ["", "plain", "a\"b\\c", "\u{0}\u{1f}\u{8}\t\n\u{c}\r", "é😀\u{2028}", "\\u0041"] {
+            assert_eq!(unescape(written(text).as_bytes()), text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn unescape_reads_unicode_escapes() {
+        assert_eq!(unescape(br#""\u0041\u00e9""#), "Aé");
+        // A surrogate pair is one code point; a lone surrogate becomes U+FFFD.
+        assert_eq!(unescape(br#""\ud83d\ude00!""#), "😀!");
+        assert_eq!(unescape(br#""\ud83dx""#), "\u{fffd}x");
+        assert_eq!(unescape(br#""\/""#), "/");
+    }
+
+    #[test]
+    fn base64_is_standard_and_padded() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    fn members(raw: &str) -> Option<Vec<&str>> {
+        split_array(raw.as_bytes()).map(|m| m.into_iter().map(|b| std::str::from_utf8(b).unwrap()).collect())
+    }
+
+    #[test]
+    fn split_array_reads_members_written_as_orjson_writes_them() {
+        assert_eq!(members("[]"), Some(vec![]));
+        assert_eq!(members(r#"["a",1,true,false,-5,0]"#), Some(vec![r#""a""#, "1", "true", "false", "-5", "0"]));
+        assert_eq!(members(r#"["a\"b","c\\d","\n"]"#), Some(vec![r#""a\"b""#, r#""c\\d""#, r#""\n""#]));
+        assert_eq!(members(r#"["a,b","]"]"#), Some(vec![r#""a,b""#, r#""]""#]));
+        assert_eq!(members("[999999999999999999]"), Some(vec!["999999999999999999"]));
+    }
+
+    #[test]
+    fn split_array_leaves_anything_else_to_the_long_way() {
+        for raw in [
+            "",
+            "{}",
+            "[",
+            r#"["a""#,
+            r#"["a]"#,
+            "[ 1]",
+            "[1, 2]",
+            "[1,]",
+            "[,1]",
+            "[1,,2]",
+            "[1.5]",
+            "[1e2]",
+            "[01]",
+            "[-0]",
+            "[-]",
+            "[null]",
+            "[true1]",
+            "[tru]",
+            r#"["\u0041"]"#,
+            r#"["\/"]"#,
+            "[\"a\u{1}\"]",
+            // Past 18 digits an integer may leave the 64-bit range.
+            "[1234567890123456789]",
+            "[[1]]",
+        ] {
+            assert_eq!(members(raw), None, "{raw:?}");
+        }
+    }
+}

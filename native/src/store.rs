@@ -520,3 +520,264 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
 fn index_set_bytes(capacity: usize, entry: usize) -> usize {
     capacity * (entry + 8) + table_bytes(capacity, 8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_and_encodings_are_interned_once() {
+        let mut strings = Strings::default();
+        assert_eq!(strings.get("a"), None);
+        let a = strings.intern("a");
+        let b = strings.intern("b");
+        assert_ne!(a, b);
+        assert_eq!(strings.intern("a"), a);
+        assert_eq!(strings.get("a"), Some(a));
+        assert_eq!((strings.text(a), strings.text(b)), ("a", "b"));
+
+        let mut encodings = Encodings::default();
+        assert_eq!(encodings.get(b"1"), None);
+        let one = encodings.intern(b"1");
+        let text = encodings.intern(b"\"1\"");
+        assert_ne!(one, text, "1 and \"1\" are two values");
+        assert_eq!(encodings.intern(b"1"), one);
+        assert_eq!(encodings.bytes(text), b"\"1\"");
+    }
+
+    /// A store with one part (m, root) whose names are given; returns it and the part.
+    fn store_with(names: &[(&str, Kind)]) -> (Store, usize) {
+        let mut store = Store::new(10);
+        let (mid, pid) = (store.strings.intern("m"), store.strings.intern("root"));
+        let p = store.new_part(mid, pid);
+        for &(name, kind) in names {
+            let name = store.strings.intern(name);
+            store.parts[p].names.push((name, kind));
+            store.parts[p].holdings.push(FxHashMap::default());
+        }
+        (store, p)
+    }
+
+    fn held(store: &mut Store, values: &[&str], many: bool) -> Held {
+        let syms: Vec<Sym> = values.iter().map(|v| store.encodings.intern(v.as_bytes())).collect();
+        if many {
+            Held::Many(syms.into_boxed_slice())
+        } else {
+            Held::One(syms[0])
+        }
+    }
+
+    fn hold(store: &mut Store, p: usize, slot: usize, ident: &str, values: &[&str]) {
+        let many = store.parts[p].names[slot].1 == Kind::Set;
+        let held = held(store, values, many);
+        let ident = store.strings.intern(ident);
+        store.put(p, slot, ident, held);
+    }
+
+    fn summary(store: &Store, clip: Option<usize>) -> String {
+        let lines = store.summary_lines(clip);
+        String::from_utf8(lines.concat()).unwrap()
+    }
+
+    #[test]
+    fn holdings_are_kept_replaced_and_deleted() {
+        let (mut store, p) = store_with(&[("colors", Kind::Set), ("latest", Kind::Lww)]);
+        hold(&mut store, p, 0, "u1", &["\"red\"", "\"green\""]);
+        hold(&mut store, p, 1, "u1", &["1"]);
+        let u1 = store.strings.get("u1").unwrap();
+        let stored = store.parts[p].holdings[0][&u1];
+        let members: Vec<&[u8]> = store.sets.members(&stored).iter().map(|&m| store.encodings.bytes(m)).collect();
+        assert_eq!(members, [&b"\"red\""[..], b"\"green\""]);
+        assert_eq!(store.live_values(), 3);
+        // A Set replaced keeps its place; deleted, its place is used again.
+        hold(&mut store, p, 0, "u1", &["\"blue\""]);
+        assert_eq!(store.parts[p].holdings[0][&u1], stored);
+        store.delete(p, 0, u1);
+        assert!(!store.parts[p].holdings[0].contains_key(&u1));
+        hold(&mut store, p, 0, "u2", &["\"x\""]);
+        let u2 = store.strings.get("u2").unwrap();
+        assert_eq!(store.parts[p].holdings[0][&u2], stored);
+        assert_eq!(store.live_values(), 2);
+        // Deleting what is not held changes nothing.
+        store.delete(p, 0, u1);
+        assert_eq!(store.live_values(), 2);
+        let expected = concat!(
+            r#"{"message_id":"m","part_id":"root","states":{"#,
+            r#""colors":{"tally":[{"count":1,"value":"x"}],"type":"Set","values":{"u2":["x"]}},"#,
+            r#""latest":{"tally":[{"count":1,"value":1}],"type":"LWW","values":{"u1":1}}"#,
+            "},\"version\":0}\n"
+        );
+        assert_eq!(summary(&store, None), expected);
+    }
+
+    #[test]
+    fn tally_order_is_count_then_false_true_integers_strings() {
+        let (mut store, p) = store_with(&[("s", Kind::Set)]);
+        let all = ["\"b\"", "\"a\"", "10", "-10", "2", "true", "false"];
+        hold(&mut store, p, 0, "u1", &all);
+        // Two holders of "z" and 3: counts first.
+        hold(&mut store, p, 0, "u2", &["\"z\"", "3"]);
+        hold(&mut store, p, 0, "u3", &["3", "\"z\""]);
+        let line = summary(&store, None);
+        let tally = &line[line.find("\"tally\":").unwrap()..line.find(",\"type\"").unwrap()];
+        let expected = concat!(
+            r#""tally":[{"count":2,"value":3},{"count":2,"value":"z"},"#,
+            r#"{"count":1,"value":false},{"count":1,"value":true},"#,
+            r#"{"count":1,"value":-10},{"count":1,"value":2},{"count":1,"value":10},"#,
+            r#"{"count":1,"value":"a"},{"count":1,"value":"b"}]"#
+        );
+        assert_eq!(tally, expected);
+    }
+
+    #[test]
+    fn tally_strings_order_by_code_point_not_by_their_escapes_or_utf16() {
+        let (mut store, p) = store_with(&[("s", Kind::Set)]);
+        // "\n" (U+000A) before " " (U+0020), though its escape `\n` sorts after a space;
+        // "｡" (U+FF61) before "😀" (U+1F600), though UTF-16 has the surrogate first.
+        hold(&mut store, p, 0, "u1", &["\"😀\"", "\" \"", "\"｡\"", "\"\\n\""]);
+        let line = summary(&store, None);
+        let tally = &line[line.find("\"tally\":").unwrap()..line.find(",\"type\"").unwrap()];
+        let expected = concat!(
+            r#""tally":[{"count":1,"value":"\n"},{"count":1,"value":" "},"#,
+            r#"{"count":1,"value":"｡"},{"count":1,"value":"😀"}]"#
+        );
+        assert_eq!(tally, expected);
+    }
+
+    #[test]
+    fn summaries_are_sorted_by_message_and_part_and_skip_parts_without_names() {
+        let mut store = Store::new(10);
+        let part = |store: &mut Store, mid: &str, pid: &str, named: bool| {
+            let (m, p) = (store.strings.intern(mid), store.strings.intern(pid));
+            let at = store.new_part(m, p);
+            if named {
+                let name = store.strings.intern("n");
+                store.parts[at].names.push((name, Kind::Lwwn));
+                store.parts[at].holdings.push(FxHashMap::default());
+                store.parts[at].version = 3;
+            }
+        };
+        for (mid, pid, named) in
+            [("m2", "root", true), ("m1", "root", true), ("m1", "p2", true), ("m0", "root", false), ("m1", "p10", true)]
+        {
+            part(&mut store, mid, pid, named);
+        }
+        let keys: Vec<String> = store
+            .summary_lines(None)
+            .iter()
+            .map(|line| {
+                let line = std::str::from_utf8(line).unwrap();
+                assert!(line.ends_with("\"states\":{\"n\":{\"tally\":[],\"type\":\"LWWN\",\"values\":{}}},\"version\":3}\n"));
+                line[..line.find(",\"states\"").unwrap()].to_owned()
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                r#"{"message_id":"m1","part_id":"p10""#,
+                r#"{"message_id":"m1","part_id":"p2""#,
+                r#"{"message_id":"m1","part_id":"root""#,
+                r#"{"message_id":"m2","part_id":"root""#,
+            ]
+        );
+        // A part nobody wrote reads as version 0 with no states.
+        let mut out = Vec::new();
+        store.render(&mut out, "m9", "root", None, None);
+        assert_eq!(out, b"{\"message_id\":\"m9\",\"part_id\":\"root\",\"states\":{},\"version\":0}\n");
+    }
+
+    #[test]
+    fn a_clipped_summary_counts_every_identity_and_keeps_the_whole_tally() {
+        let (mut store, p) = store_with(&[("n", Kind::Lww)]);
+        for (ident, value) in [("u3", "\"b\""), ("u1", "\"a\""), ("u2", "\"a\"")] {
+            hold(&mut store, p, 0, ident, &[value]);
+        }
+        let expected = concat!(
+            r#"{"message_id":"m","part_id":"root","states":{"n":{"clipped":true,"identities":3,"#,
+            r#""tally":[{"count":2,"value":"a"},{"count":1,"value":"b"}],"type":"LWW","#,
+            r#""values":{"u1":"a","u2":"a"}}},"version":0}"#,
+            "\n"
+        );
+        assert_eq!(summary(&store, Some(2)), expected);
+        // Not over the clip: as unclipped.
+        assert_eq!(summary(&store, Some(3)), summary(&store, None));
+        assert!(!summary(&store, Some(3)).contains("clipped"));
+    }
+
+    #[test]
+    fn a_response_id_is_taken_once_per_message() {
+        let mut store = Store::new(10);
+        let (m1, m2) = (store.strings.intern("m1"), store.strings.intern("m2"));
+        assert!(!store.knows_message("m1"));
+        assert!(store.take(m1, "r1"));
+        assert!(!store.take(m1, "r1"), "the same id again, in the same batch");
+        assert!(store.take(m2, "r1"), "the same id for another message");
+        store.end_batch();
+        assert!(!store.take(m1, "r1"), "the same id again, in a later batch");
+        assert!(store.knows_message("m1"));
+        assert_eq!(store.taken_len(m1), 1);
+    }
+
+    #[test]
+    fn the_dedupe_memory_keeps_at_least_the_last_window_ids_and_stays_bounded() {
+        let window = 3;
+        for per_batch in [1, 2, 5, 7] {
+            let mut store = Store::new(window);
+            let m = store.strings.intern("m");
+            let mut sent: usize = 0;
+            for _ in 0..20 {
+                for _ in 0..per_batch {
+                    sent += 1;
+                    assert!(store.take(m, &format!("r{sent}")));
+                }
+                store.end_batch();
+                assert!(store.taken_len(m) < 2 * window, "bounded ({per_batch} per batch)");
+                for recent in sent.saturating_sub(window) + 1..=sent {
+                    assert!(!store.take(m, &format!("r{recent}")), "r{recent} remembered ({per_batch} per batch)");
+                }
+            }
+            // The oldest ids were let go.
+            assert!(store.take(m, "r1"));
+        }
+    }
+
+    #[test]
+    fn exact_trimming_keeps_the_last_window_ids() {
+        let mut store = Store::new(2);
+        let m = store.strings.intern("m");
+        for id in ["a", "b", "c", "d"] {
+            assert!(store.take(m, id));
+        }
+        store.end_batch_exact();
+        assert_eq!(store.taken_len(m), 2);
+        assert!(!store.take(m, "c") && !store.take(m, "d"));
+        assert!(store.take(m, "a"));
+    }
+
+    #[test]
+    fn loaded_ids_replace_the_memory() {
+        let mut store = Store::new(10);
+        store.load_taken("m", vec!["r1".into(), "r2".into()]);
+        assert!(store.knows_message("m"));
+        let m = store.strings.get("m").unwrap();
+        assert!(!store.take(m, "r2"));
+        assert!(store.take(m, "r3"));
+        store.forget_response_ids();
+        assert!(!store.knows_message("m"));
+        assert!(store.take(m, "r2"));
+    }
+
+    #[test]
+    fn known_values_are_the_held_the_known_absent_and_all_of_a_whole_part() {
+        let (mut store, p) = store_with(&[("n", Kind::Lww)]);
+        hold(&mut store, p, 0, "u1", &["1"]);
+        assert!(store.knows_value(p, "n", "u1"));
+        assert!(!store.knows_value(p, "n", "u2"));
+        assert!(!store.knows_value(p, "other", "u1"));
+        let (name, u2) = (store.strings.get("n").unwrap(), store.strings.intern("u2"));
+        store.absent.insert((p as u32, name, u2));
+        assert!(store.knows_value(p, "n", "u2"));
+        store.parts[p].whole = true;
+        assert!(store.knows_value(p, "other", "nobody"));
+    }
+}
