@@ -45,7 +45,9 @@ TYPE_FIELD_PREFIX = b"t:"
 
 
 def _tag(text: str) -> str:
-    return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    if "%" in text or "{" in text or "}" in text:
+        return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +61,10 @@ class Keys:
         """The key a decider's `KeyRef` names."""
         kind, message_id, part_id = ref
         if kind == SEEN:
-            return f"{self.message(message_id)}:{SEEN}"
+            return f"{self.prefix}:{{{_tag(message_id)}}}:{SEEN}"
         if kind not in STATE_KINDS:
             raise ValueError(f"unknown kind of state key {kind!r}")
-        return f"{self.message(message_id)}:{kind}:{part_id}"
+        return f"{self.prefix}:{{{_tag(message_id)}}}:{kind}:{part_id}"
 
     def meta(self, message_id: str, part_id: str) -> str:
         return self.state((META, message_id, part_id))
