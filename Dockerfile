@@ -15,6 +15,7 @@ COPY schemas schemas
 COPY streams streams
 COPY workers workers
 COPY bench bench
+COPY msgstate msgstate
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # The image: Python and the wheel only, no toolchain.

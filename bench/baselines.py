@@ -9,7 +9,7 @@ import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from workers.config import Settings
+from msgstate.workers.config import Settings
 
 
 async def _bare_consume(settings: Settings, topic: str, count: int) -> float:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from schemas.exceptions import ConfigError
-from workers.config import Settings
-from workers.services import probes
-from workers.tools import stack as local_stack
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
+from msgstate.workers.tools import stack as local_stack
 
 PEERS = ("naive", "table", "quix")
 
@@ -54,9 +54,9 @@ def bench(scenario: str, workers_text: str, loads_text: str, count: int, duratio
         from rich.console import Console
         from rich.progress import Progress
 
-        from bench import report
-        from bench.runner import Plan, stages
-        from bench.suite import run_all
+        from msgstate.bench import report
+        from msgstate.bench.runner import Plan, stages
+        from msgstate.bench.suite import run_all
     except ImportError as exc:
         raise ConfigError(f"msgstate bench needs the bench extra ({exc.name} is missing): "
                           "pip install 'msgstate[bench]'") from exc

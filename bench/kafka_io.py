@@ -24,8 +24,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.exceptions import ServiceUnreachable
-from workers.config import Settings
+from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.workers.config import Settings
 
 TIMEOUT = 30.0
 PUBLISH_LINGER_MS = 20

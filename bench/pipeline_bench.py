@@ -28,12 +28,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from workers.cli.publish import record_key
-from workers.config import Settings, Topics
-from workers.services import probes
-from workers.tools import stack as local_stack
-from workers.tools.workload import responses
-from workers.topics import ensure_topics
+from msgstate.workers.cli.publish import record_key
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.services import probes
+from msgstate.workers.tools import stack as local_stack
+from msgstate.workers.tools.workload import responses
+from msgstate.workers.topics import ensure_topics
 
 
 def _settings(base: Settings, tag: str) -> Settings:
@@ -46,7 +46,7 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                 "MSGSTATE_TOPIC_PREFIX": settings.topics.prefix, "MSGSTATE_APP_ID": settings.app_id,
                 "MSGSTATE_KEY_PREFIX": settings.key_prefix, "MSGSTATE_PARTITIONS": str(settings.partitions)})
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "workers", "worker"], env=env, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "msgstate.workers", "worker"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
@@ -105,9 +105,9 @@ def _bare_consume(settings: Settings, count: int) -> float:
 
 
 def _expected_events(records: list[bytes]) -> int:
-    from schemas.records import decode_response
-    from streams.engine.engine import Engine
-    from streams.engine.memory_store import MemoryStore
+    from msgstate.schemas.records import decode_response
+    from msgstate.streams.engine.engine import Engine
+    from msgstate.streams.engine.memory_store import MemoryStore
 
     return len(Engine().apply_batch([decode_response(r) for r in records], MemoryStore()).events)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psutil
 
-from workers.config import Settings
+from msgstate.workers.config import Settings
 
-WORKER = ("-m", "workers", "worker", "-l", "warn")
+WORKER = ("-m", "msgstate.workers", "worker", "-l", "warn")
 
 
 def peer_argv(system: str) -> Sequence[str]:
-    return WORKER if system == "worker" else ("-m", "bench.peers", system)
+    return WORKER if system == "worker" else ("-m", "msgstate.bench.peers", system)
 
 
 def environment(settings: Settings) -> dict[str, str]:

@@ -34,12 +34,12 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from bench.machine import describe
-from schemas.codec import dumps_line
-from streams.engine.memory_store import MemoryStore
-from streams.engine.native_engine import NativeEngine, heap_bytes
-from streams.engine.replay import BATCH, Replayer, gc_paused, records_in, replay
-from workers.tools import workload
+from msgstate.bench.machine import describe
+from msgstate.schemas.codec import dumps_line
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.native_engine import NativeEngine, heap_bytes
+from msgstate.streams.engine.replay import BATCH, Replayer, gc_paused, records_in, replay
+from msgstate.workers.tools import workload
 
 TARGET_RATE = 100_000  # responses/s on one core
 TARGET_RATIO = 10.0  # replay time over bare-parse time

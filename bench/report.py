@@ -10,8 +10,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from bench.runner import Latency, Run
-from bench.suite import Figures
+from msgstate.bench.runner import Latency, Run
+from msgstate.bench.suite import Figures
 
 LABELS = {"worker": "msgstate worker", "naive": "naive (faust + Redis GET/SET per record)",
           "table": "faust Table", "quix": "quix-streams State"}

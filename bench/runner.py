@@ -24,13 +24,13 @@ from typing import Any
 
 import redis
 
-from bench import kafka_io
-from bench.procs import Measured
-from schemas.exceptions import MsgstateError
-from streams.engine.replay import Replayer
-from workers.cli.publish import record_key
-from workers.config import Settings, Topics
-from workers.tools.workload import responses
+from msgstate.bench import kafka_io
+from msgstate.bench.procs import Measured
+from msgstate.schemas.exceptions import MsgstateError
+from msgstate.streams.engine.replay import Replayer
+from msgstate.workers.cli.publish import record_key
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.tools.workload import responses
 
 # The workload: Zipf-popular messages (the top one takes ~4 % of the traffic), many authors.
 MESSAGES = 5_000

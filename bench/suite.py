@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, kafka_io
-from bench.machine import describe
-from bench.runner import Plan, Run, Say, SystemRun, run_system
-from workers.config import Settings
+from msgstate.bench import baselines, kafka_io
+from msgstate.bench.machine import describe
+from msgstate.bench.runner import Plan, Run, Say, SystemRun, run_system
+from msgstate.workers.config import Settings
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ValidationError
-from schemas.limits import INT_MAX, INT_MIN, MAX_CHAT_ID, MAX_RECORD_BYTES
-from schemas.values import json_kind
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.limits import INT_MAX, INT_MIN, MAX_CHAT_ID, MAX_RECORD_BYTES
+from msgstate.schemas.values import json_kind
 
 CHAT_FIELDS = ("id", "room_id", "sender_id", "text", "ts")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from schemas.limits import (
+from msgstate.schemas.limits import (
     INT_MAX,
     INT_MIN,
     MAX_CHANGES,
@@ -35,8 +35,8 @@ from schemas.limits import (
     MAX_VALUE_BYTES,
     NAME_CHARS,
 )
-from schemas.records import OPERATIONS, STATE_TYPES
-from schemas.rejections import CHANGE_REASONS, MALFORMED, REASONS, RESPONSE_REASONS, TOO_LARGE
+from msgstate.schemas.records import OPERATIONS, STATE_TYPES
+from msgstate.schemas.rejections import CHANGE_REASONS, MALFORMED, REASONS, RESPONSE_REASONS, TOO_LARGE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DIRECTORY = Path(__file__).parent / "json"

@@ -18,8 +18,8 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from schemas import rejections
-from schemas.limits import (
+from msgstate.schemas import rejections
+from msgstate.schemas.limits import (
     DEFAULT_PART,
     INT_MAX,
     INT_MIN,
@@ -35,8 +35,8 @@ from schemas.limits import (
     MAX_VALUE_BYTES,
     NAME_CHARS,
 )
-from schemas.rejections import Rejection
-from schemas.values import (
+from msgstate.schemas.rejections import Rejection
+from msgstate.schemas.values import (
     FALSE,
     SURELY_SHORT,
     TRUE,

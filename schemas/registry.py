@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ConfigError
-from schemas.records import STATE_TYPES, is_state_name
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.records import STATE_TYPES, is_state_name
 
 
 def check_registry(registry: Mapping[Any, Any]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from schemas.limits import INT_MAX, INT_MIN, MAX_VALUE_BYTES
+from msgstate.schemas.limits import INT_MAX, INT_MIN, MAX_VALUE_BYTES
 
 Value = str | int | bool
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.config import Settings, Topics, environment
-from workers.tools.stack import private_stack
+from msgstate.workers.config import Settings, Topics, environment
+from msgstate.workers.tools.stack import private_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
 """`python -m workers` is `msgstate`."""
 
-from workers.cli.main import main
+from msgstate.workers.cli.main import main
 
 main()

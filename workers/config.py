@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from schemas.exceptions import ConfigError
-from streams.engine.native_engine import default_engine
-from streams.engine.replay import ENGINES
-from streams.engine.signing import Keyring
-from workers.kafka_security import KafkaSecurity
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.streams.engine.native_engine import default_engine
+from msgstate.streams.engine.replay import ENGINES
+from msgstate.streams.engine.signing import Keyring
+from msgstate.workers.kafka_security import KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)

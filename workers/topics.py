@@ -8,8 +8,8 @@ from contextlib import suppress
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.exceptions import ServiceUnreachable
-from workers.config import Settings
+from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.workers.config import Settings
 
 
 def topic_names(settings: Settings) -> list[str]:

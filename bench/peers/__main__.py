@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from workers.config import Settings
+from msgstate.workers.config import Settings
 
 PEERS = ("naive", "table", "quix")
 
@@ -14,11 +14,11 @@ def main() -> None:
         sys.exit(f"usage: python -m bench.peers {'|'.join(PEERS)}")
     settings = Settings.from_env()
     if sys.argv[1] == "naive":
-        from bench.peers import naive as peer
+        from msgstate.bench.peers import naive as peer
     elif sys.argv[1] == "table":
-        from bench.peers import table as peer  # type: ignore[no-redef]
+        from msgstate.bench.peers import table as peer  # type: ignore[no-redef]
     else:
-        from bench.peers import quix as peer  # type: ignore[no-redef]
+        from msgstate.bench.peers import quix as peer  # type: ignore[no-redef]
     peer.main(settings)
 
 

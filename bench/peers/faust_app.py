@@ -7,11 +7,11 @@ from typing import Any
 
 import faust
 
-from bench.peers.message_state import MessageState
-from bench.peers.rules import apply_one, rejected_whole
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from workers.config import Settings
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.bench.peers.rules import apply_one, rejected_whole
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.workers.config import Settings
 
 Load = Callable[[str], Awaitable[MessageState | None]]
 Save = Callable[[str, MessageState], Awaitable[None]]

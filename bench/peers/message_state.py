@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from schemas.limits import DEDUPE_WINDOW
-from streams.engine.state import Held, PartMeta, StateDelta, ValueKey
-from streams.engine.summary import render_summary
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.streams.engine.state import Held, PartMeta, StateDelta, ValueKey
+from msgstate.streams.engine.summary import render_summary
 
 _EMPTY = PartMeta()
 

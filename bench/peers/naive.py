@@ -12,9 +12,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from bench.peers.faust_app import apply_each, peer_app, run
-from bench.peers.message_state import MessageState
-from workers.config import Settings
+from msgstate.bench.peers.faust_app import apply_each, peer_app, run
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.workers.config import Settings
 
 
 def state_key(settings: Settings, message_id: str) -> str:

@@ -21,12 +21,12 @@ with warnings.catch_warnings():
     from quixstreams.models.serializers import Serializer
     from quixstreams.state.rocksdb import RocksDBOptions
 
-from bench.kafka_io import read_topic, topic_names
-from bench.peers.message_state import MessageState
-from bench.peers.rules import Output, apply_one, rejected_whole
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from workers.config import Settings
+from msgstate.bench.kafka_io import read_topic, topic_names
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.bench.peers.rules import Output, apply_one, rejected_whole
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.workers.config import Settings
 
 STATE_KEY = b"state"  # one entry per message (quix prefixes it with the record's key)
 SEPARATOR = b"|"  # quix's, between that prefix and the entry's key

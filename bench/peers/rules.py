@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from bench.peers.message_state import MessageState
-from schemas.records import Response
-from schemas.rejections import Rejection
-from streams.engine.engine import Engine
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.schemas.records import Response
+from msgstate.schemas.rejections import Rejection
+from msgstate.streams.engine.engine import Engine
 
 # An output record: (is an event, key, value); rejections go to the rejections topic.
 Output = tuple[bool, bytes | None, bytes]

@@ -10,10 +10,10 @@ from typing import Any
 
 from faust.serializers.codecs import Codec
 
-from bench.kafka_io import read_topic
-from bench.peers.faust_app import apply_each, peer_app, run
-from bench.peers.message_state import MessageState
-from workers.config import Settings
+from msgstate.bench.kafka_io import read_topic
+from msgstate.bench.peers.faust_app import apply_each, peer_app, run
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.workers.config import Settings
 
 TABLE = "states"
 

@@ -24,7 +24,7 @@ use store::Store;
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 /// The engine and its store, for replay; `streams/native_engine.py` is the typed way in.
-#[pyclass(module = "streams._native", name = "Engine")]
+#[pyclass(module = "msgstate.streams._native", name = "Engine")]
 struct NativeCore {
     core: engine::Engine,
     keys: Keys,
@@ -237,7 +237,7 @@ fn fast_read<'a>(value: &'a Bound<'_, PyAny>, authentic: bool) -> Option<decode:
 
 /// The engine over a cache of the state in Redis, for the workers: decide a batch, say what
 /// it needs, take that in, apply (writes recorded as a delta), commit once Redis holds them.
-#[pyclass(module = "streams._native", name = "Cache")]
+#[pyclass(module = "msgstate.streams._native", name = "Cache")]
 struct NativeCache {
     core: engine::Engine,
     keys: Keys,

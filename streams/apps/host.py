@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas.chat import decode_chat_message
-from schemas.exceptions import ConfigError, MsgstateError
-from streams.apps.persistence import DEAD_LETTERS_KEPT, AppPersistence
-from streams.apps.persistence_model import check_app_name
-from streams.storage.layout import Keys
+from msgstate.schemas.chat import decode_chat_message
+from msgstate.schemas.exceptions import ConfigError, MsgstateError
+from msgstate.streams.apps.persistence import DEAD_LETTERS_KEPT, AppPersistence
+from msgstate.streams.apps.persistence_model import check_app_name
+from msgstate.streams.storage.layout import Keys
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from schemas.exceptions import AppRecordExists, AppRecordNotFound, AppUpdateConflict, ValidationError
-from streams.apps.persistence_model import (
+from msgstate.schemas.exceptions import AppRecordExists, AppRecordNotFound, AppUpdateConflict, ValidationError
+from msgstate.streams.apps.persistence_model import (
     AppRecord,
     AssociationRecord,
     check_app_name,
@@ -33,8 +33,8 @@ from streams.apps.persistence_model import (
     decode_data,
     encode_data,
 )
-from streams.storage.layout import AppKeys
-from streams.storage.scripts import lua
+from msgstate.streams.storage.layout import AppKeys
+from msgstate.streams.storage.scripts import lua
 
 ONCE_WINDOW = 100_000  # once tokens remembered per app: far more than a worker has in flight
 MODIFY_ATTEMPTS = 200

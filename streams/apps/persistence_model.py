@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ValidationError
-from schemas.limits import MAX_RECORD_BYTES
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.limits import MAX_RECORD_BYTES
 
 MAX_RECORD_ID = 256
 MAX_ASSOCIATION_ID = 256

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
-from schemas.limits import MAX_MEMBERS, MAX_NAMES
-from schemas.records import Response
-from schemas.registry import check_registry
-from schemas.rejections import (
+from msgstate.schemas.limits import MAX_MEMBERS, MAX_NAMES
+from msgstate.schemas.records import Response
+from msgstate.schemas.registry import check_registry
+from msgstate.schemas.rejections import (
     DUPLICATE,
     FWW_CONFLICT,
     INVALID_CHANGE,
@@ -27,8 +27,8 @@ from schemas.rejections import (
     Rejection,
     rejection,
 )
-from streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, StateNeeds, StateView
-from streams.engine.summary import decode_held
+from msgstate.streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, StateNeeds, StateView
+from msgstate.streams.engine.summary import decode_held
 
 Item = Response | Rejection
 _ABSENT: Any = object()

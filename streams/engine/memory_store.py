@@ -14,9 +14,9 @@ from collections.abc import Container
 from types import MappingProxyType
 from typing import Any
 
-from schemas.limits import DEDUPE_WINDOW
-from streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, ValueKey
-from streams.engine.summary import SummaryRenderer
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, ValueKey
+from msgstate.streams.engine.summary import SummaryRenderer
 
 _EMPTY = PartMeta()
 _NO_HOLDINGS: Holdings = MappingProxyType({})

@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ConfigError, ValidationError
-from schemas.limits import DEDUPE_WINDOW
-from schemas.registry import check_registry
+from msgstate.schemas.exceptions import ConfigError, ValidationError
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.schemas.registry import check_registry
 
 try:
-    from streams import _native
+    from msgstate.streams import _native
 except ImportError:  # installed without Rust: the Python engine runs
     _native = None  # type: ignore[assignment]
 

@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, BinaryIO
 
-from schemas.codec import dumps_line
-from schemas.exceptions import ConfigError
-from schemas.records import decode_response
-from schemas.rejections import Rejection
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
+from msgstate.schemas.codec import dumps_line
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.records import decode_response
+from msgstate.schemas.rejections import Rejection
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
 
 # Records per engine batch. Any size gives the same result; small batches keep the
 # decoded records in the CPU caches (measured: 128 is ~20% faster than 1024).
@@ -154,7 +154,7 @@ def replay_lines(
     if engine != "native":
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     # Imported here so that the Python engine runs even where the extension is missing.
-    from streams.engine.native_engine import NativeEngine
+    from msgstate.streams.engine.native_engine import NativeEngine
 
     native = NativeEngine(registry, events=on_event is not None)
     source = iter(records)

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from schemas.exceptions import ConfigError
+from msgstate.schemas.exceptions import ConfigError
 
 KEY_ID_HEADER = "msgstate-key-id"
 SIGNATURE_HEADER = "msgstate-signature"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 
-from streams.engine.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 
 _EMPTY = PartMeta()
 # Entries a worker's cache holds before it starts again empty: about 100 MB in the compiled

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ValidationError
-from schemas.values import Value, tally_key
-from streams.engine.state import Held, PartMeta
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.values import Value, tally_key
+from msgstate.streams.engine.state import Held, PartMeta
 
 Tallies = Mapping[str, Mapping[bytes, int]]  # name -> encoded value -> identities holding it
 _NOTHING: Mapping[str, Held] = {}

@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from schemas.limits import DEDUPE_WINDOW
-from schemas.registry import check_registry
-from streams.engine import native_engine
-from streams.engine.state_cache import CACHE_ENTRIES
-from streams.rounds.decider import Decision
-from streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.schemas.registry import check_registry
+from msgstate.streams.engine import native_engine
+from msgstate.streams.engine.state_cache import CACHE_ENTRIES
+from msgstate.streams.rounds.decider import Decision
+from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 
 class CompiledDecider:

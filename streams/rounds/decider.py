@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.rejections import Rejection
-from streams.storage.protocol import Read, Writes
+from msgstate.schemas.rejections import Rejection
+from msgstate.streams.storage.protocol import Read, Writes
 
 
 @dataclass(slots=True)

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-from schemas.codec import dumps
-from schemas.exceptions import AlreadyApplied, Fenced
-from schemas.rejections import Rejection
-from streams.rounds.decider import Decider, Decision
-from streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
-from streams.storage.protocol import Assignment, PartitionWrite, RoundStore
+from msgstate.schemas.codec import dumps
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced
+from msgstate.schemas.rejections import Rejection
+from msgstate.streams.rounds.decider import Decider, Decision
+from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
+from msgstate.streams.storage.protocol import Assignment, PartitionWrite, RoundStore
 
 log = logging.getLogger(__name__)
 

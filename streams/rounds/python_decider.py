@@ -9,13 +9,13 @@ from typing import Any
 
 import orjson
 
-from schemas.codec import dumps
-from schemas.records import decode_response
-from streams.engine.engine import Engine, Item
-from streams.engine.state import Held, PartKey, PartMeta, StateDelta, ValueKey
-from streams.engine.state_cache import CACHE_ENTRIES, StateCache
-from streams.rounds.decider import Decision
-from streams.storage.layout import (
+from msgstate.schemas.codec import dumps
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine, Item
+from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, ValueKey
+from msgstate.streams.engine.state_cache import CACHE_ENTRIES, StateCache
+from msgstate.streams.rounds.decider import Decision
+from msgstate.streams.storage.layout import (
     META,
     SEEN,
     TALLY,
@@ -29,7 +29,7 @@ from streams.storage.layout import (
     split_field,
     value_field,
 )
-from streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
+from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 _VERSION = VERSION_FIELD.decode()
 _TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()

@@ -1,16 +1,29 @@
 """The msgstate client SDK: register states, send responses, read summaries, watch changes.
 
-    from streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states
+    from msgstate.streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states
 """
 
-from streams.engine.signing import SigningKey, parse_key
-from streams.sdk.client import AsyncClient, Client
-from streams.sdk.events import CHANGE, SEND_FAILED, SENDING, ChangeEvent, SendFailedEvent, SendingEvent
-from streams.sdk.ids import new_response_id
-from streams.sdk.model import MessageTypeModel
-from streams.sdk.publisher import Delivery, DeliveryFuture, Publisher, record_key
-from streams.sdk.scheduling import AsyncioScheduler, ManualScheduler, ThreadScheduler
-from streams.sdk.states import CRDT_TYPES, StateRegistry, custom_states, export_registry, registry_json
+from msgstate.streams.engine.signing import SigningKey, parse_key
+from msgstate.streams.sdk.client import AsyncClient, Client
+from msgstate.streams.sdk.events import (
+    CHANGE,
+    SEND_FAILED,
+    SENDING,
+    ChangeEvent,
+    SendFailedEvent,
+    SendingEvent,
+)
+from msgstate.streams.sdk.ids import new_response_id
+from msgstate.streams.sdk.model import MessageTypeModel
+from msgstate.streams.sdk.publisher import Delivery, DeliveryFuture, Publisher, record_key
+from msgstate.streams.sdk.scheduling import AsyncioScheduler, ManualScheduler, ThreadScheduler
+from msgstate.streams.sdk.states import (
+    CRDT_TYPES,
+    StateRegistry,
+    custom_states,
+    export_registry,
+    registry_json,
+)
 
 __all__ = [
     "CHANGE",

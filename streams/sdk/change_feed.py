@@ -19,8 +19,8 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from schemas.exceptions import ServiceUnreachable
-from streams.sdk.model import MessageTypeModel
+from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.streams.sdk.model import MessageTypeModel
 
 log = logging.getLogger(__name__)
 

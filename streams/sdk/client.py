@@ -10,17 +10,17 @@ from typing import Any, TypeVar
 
 import redis
 
-from schemas.exceptions import ServiceUnreachable
-from schemas.limits import DEFAULT_PART
-from schemas.values import Value
-from streams.engine.signing import SigningKey
-from streams.sdk.change_feed import ChangeFeed
-from streams.sdk.ids import new_response_id
-from streams.sdk.model import MessageTypeModel
-from streams.sdk.publisher import DeliveryFuture, Publisher
-from streams.sdk.scheduling import AsyncioScheduler, Scheduler, ThreadScheduler
-from streams.sdk.validation import encode_record
-from streams.storage.reader import SummaryReader
+from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.schemas.limits import DEFAULT_PART
+from msgstate.schemas.values import Value
+from msgstate.streams.engine.signing import SigningKey
+from msgstate.streams.sdk.change_feed import ChangeFeed
+from msgstate.streams.sdk.ids import new_response_id
+from msgstate.streams.sdk.model import MessageTypeModel
+from msgstate.streams.sdk.publisher import DeliveryFuture, Publisher
+from msgstate.streams.sdk.scheduling import AsyncioScheduler, Scheduler, ThreadScheduler
+from msgstate.streams.sdk.validation import encode_record
+from msgstate.streams.storage.reader import SummaryReader
 
 M = TypeVar("M", bound=MessageTypeModel)
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.values import Value
+from msgstate.schemas.values import Value
 
-log = logging.getLogger("streams.sdk")
+log = logging.getLogger("msgstate.streams.sdk")
 
 CHANGE = "message-type-model:change"
 SENDING = "message-type-model:sending-response-message"  # cancelable

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from schemas.limits import DEFAULT_PART
-from streams.sdk import validation
-from streams.sdk.events import CHANGE, ChangeEvent, Emitter
-from streams.sdk.responses import Responses, Wiring
+from msgstate.schemas.limits import DEFAULT_PART
+from msgstate.streams.sdk import validation
+from msgstate.streams.sdk.events import CHANGE, ChangeEvent, Emitter
+from msgstate.streams.sdk.responses import Responses, Wiring
 
 
 class MessageTypeModel(Emitter):

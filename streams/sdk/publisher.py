@@ -22,8 +22,8 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from schemas.exceptions import DeliveryError, ServiceUnreachable
-from streams.engine.signing import SigningKey
+from msgstate.schemas.exceptions import DeliveryError, ServiceUnreachable
+from msgstate.streams.engine.signing import SigningKey
 
 log = logging.getLogger(__name__)
 

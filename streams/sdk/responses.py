@@ -10,21 +10,21 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from schemas.exceptions import ValidationError
-from schemas.limits import INT_MIN, MAX_CHANGES, MAX_STATUS_TEXT
-from schemas.values import encode_value
-from streams.engine.state import Held
-from streams.engine.summary import count_tallies, render_tally
-from streams.sdk import validation
-from streams.sdk.events import SEND_FAILED, SENDING, ChangeEvent, SendFailedEvent, SendingEvent, log
-from streams.sdk.ids import new_response_id
-from streams.sdk.publisher import DeliveryFuture, Publisher
-from streams.sdk.scheduling import Scheduler, Timer
-from streams.sdk.states import StateRegistry, custom_states
-from streams.storage.reader import SummaryReader
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.limits import INT_MIN, MAX_CHANGES, MAX_STATUS_TEXT
+from msgstate.schemas.values import encode_value
+from msgstate.streams.engine.state import Held
+from msgstate.streams.engine.summary import count_tallies, render_tally
+from msgstate.streams.sdk import validation
+from msgstate.streams.sdk.events import SEND_FAILED, SENDING, ChangeEvent, SendFailedEvent, SendingEvent, log
+from msgstate.streams.sdk.ids import new_response_id
+from msgstate.streams.sdk.publisher import DeliveryFuture, Publisher
+from msgstate.streams.sdk.scheduling import Scheduler, Timer
+from msgstate.streams.sdk.states import StateRegistry, custom_states
+from msgstate.streams.storage.reader import SummaryReader
 
 if TYPE_CHECKING:
-    from streams.sdk.model import MessageTypeModel
+    from msgstate.streams.sdk.model import MessageTypeModel
 
 ID_PLACEHOLDER = new_response_id()  # every id has this length
 SEEN_EVENTS = 4096  # event ids remembered to drop re-deliveries (events are at least once)

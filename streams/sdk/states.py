@@ -9,9 +9,9 @@ from enum import StrEnum
 
 import orjson
 
-from schemas.exceptions import ValidationError
-from schemas.records import STATE_TYPES, is_state_name
-from schemas.registry import check_registry
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.records import STATE_TYPES, is_state_name
+from msgstate.schemas.registry import check_registry
 
 
 class CRDT_TYPES(StrEnum):

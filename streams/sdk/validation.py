@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import ValidationError
-from schemas.limits import MAX_NAMES, MAX_RECORD_BYTES
-from schemas.records import Response, decode_change, decode_response
-from schemas.rejections import Rejection
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.limits import MAX_NAMES, MAX_RECORD_BYTES
+from msgstate.schemas.records import Response, decode_change, decode_response
+from msgstate.schemas.rejections import Rejection
 
 NO_VALUE = object()  # a remove without a value
 

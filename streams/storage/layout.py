@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from streams.engine.state import Held, PartMeta
+from msgstate.streams.engine.state import Held, PartMeta
 
 # The kinds of a message's state keys, as a `KeyRef` names them.
 META, VALUES, TALLY, SEEN = "meta", "vals", "tally", "ids"

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from schemas.exceptions import AlreadyApplied, Fenced
-from streams.storage.layout import META, SEEN, VALUES, Keys
-from streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced
+from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
+from msgstate.streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
 
 
 def _bytes(value: bytes | int | str) -> bytes:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.engine.state import PartKey
-from streams.storage.layout import KeyRef
+from msgstate.streams.engine.state import PartKey
+from msgstate.streams.storage.layout import KeyRef
 
 
 @dataclass(slots=True)

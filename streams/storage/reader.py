@@ -7,11 +7,11 @@ from typing import Any
 
 import redis
 
-from schemas.values import Value
-from streams.engine.state import Held
-from streams.engine.summary import decode_held as held_as_json
-from streams.engine.summary import render_summary
-from streams.storage.layout import Keys, decode_held, decode_meta, split_field, value_field
+from msgstate.schemas.values import Value
+from msgstate.streams.engine.state import Held
+from msgstate.streams.engine.summary import decode_held as held_as_json
+from msgstate.streams.engine.summary import render_summary
+from msgstate.streams.storage.layout import Keys, decode_held, decode_meta, split_field, value_field
 
 
 class SummaryReader:

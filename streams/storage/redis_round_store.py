@@ -16,12 +16,12 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from schemas.exceptions import AlreadyApplied, Fenced
-from streams.storage.batching import CommandBatcher
-from streams.storage.layout import META as META_KIND
-from streams.storage.layout import SEEN, VALUES, Keys
-from streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
-from streams.storage.scripts import lua
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced
+from msgstate.streams.storage.batching import CommandBatcher
+from msgstate.streams.storage.layout import META as META_KIND
+from msgstate.streams.storage.layout import SEEN, VALUES, Keys
+from msgstate.streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
+from msgstate.streams.storage.scripts import lua
 
 
 class RedisRoundStore:

@@ -6,4 +6,4 @@ from importlib import resources
 
 
 def lua(name: str) -> str:
-    return (resources.files("streams") / "lua" / name).read_text()
+    return (resources.files("msgstate.streams") / "lua" / name).read_text()

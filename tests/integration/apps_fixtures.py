@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.chat import ChatMessage
-from streams.apps.persistence import AppPersistence, PersistenceRead
-from streams.apps.persistence_model import AssociationModel, AssociationRecord
+from msgstate.schemas.chat import ChatMessage
+from msgstate.streams.apps.persistence import AppPersistence, PersistenceRead
+from msgstate.streams.apps.persistence_model import AssociationModel, AssociationRecord
 
 COUNT = AssociationRecord(AssociationModel.MISC, "message-count")
 CHANGES = AssociationRecord(AssociationModel.MISC, "changes")

@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
-from streams.apps.persistence import AppPersistence
-from streams.apps.persistence_model import AppRecord, AssociationRecord
-from workers.config import Settings
-from workers.services.apps_worker import group_id
-from workers.topics import ensure_topics
+from msgstate.streams.apps.persistence import AppPersistence
+from msgstate.streams.apps.persistence_model import AppRecord, AssociationRecord
+from msgstate.workers.config import Settings
+from msgstate.workers.services.apps_worker import group_id
+from msgstate.workers.topics import ensure_topics
 
 from ..waiting import wait_for
 from .processes import WorkerProcess
@@ -40,7 +40,8 @@ class AppsDeployment:
 
     def start_worker(self, app_id: str | None = None) -> WorkerProcess:
         settings = self.settings if app_id is None else self.settings.with_(app_id=app_id)
-        proc = WorkerProcess(settings, ["-m", "workers", "worker", "--apps", "-l", "warn"], name="apps")
+        proc = WorkerProcess(settings, ["-m", "msgstate.workers", "worker", "--apps", "-l", "warn"],
+                             name="apps")
         self.workers.append(proc)
         return proc
 

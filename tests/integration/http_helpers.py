@@ -14,9 +14,9 @@ import jsonschema
 import orjson
 import pytest
 
-from workers.config import Settings
-from workers.services.http_api import static_text
-from workers.tools import stack
+from msgstate.workers.config import Settings
+from msgstate.workers.services.http_api import static_text
+from msgstate.workers.tools import stack
 
 from ..waiting import wait_for
 from .processes import WorkerProcess
@@ -74,7 +74,7 @@ async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, A
 def serve_http(settings: Settings) -> Iterator[str]:
     """`msgstate http` as its own process, once it reports ready."""
     port = stack.free_port_pair()
-    proc = WorkerProcess(settings, ["-m", "workers", "http", "--port", str(port)], name="http")
+    proc = WorkerProcess(settings, ["-m", "msgstate.workers", "http", "--port", str(port)], name="http")
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> int:

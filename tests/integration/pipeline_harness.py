@@ -12,12 +12,12 @@ import orjson
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from streams.storage.layout import Keys
-from streams.storage.reader import SummaryReader
-from workers.cli.publish import record_key
-from workers.config import Settings
-from workers.tools.workload import responses
-from workers.topics import ensure_topics
+from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.cli.publish import record_key
+from msgstate.workers.config import Settings
+from msgstate.workers.tools.workload import responses
+from msgstate.workers.topics import ensure_topics
 
 from ..conftest import ROOT
 from ..waiting import wait_for
@@ -48,7 +48,7 @@ class Expected:
         source, changes, rejections = tmp / "in.jsonl", tmp / "changes.jsonl", tmp / "rejections.jsonl"
         source.write_bytes(b"".join(r + b"\n" for r in records))
         done = subprocess.run(
-            [sys.executable, "-m", "workers", "replay", str(source), "--changes", str(changes),
+            [sys.executable, "-m", "msgstate.workers", "replay", str(source), "--changes", str(changes),
              "--rejections", str(rejections)], cwd=ROOT, capture_output=True, check=False)
         assert done.returncode == 0, done.stderr.decode()
         self.summaries = [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
@@ -69,7 +69,7 @@ class Pipeline:
         self.redis = redis.Redis.from_url(settings.redis)
 
     def start_worker(self, *args: str, engine: str | None = None) -> WorkerProcess:
-        proc = WorkerProcess(self.settings, ["-m", "workers", "worker", "-l", "info", *args],
+        proc = WorkerProcess(self.settings, ["-m", "msgstate.workers", "worker", "-l", "info", *args],
                              env=None if engine is None else {"MSGSTATE_ENGINE": engine})
         self.workers.append(proc)
         return proc

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from workers.config import Settings
+from msgstate.workers.config import Settings
 
 from ..conftest import worker_env
 

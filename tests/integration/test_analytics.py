@@ -13,10 +13,10 @@ import redis
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from workers.config import Settings
-from workers.services.analytics_store import AnalyticsStore
-from workers.tools import stack
-from workers.topics import ensure_topics
+from msgstate.workers.config import Settings
+from msgstate.workers.services.analytics_store import AnalyticsStore
+from msgstate.workers.tools import stack
+from msgstate.workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env
 from ..waiting import wait_for
@@ -61,7 +61,8 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
     store = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention)
     minute, before = now_ms // 60_000, earlier_ms // 60_000
     metrics_port = stack.free_port_pair()
-    proc = WorkerProcess(settings, ["-m", "workers", "analytics", "--metrics-port", str(metrics_port)],
+    proc = WorkerProcess(settings, ["-m", "msgstate.workers", "analytics", "--metrics-port",
+                                     str(metrics_port)],
                          name="analytics")
     try:
         # Committed past the last record: every record, repeats included, was handled.
@@ -109,7 +110,8 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
     }
     client.close()
 
-    shown = subprocess.run([sys.executable, "-m", "workers", "top", "--minutes", "5", "--limit", "2"],
+    shown = subprocess.run([sys.executable, "-m", "msgstate.workers", "top", "--minutes", "5",
+                            "--limit", "2"],
                            env={**worker_env(settings), "COLUMNS": "100"}, cwd=ROOT,
                            capture_output=True, text=True, check=False)
     assert shown.returncode == 0, shown.stderr

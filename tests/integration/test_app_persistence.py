@@ -9,11 +9,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from schemas.exceptions import AppRecordNotFound, AppUpdateConflict, ValidationError
-from streams.apps.persistence import AppPersistence
-from streams.apps.persistence_model import AssociationModel as M
-from streams.apps.persistence_model import AssociationRecord as A
-from workers.config import Settings
+from msgstate.schemas.exceptions import AppRecordNotFound, AppUpdateConflict, ValidationError
+from msgstate.streams.apps.persistence import AppPersistence
+from msgstate.streams.apps.persistence_model import AssociationModel as M
+from msgstate.streams.apps.persistence_model import AssociationRecord as A
+from msgstate.workers.config import Settings
 
 ROOM = A(M.ROOM, "GENERAL")
 USER = A(M.USER, "frodo")

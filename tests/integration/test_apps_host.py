@@ -11,17 +11,17 @@ import orjson
 import pytest
 import redis
 
-from streams.apps.host import invalid_key
-from streams.apps.message_counter import COUNT
-from streams.apps.persistence_model import AppKeys
-from workers.config import Settings
+from msgstate.streams.apps.host import invalid_key
+from msgstate.streams.apps.message_counter import COUNT
+from msgstate.streams.apps.persistence_model import AppKeys
+from msgstate.workers.config import Settings
 
 from ..conftest import ROOT, worker_env
 from .apps_harness import AppsDeployment, chat_message
 
 MESSAGES = 30_000
-APPS = "streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:NaiveCounter"
-TEST_APPS = ("streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:Flaky,"
+APPS = "msgstate.streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:NaiveCounter"
+TEST_APPS = ("msgstate.streams.apps.message_counter:MessageCounter,tests.integration.apps_fixtures:Flaky,"
              "tests.integration.apps_fixtures:StateWatcher")
 
 
@@ -100,12 +100,12 @@ def test_failing_handler_is_dead_lettered_and_redelivery_counts_nothing_twice(
         assert store.xrange(AppKeys(settings.key_prefix, "flaky").dead) == dead
 
         shown = subprocess.run(
-            [sys.executable, "-m", "workers", "apps", "read", "message-counter", "--association",
+            [sys.executable, "-m", "msgstate.workers", "apps", "read", "message-counter", "--association",
              "misc:message-count"], env=worker_env(settings), cwd=ROOT, capture_output=True, check=True)
         [line] = shown.stdout.splitlines()
         row = orjson.loads(line)
         assert row["data"] == {"count": 40} and row["associations"] == ["misc:message-count"]
-        letters = subprocess.run([sys.executable, "-m", "workers", "apps", "dead-letters", "flaky"],
+        letters = subprocess.run([sys.executable, "-m", "msgstate.workers", "apps", "dead-letters", "flaky"],
                                  env=worker_env(settings), cwd=ROOT, capture_output=True, check=True)
         rows = [orjson.loads(line) for line in letters.stdout.splitlines()]
         assert sorted(r["event_id"] for r in rows) == sorted(m["id"] for m in booms)
@@ -125,11 +125,12 @@ def test_apps_cli_bad_input_is_one_line(settings: Settings) -> None:
         (["apps", "read", "message-counter", "--association", "room"], "MODEL:ID"),
         (["apps", "read", "bad name"], "app name"),
     ]:
-        done = subprocess.run([sys.executable, "-m", "workers", *argv], env=worker_env(settings), cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "msgstate.workers", *argv],
+                              env=worker_env(settings), cwd=ROOT,
                               capture_output=True, check=False)
         assert done.returncode == 1, done
         assert done.stderr.decode().count("\n") == 1 and says in done.stderr.decode()
     env = {**worker_env(settings), "MSGSTATE_APPS": "no.such.module:App"}
-    done = subprocess.run([sys.executable, "-m", "workers", "worker", "--apps"], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "msgstate.workers", "worker", "--apps"], env=env, cwd=ROOT,
                           capture_output=True, check=False, timeout=60)
     assert done.returncode == 1 and b"cannot load 'no.such.module:App'" in done.stderr

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from bench import kafka_io
-from bench.peers import naive, quix, table
-from workers.config import Settings
+from msgstate.bench import kafka_io
+from msgstate.bench.peers import naive, quix, table
+from msgstate.workers.config import Settings
 
 from ..waiting import wait_for
 from .pipeline_harness import Expected, workload
@@ -31,7 +31,7 @@ def test_peer_ends_with_the_summaries_of_replay(peer: str, settings: Settings, t
     records = workload(300, seed=11)
     expected = Expected(records, tmp_path)
     kafka_io.create_topics(settings)
-    process = WorkerProcess(settings, ["-m", "bench.peers", peer], name=f"peer-{peer}")
+    process = WorkerProcess(settings, ["-m", "msgstate.bench.peers", peer], name=f"peer-{peer}")
     try:
         kafka_io.publish(settings, records)
         read = READERS[peer]

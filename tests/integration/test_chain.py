@@ -8,7 +8,7 @@ import redis
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from workers.config import Settings
+from msgstate.workers.config import Settings
 
 from ..waiting import wait_for
 from .processes import WorkerProcess

@@ -17,20 +17,20 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from schemas.limits import DEDUPE_WINDOW
-from streams.engine.engine import Engine
-from streams.rounds.compiled_decider import CompiledDecider
-from streams.rounds.decider import Decider
-from streams.rounds.outbox import OutRecord
-from streams.rounds.processor import InRecord, RoundProcessor
-from streams.rounds.python_decider import PythonDecider
-from streams.storage.layout import Keys
-from streams.storage.reader import SummaryReader
-from streams.storage.redis_round_store import RedisRoundStore
-from workers.config import Settings, Topics
-from workers.tools.fault_check import Record, compare, replay_topic
-from workers.tools.fault_run import SCENARIOS, run
-from workers.tools.stack import private_stack
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.outbox import OutRecord
+from msgstate.streams.rounds.processor import InRecord, RoundProcessor
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.streams.storage.redis_round_store import RedisRoundStore
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.tools.fault_check import Record, compare, replay_topic
+from msgstate.workers.tools.fault_run import SCENARIOS, run
+from msgstate.workers.tools.stack import private_stack
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from schemas.rejections import REASONS
-from streams.storage.reader import SummaryReader
-from workers.config import Settings, Topics
-from workers.tools.fault_check import Record, json_values, read_topic, replay_topic
-from workers.tools.fault_run import run, workload
-from workers.tools.hostile import MAKERS, blend, hostile_records
+from msgstate.schemas.rejections import REASONS
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.tools.fault_check import Record, json_values, read_topic, replay_topic
+from msgstate.workers.tools.fault_run import run, workload
+from msgstate.workers.tools.hostile import MAKERS, blend, hostile_records
 
 from ..unit.strategies import lines
 

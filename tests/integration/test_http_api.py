@@ -10,10 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from streams.storage.reader import SummaryReader
-from workers.config import Settings
-from workers.services.http_api import build_app
-from workers.topics import ensure_topics
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings
+from msgstate.workers.services.http_api import build_app
+from msgstate.workers.topics import ensure_topics
 
 from .http_helpers import check_schema, path_of, react, sse_events, vote
 from .pipeline_harness import Pipeline

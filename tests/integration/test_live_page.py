@@ -14,8 +14,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from streams.storage.reader import SummaryReader
-from workers.config import Settings
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings
 
 from .http_helpers import react, vote
 from .http_helpers import serve_http as serve_http  # the http_url fixture

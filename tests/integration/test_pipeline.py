@@ -16,8 +16,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.config import Settings
-from workers.tools import stack
+from msgstate.workers.config import Settings
+from msgstate.workers.tools import stack
 
 from ..waiting import wait_for
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload

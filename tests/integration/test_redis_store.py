@@ -10,19 +10,19 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.rounds.compiled_decider import CompiledDecider
-from streams.rounds.decider import Decider
-from streams.rounds.outbox import EVENT, OutRecord, pack_outbox
-from streams.rounds.python_decider import PythonDecider
-from streams.storage.layout import SEEN, TALLY, VALUES, Keys, decode_meta, value_field
-from streams.storage.memory import MemoryRoundStore
-from streams.storage.protocol import PartitionWrite, Read, RoundStore, Writes
-from streams.storage.redis_round_store import RedisRoundStore
-from workers.config import Settings
-from workers.tools.workload import responses
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.outbox import EVENT, OutRecord, pack_outbox
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import SEEN, TALLY, VALUES, Keys, decode_meta, value_field
+from msgstate.streams.storage.memory import MemoryRoundStore
+from msgstate.streams.storage.protocol import PartitionWrite, Read, RoundStore, Writes
+from msgstate.streams.storage.redis_round_store import RedisRoundStore
+from msgstate.workers.config import Settings
+from msgstate.workers.tools.workload import responses
 
 
 def _odd_records() -> list[bytes]:

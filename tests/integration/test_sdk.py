@@ -18,9 +18,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from schemas.exceptions import DeliveryError, ServiceUnreachable, ValidationError
-from streams.engine.signing import Keyring, SigningKey, verify
-from streams.sdk import (
+from msgstate.schemas.exceptions import DeliveryError, ServiceUnreachable, ValidationError
+from msgstate.streams.engine.signing import Keyring, SigningKey, verify
+from msgstate.streams.sdk import (
     CHANGE,
     CRDT_TYPES,
     AsyncClient,
@@ -29,9 +29,9 @@ from streams.sdk import (
     MessageTypeModel,
     Publisher,
 )
-from workers.config import Settings
-from workers.tools.stack import free_port_pair
-from workers.topics import ensure_topics
+from msgstate.workers.config import Settings
+from msgstate.workers.tools.stack import free_port_pair
+from msgstate.workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env
 from ..waiting import wait_for
@@ -54,7 +54,7 @@ class PollModel(MessageTypeModel):
 def deployment(settings: Settings) -> Iterator[Settings]:
     """The test's topics and one state worker."""
     ensure_topics(settings)
-    worker = WorkerProcess(settings, ["-m", "workers", "worker", "-l", "warn"])
+    worker = WorkerProcess(settings, ["-m", "msgstate.workers", "worker", "-l", "warn"])
     try:
         yield settings
     finally:
@@ -203,7 +203,7 @@ def test_msgstate_publish_signs_when_a_key_is_set(settings: Settings, tmp_path: 
     source.write_bytes(b"\n".join(lines) + b"\n")
     env = worker_env(settings)
     env["MSGSTATE_SIGNING_KEY"] = f"k1:{base64.b64encode(secret).decode()}"
-    done = subprocess.run([sys.executable, "-m", "workers", "publish", str(source)], env=env,
+    done = subprocess.run([sys.executable, "-m", "msgstate.workers", "publish", str(source)], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "published 2 records" in done.stderr
@@ -215,7 +215,7 @@ def test_msgstate_publish_signs_when_a_key_is_set(settings: Settings, tmp_path: 
     assert not verify(records[1].headers, records[1].key, lines[1], ring)
 
     env["MSGSTATE_SIGNING_KEY"] = "k1:not base64!"
-    bad = subprocess.run([sys.executable, "-m", "workers", "publish", str(source)], env=env,
+    bad = subprocess.run([sys.executable, "-m", "msgstate.workers", "publish", str(source)], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 1 and "not base64" in bad.stderr and len(bad.stderr.splitlines()) == 1
 

@@ -8,10 +8,10 @@ import orjson
 import pytest
 import redis
 
-from streams.engine.signing import SigningKey, sign
-from streams.sdk.publisher import record_key
-from streams.storage.reader import SummaryReader
-from workers.config import Settings
+from msgstate.streams.engine.signing import SigningKey, sign
+from msgstate.streams.sdk.publisher import record_key
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings
 
 from .pipeline_harness import Pipeline
 from .processes import WorkerProcess
@@ -36,7 +36,7 @@ def test_two_active_keys_are_accepted_and_missing_or_wrong_signatures_are_unauth
         settings: Settings) -> None:
     pipeline = Pipeline(settings)
     try:
-        worker = WorkerProcess(settings, ["-m", "workers", "worker", "-l", "warn"],
+        worker = WorkerProcess(settings, ["-m", "msgstate.workers", "worker", "-l", "warn"],
                                env={"MSGSTATE_SIGNING_KEYS": f"{spec(OLD)},{spec(NEW)}"})
         pipeline.workers.append(worker)
         tampered = response(3, "mallory")
@@ -74,7 +74,7 @@ def test_two_active_keys_are_accepted_and_missing_or_wrong_signatures_are_unauth
 
 
 def test_a_bad_keyring_is_a_one_line_error(settings: Settings) -> None:
-    worker = WorkerProcess(settings, ["-m", "workers", "worker"],
+    worker = WorkerProcess(settings, ["-m", "msgstate.workers", "worker"],
                            env={"MSGSTATE_SIGNING_KEYS": "k1:not base64!"})
     assert worker.proc.wait(timeout=60) == 1
     output = worker.output()

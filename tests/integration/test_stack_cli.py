@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from schemas.exceptions import StackError
-from workers.config import Settings
-from workers.tools import stack
+from msgstate.schemas.exceptions import StackError
+from msgstate.workers.config import Settings
+from msgstate.workers.tools import stack
 
 from ..conftest import ROOT
 
 
 def msgstate(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "msgstate.workers", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

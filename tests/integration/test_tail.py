@@ -8,8 +8,8 @@ import sys
 import orjson
 from kafka import KafkaProducer
 
-from workers.config import Settings
-from workers.topics import ensure_topics
+from msgstate.workers.config import Settings
+from msgstate.workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env
 from .test_analytics import change
@@ -42,7 +42,7 @@ def publish(settings: Settings) -> None:
 
 
 def run_tail(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers", "tail", "--from-beginning", *args],
+    return subprocess.run([sys.executable, "-m", "msgstate.workers", "tail", "--from-beginning", *args],
                           env={**worker_env(settings), "COLUMNS": "200"}, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -79,7 +79,8 @@ def test_tail_names_an_unreachable_kafka(settings: Settings) -> None:
 def test_http_and_analytics_name_an_unreachable_service(settings: Settings) -> None:
     for command, broken in (("http", settings.with_(redis="redis://127.0.0.1:1/0")),
                             ("analytics", settings.with_(kafka="127.0.0.1:1"))):
-        done = subprocess.run([sys.executable, "-m", "workers", command], env=worker_env(broken), cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "msgstate.workers", command],
+                              env=worker_env(broken), cwd=ROOT,
                               capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 1, command
         assert done.stderr.strip().startswith("msgstate: "), done.stderr

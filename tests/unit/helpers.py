@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 
-from schemas.codec import dumps_line
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.engine.native_engine import NativeEngine
+from msgstate.schemas.codec import dumps_line
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.native_engine import NativeEngine
 
 ABSENT: Any = object()
 

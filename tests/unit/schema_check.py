@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from schemas.json_schema import load
+from msgstate.schemas.json_schema import load
 
 
 def _max_utf8_bytes(

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from streams.sdk import CRDT_TYPES, Delivery, DeliveryFuture, ManualScheduler, MessageTypeModel
+from msgstate.streams.sdk import CRDT_TYPES, Delivery, DeliveryFuture, ManualScheduler, MessageTypeModel
 
 
 class RecordingPublisher:

@@ -7,18 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.exceptions import ConfigError, ValidationError
-from streams.apps.host import handlers_of, load_apps
-from streams.apps.message_counter import MessageCounter
-from streams.apps.persistence_model import (
+from msgstate.schemas.exceptions import ConfigError, ValidationError
+from msgstate.streams.apps.host import handlers_of, load_apps
+from msgstate.streams.apps.message_counter import MessageCounter
+from msgstate.streams.apps.persistence_model import (
     AssociationModel,
     AssociationRecord,
     check_associations,
     decode_data,
     encode_data,
 )
-from streams.storage.layout import AppKeys
-from workers.services.apps_worker import apps_from_env
+from msgstate.streams.storage.layout import AppKeys
+from msgstate.workers.services.apps_worker import apps_from_env
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False,
@@ -78,13 +78,13 @@ def test_apps_load_from_entry_points_and_from_specs() -> None:
     installed = load_apps(None)
     assert isinstance(installed["message-counter"], MessageCounter)
     assert list(apps_from_env({})) == list(installed)
-    named = apps_from_env({"MSGSTATE_APPS": "streams.apps.message_counter:MessageCounter, "})
+    named = apps_from_env({"MSGSTATE_APPS": "msgstate.streams.apps.message_counter:MessageCounter, "})
     assert list(named) == ["message-counter"]
     assert handlers_of(named["message-counter"]) == ["execute_post_message_sent"]
     assert apps_from_env({"MSGSTATE_APPS": ""}) == {}
     for spec, says in [("nocolon", "module:attribute"), ("no.such:App", "cannot load"),
-                       ("streams.apps.message_counter:Nope", "cannot load"),
-                       ("streams.apps.message_counter:MessageCounter,streams.apps.message_counter:"
+                       ("msgstate.streams.apps.message_counter:Nope", "cannot load"),
+                       ("msgstate.streams.apps.message_counter:MessageCounter,msgstate.streams.apps.message_counter:"
                         "MessageCounter", "two apps")]:
         with pytest.raises(ConfigError, match=says):
             apps_from_env({"MSGSTATE_APPS": spec})

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import orjson
 
-from bench.peers.message_state import MessageState
-from bench.peers.rules import apply_one, rejected_whole
-from bench.report import targets, write
-from bench.runner import Latency, Run
-from bench.suite import Figures
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.replay import replay
+from msgstate.bench.peers.message_state import MessageState
+from msgstate.bench.peers.rules import apply_one, rejected_whole
+from msgstate.bench.report import targets, write
+from msgstate.bench.runner import Latency, Run
+from msgstate.bench.suite import Figures
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.replay import replay
+from msgstate.workers.tools.workload import responses
 from tests.conftest import ROOT
-from workers.tools.workload import responses
 
 
 def test_per_message_state_through_bytes_gives_the_summaries_of_replay() -> None:
@@ -81,7 +81,7 @@ def test_results_are_written_as_json_csv_and_png(tmp_path: Path) -> None:
 
 
 def test_a_bad_peer_name_is_one_line_and_a_failure() -> None:
-    done = subprocess.run([sys.executable, "-m", "workers", "bench", "--peers", "kafka-streams"],
+    done = subprocess.run([sys.executable, "-m", "msgstate.workers", "bench", "--peers", "kafka-streams"],
                           cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from schemas.chat import ChatMessage, decode_chat_message
-from schemas.exceptions import ValidationError
+from msgstate.schemas.chat import ChatMessage, decode_chat_message
+from msgstate.schemas.exceptions import ValidationError
 
 GOOD = {"id": "c1", "room_id": "GENERAL", "sender_id": "u1", "text": "hi", "ts": 1732277000123}
 

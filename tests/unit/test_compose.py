@@ -65,7 +65,7 @@ def test_compose_runs_kafka_in_kraft_mode_redis_with_aof_and_the_workers(
 
 
 def test_every_msgstate_service_runs_a_real_command_from_the_image(compose: dict[str, Any]) -> None:
-    from workers.cli.main import cli
+    from msgstate.workers.cli.main import cli
 
     services = compose["services"]
     ours = {name: s for name, s in services.items() if s.get("build") == "."}

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import dumps
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.rounds.compiled_decider import CompiledDecider
-from streams.rounds.decider import Decider
-from streams.rounds.python_decider import PythonDecider
-from streams.storage.layout import Keys, decode_meta, encode_held, tally_field, value_field
-from streams.storage.memory import MemoryRoundStore
+from msgstate.schemas.codec import dumps
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import Keys, decode_meta, encode_held, tally_field, value_field
+from msgstate.streams.storage.memory import MemoryRoundStore
 from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
 

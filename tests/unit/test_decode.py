@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from schemas.records import Response, decode_response
+from msgstate.schemas.records import Response, decode_response
 from tests.unit.helpers import add, line, record, run
 
 GOOD = record("r1", add("LWW", "color", "red"))

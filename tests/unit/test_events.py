@@ -125,7 +125,7 @@ def test_event_ids_are_stable_and_per_part_version() -> None:
 
 
 def test_events_off_still_counts_versions() -> None:
-    from streams.engine.replay import replay
+    from msgstate.streams.engine.replay import replay
 
     lines = [line("r1", add("LWW", "c", 1)), line("r2", add("LWW", "c", 2))]
     quiet = replay(lines)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 from rich.console import Console
 
-from workers.cli.tail import describe
-from workers.services import change_feed
-from workers.services.analytics_store import split_member, value_member, values_set
-from workers.services.change_feed import ChangeFeed
+from msgstate.workers.cli.tail import describe
+from msgstate.workers.services import change_feed
+from msgstate.workers.services.analytics_store import split_member, value_member, values_set
+from msgstate.workers.services.change_feed import ChangeFeed
 
 
 def test_the_feed_hands_each_event_only_to_its_message_subscribers() -> None:

@@ -15,7 +15,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.records import (
+from msgstate.schemas.records import (
     Change,
     Response,
     _decode_changes,
@@ -23,8 +23,8 @@ from schemas.records import (
     decode_change,
     decode_response,
 )
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
 from tests.unit import strategies as ws
 from tests.unit.test_memory_store import StrictView
 

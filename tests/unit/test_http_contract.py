@@ -9,10 +9,10 @@ import re
 import jsonschema
 import pytest
 
-from schemas.exceptions import ConfigError
-from workers.config import Settings
-from workers.logs import JsonFormatter, RetriedAreWarnings
-from workers.services.http_api import build_app, static_text
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.workers.config import Settings
+from msgstate.workers.logs import JsonFormatter, RetriedAreWarnings
+from msgstate.workers.services.http_api import build_app, static_text
 
 DOC = json.loads(static_text("openapi.json"))
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from schemas.chat import chat_message_problem
-from schemas.json_schema import SCHEMAS, load, path_of, render
-from schemas.records import Response, decode_change, decode_response
+from msgstate.schemas.chat import chat_message_problem
+from msgstate.schemas.json_schema import SCHEMAS, load, path_of, render
+from msgstate.schemas.records import Response, decode_change, decode_response
 from tests.unit import strategies as ws
 from tests.unit.schema_check import is_valid
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import faust
 import pytest
 
-from schemas.exceptions import ConfigError, ServiceUnreachable
-from workers.kafka_security import KafkaSecurity
+from msgstate.schemas.exceptions import ConfigError, ServiceUnreachable
+from msgstate.workers.kafka_security import KafkaSecurity
 
 
 def test_plaintext_by_default() -> None:

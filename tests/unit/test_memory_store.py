@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.limits import DEDUPE_WINDOW
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.engine.state import Held, PartMeta, StateDelta, StateNeeds, ValueKey
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.state import Held, PartMeta, StateDelta, StateNeeds, ValueKey
 from tests.unit.helpers import add, line
 
 

@@ -8,16 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import dumps_line
-from schemas.exceptions import ConfigError, ValidationError
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.engine.native_engine import NativeEngine, heap_bytes
-from streams.engine.replay import replay_lines
+from msgstate.schemas.codec import dumps_line
+from msgstate.schemas.exceptions import ConfigError, ValidationError
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.native_engine import NativeEngine, heap_bytes
+from msgstate.streams.engine.replay import replay_lines
+from msgstate.workers.tools.hostile import MAKERS, hostile_records
 from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
-from workers.tools.hostile import MAKERS, hostile_records
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

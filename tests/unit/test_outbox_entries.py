@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
+from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
 
 records = st.lists(st.builds(OutRecord, st.sampled_from([EVENT, REJECTION]), st.binary(max_size=40),
                              st.binary(max_size=200)), min_size=1, max_size=20)

@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.partitioner import CachedPartitioner
+from msgstate.workers.partitioner import CachedPartitioner
 
 
 @given(st.lists(st.binary(max_size=40), max_size=50), st.integers(1, 64))

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import _native
+from msgstate.streams import _native
 from tests.unit.helpers import add, line, record, remove
 from tests.unit.test_native_engine import SETTINGS, same
 

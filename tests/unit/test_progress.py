@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from workers.cli.progress import reading
+from msgstate.workers.cli.progress import reading
 
 
 def test_on_a_terminal_the_bytes_pass_through_a_bar_of_the_file_size(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.engine.replay import replay
-from streams.engine.summary import count_tallies
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.engine.replay import replay
+from msgstate.streams.engine.summary import count_tallies
 from tests.unit import strategies as ws
 from tests.unit.naive_model import NaiveModel
 from tests.unit.schema_check import check

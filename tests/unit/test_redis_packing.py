@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 
-from streams.storage.client import PackedConnection, PackedSSLConnection, packed_client
+from msgstate.streams.storage.client import PackedConnection, PackedSSLConnection, packed_client
 
 arguments = st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=50),
                                st.integers(min_value=-(2**63), max_value=2**63 - 1)), max_size=30)

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from streams.engine.replay import read_records, records_in
+from msgstate.streams.engine.replay import read_records, records_in
+from msgstate.workers.cli.replay import replay
 from tests.unit.helpers import add, line, remove
-from workers.cli.replay import replay
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])

@@ -14,14 +14,14 @@ import orjson
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.engine.engine import Engine
-from streams.rounds.compiled_decider import CompiledDecider
-from streams.rounds.decider import Decider
-from streams.rounds.outbox import EVENT, REJECTION, OutRecord, unpack_outbox
-from streams.rounds.processor import InRecord, RoundProcessor
-from streams.rounds.python_decider import PythonDecider
-from streams.storage.layout import Keys
-from streams.storage.memory import MemoryRoundStore
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, unpack_outbox
+from msgstate.streams.rounds.processor import InRecord, RoundProcessor
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.memory import MemoryRoundStore
 from tests.unit.helpers import add, line
 
 TOPIC = "responses"

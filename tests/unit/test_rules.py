@@ -229,8 +229,8 @@ def test_the_registry_types_a_name_from_the_first_change() -> None:
 
 
 def test_the_registry_is_checked() -> None:
-    from schemas.exceptions import ConfigError
-    from streams.engine.engine import Engine
+    from msgstate.schemas.exceptions import ConfigError
+    from msgstate.streams.engine.engine import Engine
 
     with pytest.raises(ConfigError):
         Engine({"poll": "Counter"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from schemas.limits import MAX_RESPONSE_ID
-from streams.sdk.ids import ResponseIds
+from msgstate.schemas.limits import MAX_RESPONSE_ID
+from msgstate.streams.sdk.ids import ResponseIds
 
 
 def test_ids_increase_even_within_one_millisecond_and_when_the_clock_goes_back() -> None:

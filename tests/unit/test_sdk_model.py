@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from schemas.exceptions import DeliveryError, ValidationError
-from schemas.limits import MAX_CHANGES, MAX_RECORD_BYTES, MAX_STATUS_TEXT
-from schemas.records import Response, decode_response
-from schemas.registry import parse_registry
-from streams.sdk import (
+from msgstate.schemas.exceptions import DeliveryError, ValidationError
+from msgstate.schemas.limits import MAX_CHANGES, MAX_RECORD_BYTES, MAX_STATUS_TEXT
+from msgstate.schemas.records import Response, decode_response
+from msgstate.schemas.registry import parse_registry
+from msgstate.streams.sdk import (
     CHANGE,
     CRDT_TYPES,
     SEND_FAILED,

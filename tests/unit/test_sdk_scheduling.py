@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from streams.sdk import AsyncioScheduler, ManualScheduler, ThreadScheduler
+from msgstate.streams.sdk import AsyncioScheduler, ManualScheduler, ThreadScheduler
 from tests.waiting import wait_for
 
 

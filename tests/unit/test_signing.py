@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.exceptions import ConfigError
-from schemas.records import decode_response
-from streams.engine.signing import (
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     Keyring,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.exceptions import ValidationError
-from streams.engine.state import PartMeta
-from streams.engine.summary import render_summary, render_tally
+from msgstate.schemas.exceptions import ValidationError
+from msgstate.streams.engine.state import PartMeta
+from msgstate.streams.engine.summary import render_summary, render_tally
 from tests.unit.helpers import add, line, remove, run
 
 

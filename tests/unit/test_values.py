@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import dumps, dumps_line
-from schemas.exceptions import ConfigError
-from schemas.registry import parse_registry
-from schemas.values import checked_encoding, decode_value, encode_value, tally_key, value_problem
+from msgstate.schemas.codec import dumps, dumps_line
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.registry import parse_registry
+from msgstate.schemas.values import checked_encoding, decode_value, encode_value, tally_key, value_problem
 
 valid_values = st.one_of(
     st.text(max_size=300),

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from workers.services.state_worker import FETCH_MAX, Fetched, StateWorker
+from msgstate.workers.services.state_worker import FETCH_MAX, Fetched, StateWorker
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 

@@ -9,11 +9,11 @@ from types import FrameType
 import click
 from prometheus_client import start_http_server
 
-from workers.config import Settings
-from workers.logs import configure as configure_logs
-from workers.services import probes
-from workers.services.analytics_worker import AnalyticsWorker
-from workers.topics import ensure_topics
+from msgstate.workers.config import Settings
+from msgstate.workers.logs import configure as configure_logs
+from msgstate.workers.services import probes
+from msgstate.workers.services.analytics_worker import AnalyticsWorker
+from msgstate.workers.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ import faust
 import orjson
 import redis.asyncio as aioredis
 
-from schemas.exceptions import ConfigError, MsgstateError
-from streams.apps.host import handlers_of, invalid_key, read_dead_letters
-from streams.apps.persistence import PersistenceRead
-from streams.apps.persistence_model import AppRecord, AssociationRecord, check_app_name
-from streams.storage.layout import AppKeys
-from workers.config import Settings
-from workers.services import probes
-from workers.services.apps_worker import apps_from_env, build_app
+from msgstate.schemas.exceptions import ConfigError, MsgstateError
+from msgstate.streams.apps.host import handlers_of, invalid_key, read_dead_letters
+from msgstate.streams.apps.persistence import PersistenceRead
+from msgstate.streams.apps.persistence_model import AppRecord, AssociationRecord, check_app_name
+from msgstate.streams.storage.layout import AppKeys
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
+from msgstate.workers.services.apps_worker import apps_from_env, build_app
 
 T = TypeVar("T")
 

@@ -7,11 +7,11 @@ import logging
 import click
 from aiohttp import web
 
-from workers.config import Settings
-from workers.logs import configure as configure_logs
-from workers.services import probes
-from workers.services.http_api import build_app
-from workers.topics import ensure_topics
+from msgstate.workers.config import Settings
+from msgstate.workers.logs import configure as configure_logs
+from msgstate.workers.services import probes
+from msgstate.workers.services.http_api import build_app
+from msgstate.workers.topics import ensure_topics
 
 
 @click.command("http")

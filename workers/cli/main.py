@@ -11,20 +11,20 @@ from importlib.metadata import entry_points, version
 
 import click
 
-from schemas.exceptions import MsgstateError
-from streams.engine.native_engine import engine_name
-from workers.cli.analytics import analytics
-from workers.cli.apps import apps
-from workers.cli.http import http
-from workers.cli.publish import publish
-from workers.cli.read import summary
-from workers.cli.reliability import reliability
-from workers.cli.replay import replay
-from workers.cli.stack import stack
-from workers.cli.tail import tail
-from workers.cli.top import top
-from workers.cli.worker import worker
-from workers.tools.demo import demo
+from msgstate.schemas.exceptions import MsgstateError
+from msgstate.streams.engine.native_engine import engine_name
+from msgstate.workers.cli.analytics import analytics
+from msgstate.workers.cli.apps import apps
+from msgstate.workers.cli.http import http
+from msgstate.workers.cli.publish import publish
+from msgstate.workers.cli.read import summary
+from msgstate.workers.cli.reliability import reliability
+from msgstate.workers.cli.replay import replay
+from msgstate.workers.cli.stack import stack
+from msgstate.workers.cli.tail import tail
+from msgstate.workers.cli.top import top
+from msgstate.workers.cli.worker import worker
+from msgstate.workers.tools.demo import demo
 
 
 def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:

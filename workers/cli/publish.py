@@ -12,12 +12,12 @@ from typing import BinaryIO
 
 import click
 
-from schemas.exceptions import DeliveryError, ServiceUnreachable
-from streams.engine.signing import parse_key
-from streams.sdk.publisher import Publisher, record_key
-from workers.cli.progress import reading
-from workers.config import Settings
-from workers.services import probes
+from msgstate.schemas.exceptions import DeliveryError, ServiceUnreachable
+from msgstate.streams.engine.signing import parse_key
+from msgstate.streams.sdk.publisher import Publisher, record_key
+from msgstate.workers.cli.progress import reading
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
 
 __all__ = ["publish", "record_key"]
 

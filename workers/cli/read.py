@@ -6,8 +6,8 @@ import click
 import orjson
 import redis
 
-from workers.config import Settings
-from workers.services import probes
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
 
 
 @click.command()
@@ -17,7 +17,7 @@ from workers.services import probes
               help="List at most N identities per state (tallies are never clipped).")
 def summary(message_id: str, part: str, clip: int | None) -> None:
     """Print the summary of MESSAGE_ID as JSON (SPEC section 4)."""
-    from streams.storage.reader import SummaryReader
+    from msgstate.streams.storage.reader import SummaryReader
 
     settings = Settings.from_env()
     probes.require_redis(settings.redis)

@@ -11,9 +11,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from workers.config import Settings, Topics
-from workers.tools.fault_run import SCENARIOS, Figures, run
-from workers.tools.stack import private_stack
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.tools.fault_run import SCENARIOS, Figures, run
+from msgstate.workers.tools.stack import private_stack
 
 ROWS = ("published", "acknowledged", "in_topic", "faults", "worker_crashes", "parts",
         "parts_differing", "events_expected", "events_missing", "events_unexpected",

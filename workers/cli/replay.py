@@ -11,11 +11,11 @@ from typing import BinaryIO
 
 import click
 
-from schemas.exceptions import ConfigError
-from schemas.registry import parse_registry
-from streams.engine.native_engine import default_engine
-from streams.engine.replay import ENGINES, read_records, replay_lines
-from workers.cli.progress import reading
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.registry import parse_registry
+from msgstate.streams.engine.native_engine import default_engine
+from msgstate.streams.engine.replay import ENGINES, read_records, replay_lines
+from msgstate.workers.cli.progress import reading
 
 ENGINE_ENV = "MSGSTATE_ENGINE"
 

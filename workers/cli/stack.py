@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from workers.config import Settings
-from workers.tools import kafka_dist
-from workers.tools import stack as local_stack
+from msgstate.workers.config import Settings
+from msgstate.workers.tools import kafka_dist
+from msgstate.workers.tools import stack as local_stack
 
 
 @click.group()

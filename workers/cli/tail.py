@@ -12,9 +12,9 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.markup import escape
 
-from schemas.exceptions import ServiceUnreachable
-from workers.config import Settings
-from workers.services import probes
+from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
 
 
 def describe(topic_kind: str, record: dict[str, Any]) -> str:

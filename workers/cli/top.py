@@ -8,9 +8,9 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from workers.config import Settings
-from workers.services import probes
-from workers.services.analytics_store import AnalyticsStore
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
+from msgstate.workers.services.analytics_store import AnalyticsStore
 
 
 @click.command()

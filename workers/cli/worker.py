@@ -15,13 +15,13 @@ import signal
 
 import click
 
-from schemas.exceptions import ConfigError
-from workers import logs
-from workers.config import Settings
-from workers.services import probes
-from workers.services.metrics import WorkerMetrics, serve
-from workers.services.state_worker import StateWorker
-from workers.topics import ensure_topics
+from msgstate.schemas.exceptions import ConfigError
+from msgstate.workers import logs
+from msgstate.workers.config import Settings
+from msgstate.workers.services import probes
+from msgstate.workers.services.metrics import WorkerMetrics, serve
+from msgstate.workers.services.state_worker import StateWorker
+from msgstate.workers.topics import ensure_topics
 
 LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
           "info": logging.INFO, "debug": logging.DEBUG}
@@ -44,7 +44,7 @@ def worker(loglevel: str, metrics_port: int | None, apps: bool) -> None:
     probes.require_redis(settings.redis)
     ensure_topics(settings)
     if apps:
-        from workers.cli.apps import run_apps_worker
+        from msgstate.workers.cli.apps import run_apps_worker
 
         run_apps_worker(settings, loglevel)
         return

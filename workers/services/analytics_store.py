@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import redis
 
-from streams.storage.layout import AnalyticsKeys
-from streams.storage.scripts import lua
+from msgstate.streams.storage.layout import AnalyticsKeys
+from msgstate.streams.storage.scripts import lua
 
 # Dedupe and count in one step: a crash can never count an event without remembering it.
 

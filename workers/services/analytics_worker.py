@@ -16,8 +16,8 @@ import redis
 from kafka import KafkaConsumer
 from prometheus_client import Counter
 
-from workers.config import Settings
-from workers.services.analytics_store import AnalyticsStore
+from msgstate.workers.config import Settings
+from msgstate.workers.services.analytics_store import AnalyticsStore
 
 log = logging.getLogger("msgstate.analytics")
 

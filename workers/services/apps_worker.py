@@ -14,8 +14,8 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
-from streams.apps.host import MESSAGE_SENT, STATE_CHANGED, AppsHost, HostEvent, load_apps
-from workers.config import Settings
+from msgstate.streams.apps.host import MESSAGE_SENT, STATE_CHANGED, AppsHost, HostEvent, load_apps
+from msgstate.workers.config import Settings
 
 BATCH_MAX = 500
 BATCH_WITHIN = 0.02  # seconds

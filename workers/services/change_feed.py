@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from schemas.exceptions import ServiceUnreachable
+from msgstate.schemas.exceptions import ServiceUnreachable
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from schemas.limits import DEFAULT_PART, MAX_IDENTITY_ID, MAX_MESSAGE_ID, MAX_NAME, MAX_PART_ID, NAME_CHARS
-from streams.storage.reader import SummaryReader
-from workers.config import Settings
-from workers.services.change_feed import ChangeFeed, Subscription
+from msgstate.schemas.limits import (
+    DEFAULT_PART,
+    MAX_IDENTITY_ID,
+    MAX_MESSAGE_ID,
+    MAX_NAME,
+    MAX_PART_ID,
+    NAME_CHARS,
+)
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings
+from msgstate.workers.services.change_feed import ChangeFeed, Subscription
 
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep an idle stream open
 NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME}}}")
@@ -246,7 +253,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def static_text(name: str) -> str:
-    return resources.files("workers.services").joinpath("http_static", name).read_text("utf-8")
+    return resources.files("msgstate.workers.services").joinpath("http_static", name).read_text("utf-8")
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ import redis
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from schemas.exceptions import ServiceUnreachable
+from msgstate.schemas.exceptions import ServiceUnreachable
 
 # SPEC section 9: a command that cannot reach a service exits within 30 s.
 DEFAULT_TIMEOUT = 10.0

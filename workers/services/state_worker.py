@@ -22,21 +22,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from schemas.limits import DEDUPE_WINDOW
-from streams.engine.engine import Engine
-from streams.engine.native_engine import default_engine
-from streams.engine.signing import is_authentic
-from streams.rounds.compiled_decider import CompiledDecider
-from streams.rounds.decider import Decider
-from streams.rounds.outbox import EVENT, OutRecord
-from streams.rounds.processor import InRecord, RoundProcessor
-from streams.rounds.python_decider import PythonDecider
-from streams.storage.client import packed_client
-from streams.storage.layout import Keys
-from streams.storage.redis_round_store import RedisRoundStore
-from workers.config import Settings
-from workers.partitioner import CachedPartitioner
-from workers.services.metrics import WorkerMetrics
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.native_engine import default_engine
+from msgstate.streams.engine.signing import is_authentic
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.outbox import EVENT, OutRecord
+from msgstate.streams.rounds.processor import InRecord, RoundProcessor
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.client import packed_client
+from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.redis_round_store import RedisRoundStore
+from msgstate.workers.config import Settings
+from msgstate.workers.partitioner import CachedPartitioner
+from msgstate.workers.services.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,14 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.storage.reader import SummaryReader
-from workers.config import Settings, Topics
-from workers.services import probes
-from workers.tools import stack as local_stack
-from workers.topics import ensure_topics
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings, Topics
+from msgstate.workers.services import probes
+from msgstate.workers.tools import stack as local_stack
+from msgstate.workers.topics import ensure_topics
 
 MESSAGES = 300
 IDENTITIES = 400
@@ -127,7 +127,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                 "MSGSTATE_KEY_PREFIX": settings.key_prefix, "MSGSTATE_APP_ID": settings.app_id,
                 "MSGSTATE_PARTITIONS": str(settings.partitions)})
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "workers", "worker"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "msgstate.workers", "worker"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 

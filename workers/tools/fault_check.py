@@ -18,11 +18,11 @@ import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from schemas.records import decode_response
-from streams.engine.engine import Engine
-from streams.engine.memory_store import MemoryStore
-from streams.storage.reader import SummaryReader
-from workers.config import Settings
+from msgstate.schemas.records import decode_response
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.storage.reader import SummaryReader
+from msgstate.workers.config import Settings
 
 BATCH = 128
 

@@ -23,15 +23,15 @@ import redis
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from schemas.exceptions import MsgstateError
-from streams.storage.layout import Keys
-from workers.cli.publish import record_key
-from workers.config import Settings, environment
-from workers.tools import stack
-from workers.tools.fault_check import Differences, compare, json_values, read_topic, replay_topic
-from workers.tools.hostile import blend, hostile_records
-from workers.tools.workload import responses
-from workers.topics import ensure_topics
+from msgstate.schemas.exceptions import MsgstateError
+from msgstate.streams.storage.layout import Keys
+from msgstate.workers.cli.publish import record_key
+from msgstate.workers.config import Settings, environment
+from msgstate.workers.tools import stack
+from msgstate.workers.tools.fault_check import Differences, compare, json_values, read_topic, replay_topic
+from msgstate.workers.tools.hostile import blend, hostile_records
+from msgstate.workers.tools.workload import responses
+from msgstate.workers.topics import ensure_topics
 
 SCENARIOS: dict[str, str] = {
     "sigkill": "SIGKILL a random worker four times during the run, restarting it each time",
@@ -103,7 +103,7 @@ class Fleet:
         log = (self.logs / f"worker-{self._count}.log").open("wb")
         env = {**os.environ, **environment(self.settings)}
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "-l", "warn"], env=env, stdout=log,
+            [sys.executable, "-m", "msgstate.workers", "worker", "-l", "warn"], env=env, stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         log.close()
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from schemas.exceptions import StackError
+from msgstate.schemas.exceptions import StackError
 
 KAFKA_VERSION = "4.3.1"
 # Kafka 4.x leaves logging out of its POM (KAFKA-18466); SLF4J stays on 1.7.x.

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.exceptions import StackError
-from workers.config import Settings, redis_port, split_host_port
-from workers.services import probes
-from workers.tools import kafka_dist
+from msgstate.schemas.exceptions import StackError
+from msgstate.workers.config import Settings, redis_port, split_host_port
+from msgstate.workers.services import probes
+from msgstate.workers.tools import kafka_dist
 
 KAFKA_START_TIMEOUT = 90.0
 REDIS_START_TIMEOUT = 20.0
