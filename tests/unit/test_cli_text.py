@@ -1,0 +1,57 @@
+"""What the commands say: tail's lines, counts in the singular."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.text import Text
+
+from workers.cli import publish as publish_module
+from workers.cli.tail import describe
+
+
+def plain(markup: str) -> str:
+    return Text.from_markup(markup).plain
+
+
+def test_tail_shows_an_absent_id_as_a_dash() -> None:
+    malformed = {"response_id": None, "message_id": None, "identity_id": None, "reason": "malformed",
+                 "detail": "not JSON", "change_index": None, "change": None, "raw": "eA=="}
+    assert plain(describe("reject", malformed)) == "reject  -  -  malformed: not JSON"
+    line = plain(describe("change", {"message_id": "m", "identity_id": "u", "name": "reactions",
+                                     "old": None, "new": ["👍"], "version": 1}))
+    assert line == 'change  m -  u  reactions null → ["👍"]  v1'
+    assert "None" not in line
+
+
+class OnePublisher:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_raw(self, key: bytes | None, value: bytes) -> Future[None]:
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self, timeout: float = 10.0) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("lines", "said"), [(1, "published 1 record to"), (2, "published 2 records to")])
+def test_publish_counts_in_the_right_number(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            lines: int, said: str) -> None:
+    monkeypatch.setattr(publish_module.probes, "require_kafka", lambda *a, **k: None)
+    monkeypatch.setattr(publish_module, "Publisher", OnePublisher)
+    record = b'{"id": "r", "message_id": "m", "identity_id": "u", "changes": []}\n'
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(record * lines)
+    result = CliRunner().invoke(publish_module.publish, [str(source)], env={"MSGSTATE_SIGNING_KEY": ""})
+    assert result.exit_code == 0, result.output
+    assert said in result.stderr
