@@ -1,4 +1,4 @@
-"""What the commands say: tail's lines, counts in the singular."""
+"""What the commands say: tail's lines, counts in the singular, where long-running commands connect."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from rich.text import Text
 
 from workers.cli import publish as publish_module
+from workers.cli.analytics import analytics
+from workers.cli.apps import apps
+from workers.cli.http import http
 from workers.cli.tail import describe
+from workers.cli.worker import worker
 
 
 def plain(markup: str) -> str:
@@ -55,3 +60,19 @@ def test_publish_counts_in_the_right_number(monkeypatch: pytest.MonkeyPatch, tmp
     result = CliRunner().invoke(publish_module.publish, [str(source)], env={"MSGSTATE_SIGNING_KEY": ""})
     assert result.exit_code == 0, result.output
     assert said in result.stderr
+
+
+@pytest.mark.parametrize(("command", "variables"), [
+    (worker, ("MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_PARTITIONS")),
+    (http, ("MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_HTTP_PORT")),
+    (analytics, ("MSGSTATE_KAFKA", "MSGSTATE_REDIS")),
+    (apps, ("MSGSTATE_APPS", "MSGSTATE_REDIS")),
+])
+def test_long_running_commands_say_where_they_connect(command: click.Command,
+                                                      variables: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(command, ["--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "docs/operations.md" in result.output
+    # The variables' block is kept as written: each variable starts a line of its own.
+    rows = {line.split()[0] for line in result.output.splitlines() if line.strip().startswith("MSGSTATE_")}
+    assert set(variables) <= rows, result.output

@@ -15,6 +15,7 @@ from schemas.exceptions import ConfigError, MsgstateError
 from streams.apps.host import handlers_of, invalid_key, read_dead_letters
 from streams.apps.persistence import PersistenceRead
 from streams.apps.persistence_model import AppKeys, AppRecord, AssociationRecord, check_app_name
+from workers.cli.env_help import with_environment
 from workers.config import Settings
 from workers.services import probes
 from workers.services.apps_worker import apps_from_env, build_app
@@ -48,9 +49,16 @@ def _echo(row: Any) -> None:
     click.echo(orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode())
 
 
-@click.group()
+HELP = with_environment(
+    """Apps: list the installed ones, read their persistence, show their failed events.
+
+    `msgstate worker --apps` runs the installed apps on chat messages and state changes.""",
+    "MSGSTATE_APPS", "MSGSTATE_REDIS", "MSGSTATE_KEY_PREFIX", "MSGSTATE_KAFKA")
+
+
+@click.group(help=HELP)
 def apps() -> None:
-    """Apps: list the installed ones, read their persistence, show their failed events."""
+    pass
 
 
 @apps.command("list")
