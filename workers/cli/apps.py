@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from schemas.exceptions import ConfigError, MsgstateError
 from streams.apps.host import handlers_of, invalid_key, read_dead_letters
 from streams.apps.persistence import PersistenceRead
 from streams.apps.persistence_model import AppKeys, AppRecord, AssociationRecord, check_app_name
+from workers import logs
 from workers.cli.env_help import with_environment
 from workers.config import Settings
 from workers.services import probes
@@ -29,7 +31,16 @@ def run_apps_worker(settings: Settings, loglevel: str) -> None:
     if not any(handlers_of(app) for app in apps.values()):
         raise ConfigError("no installed app has a handler: install one (entry point group msgstate.apps) "
                           "or name them in MSGSTATE_APPS=module:attr,...")
-    faust.Worker(build_app(settings, apps), loglevel=loglevel, quiet=True).execute_from_commandline()
+    AppsWorker(build_app(settings, apps), loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+class AppsWorker(faust.Worker):
+    """faust's worker, whose logging also lowers the Kafka client's retried errors to warnings
+    (a fresh stack's first start logs GroupCoordinatorNotAvailable until the group forms)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logs.lower_retried(logger)
 
 
 def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
