@@ -49,7 +49,8 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     # Prefix of Redis keys, so several deployments can share one Redis.
     key_prefix: str = "ms"
-    # Faust application id: the consumer group of the state workers.
+    # The consumer group of the state workers (aiokafka); the apps worker's (a faust app) is
+    # `<app_id>-apps`, the analytics consumer's `<app_id>-analytics`.
     app_id: str = "msgstate"
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # Signing on: the keys whose signatures state workers accept (two during a rotation).

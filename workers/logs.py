@@ -47,6 +47,14 @@ class RetriedAreWarnings(logging.Filter):
         return True
 
 
+def lower_retried(logger: logging.Logger) -> None:
+    """Apply `RetriedAreWarnings` to each of `logger`'s handlers: for logging that another
+    library set up (the apps worker's faust), where `configure` is not used."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RetriedAreWarnings) for f in handler.filters):
+            handler.addFilter(RetriedAreWarnings())
+
+
 def configure(level: int = logging.INFO, fmt: str = "json") -> None:
     """Log to stderr as JSON lines (`fmt="json"`) or as text."""
     handler = logging.StreamHandler(sys.stderr)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.wording import count
 
 KEY_ID_HEADER = "msgstate-key-id"
 SIGNATURE_HEADER = "msgstate-signature"
@@ -59,7 +60,7 @@ def check_key(key_id: str, secret: bytes) -> None:
         raise ConfigError(f"signing key id {key_id!r} must be 1-{MAX_KEY_ID} printable ASCII "
                           "characters without ':' or spaces")
     if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(f"signing key {key_id}: the secret has {len(secret)} bytes; "
+        raise ConfigError(f"signing key {key_id}: the secret has {count(len(secret), 'byte')}; "
                           f"it needs at least {MIN_SECRET_BYTES}")
 
 

@@ -12,6 +12,7 @@ from msgstate.schemas.exceptions import ValidationError
 from msgstate.schemas.limits import MAX_NAMES, MAX_RECORD_BYTES
 from msgstate.schemas.records import Response, decode_change, decode_response
 from msgstate.schemas.rejections import Rejection
+from msgstate.schemas.wording import with_article
 
 NO_VALUE = object()  # a remove without a value
 
@@ -46,7 +47,7 @@ def check_against_summary(summary: Mapping[str, Any] | None, change: Mapping[str
     states = (summary or {}).get("states", {})
     known = states.get(name)
     if known is not None and known["type"] != kind:
-        raise ValidationError(f"state {name} is a {known['type']} state on this message, "
+        raise ValidationError(f"state {name} is {with_article(known['type'])} state on this message, "
                               f"not {kind} (type_mismatch)")
     if kind == "FWW" and change["operation"] == "add":
         held = known is not None and identity_id in known["values"]

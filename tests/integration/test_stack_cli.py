@@ -4,6 +4,7 @@ service is unreachable."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -31,6 +33,10 @@ def env_for(kafka: str, redis_url: str, stack_dir: Path) -> dict[str, str]:
     env.update({"MSGSTATE_KAFKA": kafka, "MSGSTATE_REDIS": redis_url,
                 "MSGSTATE_STACK_DIR": str(stack_dir), "PYTHONPATH": str(ROOT)})
     return env
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
 
 
 def pid_running(pid: int) -> bool:
@@ -108,8 +114,32 @@ def test_demo_runs_on_a_running_stack_and_prints_the_tallies(settings: Settings)
                 "COLUMNS": "160"})
     done = msgstate("demo", env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "final tallies" in done.stdout
-    assert "poll_choice" in done.stdout and "reactions" in done.stdout
+    out = done.stdout
+    assert "Final tallies of the 5 busiest messages" in out
+    assert "poll_choice" in out and "reactions" in out
+    # It says what it publishes, and what came of it, as read back from the topics.
+    assert "4,005 records to " in out and "5 records bad on purpose" in out
+    published = re.search(r"what the workers did with the ([\d,]+) records Kafka acknowledged", out)
+    accepted = re.search(r"accepted +([\d,]+) records", out)
+    rejected = re.search(r"rejected +([\d,]+) records? whole; ([\d,]+) rejections in all, by reason: "
+                         r"(.+)", out)
+    assert published and accepted and rejected, out[-3000:]
+    assert number(published[1]) == 4005
+    assert number(accepted[1]) + number(rejected[1]) == 4005
+    assert number(rejected[1]) == 3  # not JSON, no message_id, sent twice
+    for reason in ("malformed", "invalid", "duplicate", "remove_not_allowed", "type_mismatch",
+                   "fww_conflict"):
+        assert reason in rejected[3]
+    # Where to look next works as printed: the run's prefixes, then `msgstate summary`.
+    export = re.search(r"^  export (.+)$", out, re.MULTILINE)
+    assert export, out[-3000:]
+    env.update(dict(pair.split("=", 1) for pair in export[1].split()))
+    summary = msgstate("summary", "chat/messages/0000", env=env)
+    assert summary.returncode == 0, summary.stderr
+    assert orjson.loads(summary.stdout)["version"] > 0
+    for command in ("msgstate tail --from-beginning", "msgstate http", "/live?message=chat/messages/0000",
+                    "msgstate replay "):
+        assert command in out
     # It used the running stack, so it left it running.
     assert all(s.answers for s in stack.status(settings))
 

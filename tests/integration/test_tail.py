@@ -66,7 +66,7 @@ def test_tail_prints_readable_lines(settings: Settings) -> None:
     assert len(lines) == 5
     assert f'change  {A} root  u/r1  reactions null → ["👍"]  v1' in lines
     assert f"reject  {A}  u/r9  fww_conflict change 0: {REJECTION['detail']}" in lines
-    assert "reject  None  None  malformed: not JSON" in lines
+    assert "reject  -  -  malformed: not JSON" in lines
 
 
 def test_tail_names_an_unreachable_kafka(settings: Settings) -> None:

@@ -50,5 +50,5 @@ def test_tail_lines_escape_markup_in_values() -> None:
                                       "detail": "changes is not an array", "change_index": None}))
     assert console.export_text().splitlines() == [
         'change  m root  [u]  n null → "[bold]x"  v2',
-        "reject  None  None  invalid: changes is not an array",
+        "reject  -  -  invalid: changes is not an array",
     ]

@@ -149,6 +149,19 @@ def test_what_the_loaded_summary_already_decides_raises() -> None:
 # -- batching -------------------------------------------------------------------------------
 
 
+def test_a_type_mismatch_names_the_fixed_type_with_its_article() -> None:
+    summary = empty_summary()
+    summary["states"] = {
+        "colors": {"type": "LWW", "values": {}, "tally": []},
+        "latest": {"type": "Set", "values": {}, "tally": []},
+    }
+    model = open_poll(Wiring(), summary)
+    with pytest.raises(ValidationError, match="state colors is an LWW state on this message, not Set"):
+        model.responses.add_state("colors", "red")
+    with pytest.raises(ValidationError, match="state latest is a Set state on this message, not LWW"):
+        model.responses.add_state("latest", "b")
+
+
 def test_operations_accumulate_and_go_out_together_after_the_delay() -> None:
     wiring = Wiring(send_delay=0.1)
     model = open_poll(wiring)

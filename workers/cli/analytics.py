@@ -9,6 +9,7 @@ from types import FrameType
 import click
 from prometheus_client import start_http_server
 
+from msgstate.workers.cli.env_help import with_environment
 from msgstate.workers.config import Settings
 from msgstate.workers.logs import configure as configure_logs
 from msgstate.workers.services import probes
@@ -18,11 +19,19 @@ from msgstate.workers.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 
-@click.command("analytics")
+HELP = with_environment(
+    """Run the analytics consumer: per-minute counts of changes by state, value and message.
+
+    It reads the summary-change events in a consumer group of its own (the state workers' group
+    with -analytics appended) and keeps the counts in Redis, where `msgstate top` reads them. It
+    runs until SIGTERM or SIGINT.""",
+    "MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_ANALYTICS_RETENTION")
+
+
+@click.command("analytics", help=HELP)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9102, show_default=True,
               envvar="MSGSTATE_ANALYTICS_METRICS_PORT", help="Prometheus endpoint port; 0 for none.")
 def analytics(metrics_port: int) -> None:
-    """Run the analytics consumer: per-minute counts of changes by state, value and message."""
     settings = Settings.from_env()
     probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     probes.require_redis(settings.redis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,8 @@ from msgstate.streams.apps.host import handlers_of, invalid_key, read_dead_lette
 from msgstate.streams.apps.persistence import PersistenceRead
 from msgstate.streams.apps.persistence_model import AppRecord, AssociationRecord, check_app_name
 from msgstate.streams.storage.layout import AppKeys
+from msgstate.workers import logs
+from msgstate.workers.cli.env_help import with_environment
 from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
 from msgstate.workers.services.apps_worker import apps_from_env, build_app
@@ -29,7 +32,16 @@ def run_apps_worker(settings: Settings, loglevel: str) -> None:
     if not any(handlers_of(app) for app in apps.values()):
         raise ConfigError("no installed app has a handler: install one (entry point group msgstate.apps) "
                           "or name them in MSGSTATE_APPS=module:attr,...")
-    faust.Worker(build_app(settings, apps), loglevel=loglevel, quiet=True).execute_from_commandline()
+    AppsWorker(build_app(settings, apps), loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+class AppsWorker(faust.Worker):
+    """faust's worker, whose logging also lowers the Kafka client's retried errors to warnings
+    (a fresh stack's first start logs GroupCoordinatorNotAvailable until the group forms)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logs.lower_retried(logger)
 
 
 def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
@@ -49,9 +61,16 @@ def _echo(row: Any) -> None:
     click.echo(orjson.dumps(row, option=orjson.OPT_SORT_KEYS).decode())
 
 
-@click.group()
+HELP = with_environment(
+    """Apps: list the installed ones, read their persistence, show their failed events.
+
+    `msgstate worker --apps` runs the installed apps on chat messages and state changes.""",
+    "MSGSTATE_APPS", "MSGSTATE_REDIS", "MSGSTATE_KEY_PREFIX", "MSGSTATE_KAFKA")
+
+
+@click.group(help=HELP)
 def apps() -> None:
-    """Apps: list the installed ones, read their persistence, show their failed events."""
+    pass
 
 
 @apps.command("list")

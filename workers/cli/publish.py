@@ -13,6 +13,7 @@ from typing import BinaryIO
 import click
 
 from msgstate.schemas.exceptions import DeliveryError, ServiceUnreachable
+from msgstate.schemas.wording import count
 from msgstate.streams.engine.signing import parse_key
 from msgstate.streams.sdk.publisher import Publisher, record_key
 from msgstate.workers.cli.progress import reading
@@ -58,5 +59,5 @@ def publish(file: BinaryIO) -> None:
         raise ServiceUnreachable("Kafka", settings.kafka, f"publishing failed: {exc}") from exc
     finally:
         publisher.close(timeout=5)
-    click.echo(f"published {sent} records to {settings.topics.responses}", err=True)
+    click.echo(f"published {count(sent, 'record')} to {settings.topics.responses}", err=True)
     sys.stdout.flush()

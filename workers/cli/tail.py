@@ -16,21 +16,25 @@ from msgstate.schemas.exceptions import ServiceUnreachable
 from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
 
+ABSENT = "-"
+
 
 def describe(topic_kind: str, record: dict[str, Any]) -> str:
-    """One line a person reads; rich markup, values shown as JSON."""
+    """One line a person reads; rich markup, values shown as JSON, an absent id as "-"."""
     def show(value: Any) -> str:
         return escape(orjson.dumps(value).decode())
 
+    def field(name: str) -> str:
+        value = record.get(name)
+        return ABSENT if value is None else escape(str(value))
+
     if topic_kind == "change":
-        return (f"[green]change[/]  {escape(str(record.get('message_id')))} "
-                f"[dim]{escape(str(record.get('part_id')))}[/]  {escape(str(record.get('identity_id')))}  "
-                f"[bold]{escape(str(record.get('name')))}[/] {show(record.get('old'))} → "
-                f"{show(record.get('new'))}  [dim]v{record.get('version')}[/]")
+        return (f"[green]change[/]  {field('message_id')} [dim]{field('part_id')}[/]  "
+                f"{field('identity_id')}  [bold]{field('name')}[/] {show(record.get('old'))} → "
+                f"{show(record.get('new'))}  [dim]v{field('version')}[/]")
     where = "" if record.get("change_index") is None else f" change {record['change_index']}"
-    return (f"[red]reject[/]  {escape(str(record.get('message_id')))}  "
-            f"{escape(str(record.get('identity_id')))}  [bold]{escape(str(record.get('reason')))}[/]"
-            f"{where}: {escape(str(record.get('detail')))}")
+    return (f"[red]reject[/]  {field('message_id')}  {field('identity_id')}  "
+            f"[bold]{field('reason')}[/]{where}: {field('detail')}")
 
 
 @click.command()

@@ -17,6 +17,7 @@ import click
 
 from msgstate.schemas.exceptions import ConfigError
 from msgstate.workers import logs
+from msgstate.workers.cli.env_help import with_environment
 from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
 from msgstate.workers.services.metrics import WorkerMetrics, serve
@@ -29,14 +30,21 @@ LEVELS = {"crit": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARN
 log = logging.getLogger(__name__)
 
 
-@click.command()
+HELP = with_environment(
+    """Run a state worker; several share the partitions of the responses topic.
+
+    It creates msgstate's topics when they are missing, then applies the responses until SIGTERM
+    or SIGINT. With --apps it runs the apps worker instead (see `msgstate apps --help`).""",
+    "MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_PARTITIONS", "MSGSTATE_APP_ID")
+
+
+@click.command(help=HELP)
 @click.option("--loglevel", "-l", default="warn", show_default=True, type=click.Choice(list(LEVELS)))
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve /metrics, /healthz, /readyz here (default MSGSTATE_METRICS_PORT; 0 = off).")
 @click.option("--apps", "apps", is_flag=True,
               help="Run the apps worker instead: the installed apps on chat messages and state changes.")
 def worker(loglevel: str, metrics_port: int | None, apps: bool) -> None:
-    """Run a state worker; several share the partitions of the responses topic."""
     settings = Settings.from_env()
     if metrics_port is not None:
         settings = settings.with_(metrics_port=metrics_port)
@@ -58,9 +66,8 @@ def worker(loglevel: str, metrics_port: int | None, apps: bool) -> None:
 
 def _tune_gc() -> None:
     """Collect cycles less often: a worker allocates many short-lived objects per record and
-    makes few cycles, while the cyclic collector's passes took an eighth of its samples
-    (py-spy, `python -m bench.profile_worker --py-spy out.txt`). What start-up built is frozen
-    out of every later pass."""
+    makes few cycles, while the cyclic collector's passes took an eighth of its samples (py-spy
+    on a draining worker). What start-up built is frozen out of every later pass."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)

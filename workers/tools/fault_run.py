@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
 from msgstate.schemas.exceptions import MsgstateError
+from msgstate.schemas.wording import count
 from msgstate.streams.storage.layout import Keys
 from msgstate.workers.cli.publish import record_key
 from msgstate.workers.config import Settings, environment
@@ -217,7 +218,7 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
             time.sleep(max(0.0, size / rate - (time.monotonic() - began)))
         producer.flush(timeout=300)
         acked, last = _last_offsets(futures)
-        progress(f"{len(acked)} of {len(values)} records acknowledged; waiting for the workers")
+        progress(f"{len(acked):,} of {count(len(values), 'record')} acknowledged; waiting for the workers")
         _await_fences(settings, client, fleet, last, timeout)
         topic = read_topic(settings, settings.topics.responses)
         expected = replay_topic(topic)
