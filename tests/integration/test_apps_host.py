@@ -13,7 +13,7 @@ import redis
 
 from msgstate.streams.apps.host import invalid_key
 from msgstate.streams.apps.message_counter import COUNT
-from msgstate.streams.apps.persistence_model import AppKeys
+from msgstate.streams.storage.layout import AppKeys
 from msgstate.workers.config import Settings
 
 from ..conftest import ROOT, worker_env
