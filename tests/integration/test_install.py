@@ -63,7 +63,8 @@ assert msgstate.__version__ and msgstate.__file__.startswith({str(target)!r})
 class Poll(MessageTypeModel):
     def register_all_states(self) -> None:
         self.responses.register_state("poll_choice", CRDT_TYPES.FIRST_WRITER_WINS)
-assert new_response_id() != new_response_id() and Client and AsyncClient and custom_states
+assert new_response_id() != new_response_id()
+assert (Client.__name__, AsyncClient.__name__) == ('Client', 'AsyncClient') and custom_states is not None
 print(msgstate.__version__)
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
