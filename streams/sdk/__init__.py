@@ -1,6 +1,7 @@
-"""The msgstate client SDK: register states, send responses, read summaries, watch changes.
+"""The msgstate client SDK: register states, send responses, read summaries, watch changes,
+mint read tokens for the HTTP API.
 
-    from streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states
+    from streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states, mint_token
 """
 
 from streams.engine.signing import SigningKey, parse_key
@@ -11,6 +12,7 @@ from streams.sdk.model import MessageTypeModel
 from streams.sdk.publisher import Delivery, DeliveryFuture, Publisher, record_key
 from streams.sdk.scheduling import AsyncioScheduler, ManualScheduler, ThreadScheduler
 from streams.sdk.states import CRDT_TYPES, StateRegistry, custom_states, export_registry, registry_json
+from streams.sdk.tokens import mint_token
 
 __all__ = [
     "CHANGE",
@@ -33,6 +35,7 @@ __all__ = [
     "ThreadScheduler",
     "custom_states",
     "export_registry",
+    "mint_token",
     "new_response_id",
     "parse_key",
     "record_key",
