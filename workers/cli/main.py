@@ -22,6 +22,7 @@ from workers.cli.reliability import reliability
 from workers.cli.replay import replay
 from workers.cli.stack import stack
 from workers.cli.tail import tail
+from workers.cli.token import token
 from workers.cli.top import top
 from workers.cli.worker import worker
 from workers.tools.demo import demo
@@ -40,8 +41,8 @@ def cli() -> None:
     """msgstate: typed per-user state on chat messages, from Kafka to Redis."""
 
 
-for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, analytics,
-                top, tail):
+for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, token,
+                analytics, top, tail):
     cli.add_command(command)
 for entry in entry_points(group="msgstate.commands"):
     cli.add_command(entry.load(), entry.name)
