@@ -2,7 +2,7 @@
 
 The client SDK's names are here, so that a chat backend writes
 
-    from msgstate import CRDT_TYPES, AsyncClient, Client, MessageTypeModel
+    from msgstate import CRDT_TYPES, AsyncClient, Client, MessageTypeModel, mint_token
 
 The packages beneath: `msgstate.schemas` (the wire records), `msgstate.streams` (the engine, the
 round protocol, the store, the SDK, the apps platform), `msgstate.workers` (the services, the
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         ThreadScheduler,
         custom_states,
         export_registry,
+        mint_token,
         new_response_id,
         parse_key,
         record_key,
@@ -71,6 +72,7 @@ __all__ = [
     "__version__",
     "custom_states",
     "export_registry",
+    "mint_token",
     "new_response_id",
     "parse_key",
     "record_key",

@@ -12,8 +12,12 @@ from urllib.parse import urlsplit
 from msgstate.schemas.exceptions import ConfigError
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.replay import ENGINES
-from msgstate.streams.engine.signing import Keyring
+from msgstate.streams.engine.signing import Keyring, SigningKey, parse_key
 from msgstate.workers.kafka_security import KafkaSecurity
+
+# An HS256 key is at least as long as the hash (RFC 7518 section 3.2); `streams.sdk.tokens`
+# holds the same bound (not imported: it would load the whole SDK into every command).
+MIN_TOKEN_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,13 @@ class Settings:
     # The HTTP read API (`msgstate http`): where it listens.
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Keys of the API's read tokens, first (the one `msgstate token` signs with) to last; none:
+    # reads need no token and the API serves loopback only, unless `http_insecure`.
+    http_token_keys: tuple[SigningKey, ...] = field(default=(), repr=False)
+    http_insecure: bool = False
+    # Open server-sent-event streams: at most this many in all, and per token.
+    http_max_streams: int = 1000
+    http_max_streams_per_token: int = 10
     # The analytics consumer: how long per-minute counts and remembered event ids live.
     analytics_retention: int = 86_400
     # Port of a state worker's /metrics, /healthz and /readyz; 0 = no endpoint.
@@ -95,6 +106,11 @@ class Settings:
             keyring=_keyring(env.get("MSGSTATE_SIGNING_KEYS", "")),
             http_host=env.get("MSGSTATE_HTTP_HOST", base.http_host),
             http_port=_port(env, "MSGSTATE_HTTP_PORT", base.http_port),
+            http_token_keys=_token_keys(env.get("MSGSTATE_HTTP_TOKEN_KEYS", "")),
+            http_insecure=_flag(env, "MSGSTATE_HTTP_INSECURE", base.http_insecure),
+            http_max_streams=_positive_int(env, "MSGSTATE_HTTP_MAX_STREAMS", base.http_max_streams),
+            http_max_streams_per_token=_positive_int(env, "MSGSTATE_HTTP_MAX_STREAMS_PER_TOKEN",
+                                                     base.http_max_streams_per_token),
             analytics_retention=_positive_int(env, "MSGSTATE_ANALYTICS_RETENTION",
                                               base.analytics_retention),
             metrics_port=_optional_port(env, "MSGSTATE_METRICS_PORT", base.metrics_port),
@@ -149,6 +165,32 @@ def _keyring(spec: str) -> Keyring | None:
         return Keyring.parse(specs)
     except ConfigError as exc:
         raise ConfigError(f"MSGSTATE_SIGNING_KEYS: {exc}") from None
+
+
+def _token_keys(spec: str) -> tuple[SigningKey, ...]:
+    """`kid:base64secret[,kid:base64secret]` → the HTTP API's token keys, in the order given."""
+    keys: list[SigningKey] = []
+    for text in (s for s in spec.split(",") if s.strip()):
+        try:
+            key = parse_key(text)
+        except ConfigError as exc:
+            raise ConfigError(f"MSGSTATE_HTTP_TOKEN_KEYS: {exc}") from None
+        if len(key.secret) < MIN_TOKEN_SECRET_BYTES:
+            raise ConfigError(f"MSGSTATE_HTTP_TOKEN_KEYS: key {key.key_id}: the secret has "
+                              f"{len(key.secret)} bytes; HS256 needs at least {MIN_TOKEN_SECRET_BYTES}")
+        if any(k.key_id == key.key_id for k in keys):
+            raise ConfigError(f"MSGSTATE_HTTP_TOKEN_KEYS: key id {key.key_id} is given twice")
+        keys.append(key)
+    return tuple(keys)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r} is not true or false")
+    return raw == "true"
 
 
 def _optional_port(env: Mapping[str, str], name: str, default: int) -> int:

@@ -1,6 +1,7 @@
-"""The msgstate client SDK: register states, send responses, read summaries, watch changes.
+"""The msgstate client SDK: register states, send responses, read summaries, watch changes,
+mint read tokens for the HTTP API.
 
-    from msgstate.streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states
+    from msgstate.streams.sdk import CRDT_TYPES, Client, MessageTypeModel, custom_states, mint_token
 """
 
 from msgstate.streams.engine.signing import SigningKey, parse_key
@@ -24,6 +25,7 @@ from msgstate.streams.sdk.states import (
     export_registry,
     registry_json,
 )
+from msgstate.streams.sdk.tokens import mint_token
 
 __all__ = [
     "CHANGE",
@@ -46,6 +48,7 @@ __all__ = [
     "ThreadScheduler",
     "custom_states",
     "export_registry",
+    "mint_token",
     "new_response_id",
     "parse_key",
     "record_key",

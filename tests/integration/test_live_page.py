@@ -1,4 +1,5 @@
-"""The live page in a real headless Chromium: tallies follow responses published to Kafka."""
+"""The live page in a real headless Chromium: tallies follow responses published to Kafka, read
+with the token of the page's URL; without one, or with another message's, it shows the refusal."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from msgstate.streams.sdk import mint_token
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 
-from .http_helpers import react, vote
-from .http_helpers import serve_http as serve_http  # the http_url fixture
+from .http_helpers import NEW_KEY, react, vote
+from .http_helpers import serve_secured_http as serve_secured_http  # the secured_http_url fixture
 from .pipeline_harness import Pipeline
 
 MESSAGE = "layer:///messages/lunch-poll"
+NO_VERSION = "\u2013"  # the page's placeholder until a summary arrives
 # Set LIVE_PAGE_SCREENSHOT=docs/live-page.png to refresh the README's picture.
 SCREENSHOT_COPY = os.environ.get("LIVE_PAGE_SCREENSHOT")
 
@@ -48,7 +51,8 @@ const counts = sel => Object.fromEntries([...document.querySelectorAll(sel)].map
 return {poll: counts('#options .option'), reactions: counts('#reactions .reaction'),
         total: document.getElementById('poll-total').textContent,
         version: document.getElementById('version').textContent,
-        status: document.getElementById('status').textContent};
+        status: document.getElementById('status').textContent,
+        error: document.getElementById('error').textContent};
 """
 
 
@@ -60,14 +64,15 @@ def shown(driver: webdriver.Chrome) -> dict[str, object]:
 
 
 def test_live_page_shows_the_tallies_as_responses_arrive(
-    settings: Settings, http_url: str, browser: webdriver.Chrome, tmp_path: Path
+    settings: Settings, secured_http_url: str, browser: webdriver.Chrome, tmp_path: Path
 ) -> None:
     pipeline = Pipeline(settings)
     try:
         pipeline.start_worker()
+        token = mint_token(NEW_KEY, ["layer:///messages/lunch-*"], 600)
         query = urlencode({"message": MESSAGE, "text": "Lunch on Friday: where shall we go?",
-                           "options": "Pizza,Sushi,Tacos"})
-        browser.get(f"{http_url}/live?{query}")
+                           "options": "Pizza,Sushi,Tacos", "token": token})
+        browser.get(f"{secured_http_url}/live?{query}")
         wait = WebDriverWait(browser, 60, poll_frequency=0.2)
         wait.until(lambda d: shown(d)["status"] == "live" and shown(d)["version"] == "0")
         assert shown(browser)["poll"] == {"Pizza": "0", "Sushi": "0", "Tacos": "0"}
@@ -82,7 +87,7 @@ def test_live_page_shows_the_tallies_as_responses_arrive(
         ])
         expected = {"poll": {"Pizza": "3", "Sushi": "1", "Tacos": "0"},
                     "reactions": {"👍": "2", "🎉": "1", "❤️": "1"},
-                    "total": "4 votes", "version": "10", "status": "live"}
+                    "total": "4 votes", "version": "10", "status": "live", "error": ""}
         try:
             wait.until(lambda d: shown(d) == expected)
         except Exception as exc:
@@ -102,3 +107,20 @@ def test_live_page_shows_the_tallies_as_responses_arrive(
             shutil.copyfile(shot, SCREENSHOT_COPY)
     finally:
         pipeline.close()
+
+
+def test_live_page_shows_the_apis_refusal_without_a_token_or_with_another_messages(
+    secured_http_url: str, browser: webdriver.Chrome
+) -> None:
+    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+    browser.get(f"{secured_http_url}/live?{urlencode({'message': MESSAGE})}")
+    wait.until(lambda d: shown(d)["status"] == "error")
+    seen = shown(browser)
+    assert str(seen["error"]).startswith("401 unauthorized: a bearer token is required"), seen
+    assert seen["version"] == NO_VERSION and seen["reactions"] == {}
+
+    elsewhere = mint_token(NEW_KEY, ["layer:///messages/other-room-*"], 600)
+    browser.get(f"{secured_http_url}/live?{urlencode({'message': MESSAGE, 'token': elsewhere})}")
+    wait.until(lambda d: shown(d)["status"] == "error")
+    assert str(shown(browser)["error"]).startswith("403 insufficient_scope"), shown(browser)
+    assert shown(browser)["version"] == NO_VERSION

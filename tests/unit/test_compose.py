@@ -89,6 +89,14 @@ def test_the_api_and_analytics_have_health_checks_on_their_ports(compose: dict[s
     assert f"http://127.0.0.1:{metrics}/metrics" in " ".join(analytics["healthcheck"]["test"])
 
 
+def test_the_published_api_needs_tokens_and_ships_no_key(compose: dict[str, Any]) -> None:
+    api = compose["services"]["http-api"]["environment"]
+    assert api["MSGSTATE_HTTP_HOST"] == "0.0.0.0"
+    # Keys come from the operator's .env; compose stops with a message when they are missing.
+    assert api["MSGSTATE_HTTP_TOKEN_KEYS"].startswith("${MSGSTATE_HTTP_TOKEN_KEYS:?")
+    assert "MSGSTATE_HTTP_INSECURE" not in api
+
+
 def test_every_msgstate_variable_in_compose_is_documented_in_the_readme(compose: dict[str, Any]) -> None:
     readme = (ROOT / "README.md").read_text()
     names = {var for service in compose["services"].values()

@@ -42,6 +42,32 @@ def test_the_component_schemas_are_valid_json_schemas() -> None:
         assert name
 
 
+def test_every_route_that_reads_a_message_declares_its_token_and_the_refusals() -> None:
+    schemes = DOC["components"]["securitySchemes"]
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer",
+                                      "bearerFormat": "JWT"}
+    assert schemes["queryToken"] == {**schemes["queryToken"], "type": "apiKey", "in": "query",
+                                     "name": "token"}
+    reading = 0
+    for path, ops in DOC["paths"].items():
+        for op in ops.values():
+            if "{message_id}" in path:
+                reading += 1
+                assert {"bearerToken": []} in op["security"], path
+                for status in ("401", "403"):
+                    response = op["responses"][status]
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/Error"}
+                    assert "WWW-Authenticate" in response["headers"], (path, status)
+                # Only EventSource needs the query token; only streams are counted.
+                streams = path.endswith("/events")
+                assert ({"queryToken": []} in op["security"]) is streams, path
+                assert ("429" in op["responses"]) is streams, path
+            else:
+                assert op["security"] == [], path  # health, readiness, metrics, this document, the page
+    assert reading == 3
+
+
 def test_http_and_analytics_settings_come_from_the_environment() -> None:
     settings = Settings.from_env({"MSGSTATE_HTTP_HOST": "0.0.0.0", "MSGSTATE_HTTP_PORT": "9000",
                                   "MSGSTATE_ANALYTICS_RETENTION": "600"})

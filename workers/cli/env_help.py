@@ -19,6 +19,7 @@ VARIABLES = {
     "MSGSTATE_APP_ID": f"consumer group of the state workers (default {_DEFAULTS.app_id})",
     "MSGSTATE_HTTP_HOST": f"address to listen on (default {_DEFAULTS.http_host})",
     "MSGSTATE_HTTP_PORT": f"port to listen on (default {_DEFAULTS.http_port})",
+    "MSGSTATE_HTTP_TOKEN_KEYS": "kid:base64secret,... keys of the read tokens (unset: loopback only)",
     "MSGSTATE_KEY_PREFIX": f"prefix of msgstate's Redis keys (default {_DEFAULTS.key_prefix})",
     "MSGSTATE_APPS": "module:attr,... of the installed apps (default: the msgstate.apps entry points)",
     "MSGSTATE_ANALYTICS_RETENTION": "seconds the per-minute counts are kept "

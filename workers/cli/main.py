@@ -22,6 +22,7 @@ from msgstate.workers.cli.reliability import reliability
 from msgstate.workers.cli.replay import replay
 from msgstate.workers.cli.stack import stack
 from msgstate.workers.cli.tail import tail
+from msgstate.workers.cli.token import token
 from msgstate.workers.cli.top import top
 from msgstate.workers.cli.worker import worker
 from msgstate.workers.tools.demo import demo
@@ -40,8 +41,8 @@ def cli() -> None:
     """msgstate: typed per-user state on chat messages, from Kafka to Redis."""
 
 
-for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, analytics,
-                top, tail):
+for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, token,
+                analytics, top, tail):
     cli.add_command(command)
 for entry in entry_points(group="msgstate.commands"):
     cli.add_command(entry.load(), entry.name)

@@ -5,6 +5,10 @@ one segment (`layer%3A%2F%2F%2Fmessages%2F940de862`, what `encodeURIComponent` g
 route's id pattern also spans raw slashes, so an unencoded id works when nothing between the
 client and the API rewrites the path. The contract is `http_static/openapi.json`, served at
 `/openapi.json`.
+
+With token keys configured, every route that reads a message needs a bearer token whose
+patterns cover it (http_auth); an event stream ends when its token does. Without keys reads are
+open, and the command serves loopback only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import orjson
 import redis
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -34,10 +39,13 @@ from msgstate.schemas.limits import (
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 from msgstate.workers.services.change_feed import ChangeFeed, Subscription
+from msgstate.workers.services.http_auth import Grant, TokenRefused, TokenVerifier, bearer_token
+from msgstate.workers.services.http_limits import StreamSlots, TooManyStreams
 
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep an idle stream open
 NAME = re.compile(f"[{NAME_CHARS}]{{1,{MAX_NAME}}}")
 ID = "{message_id:.+}"  # spans slashes; percent-encoded ids arrive decoded
+REALM = "msgstate"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,6 +60,11 @@ class BadRequest(web.HTTPBadRequest):
 
 def _error_body(error: str, detail: str) -> str:
     return orjson.dumps({"error": error, "detail": detail}).decode()
+
+
+def _challenge(error: str) -> dict[str, str]:
+    """RFC 6750's `WWW-Authenticate`: no error code when the request carried no token."""
+    return {"WWW-Authenticate": f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")}
 
 
 class Metrics:
@@ -76,6 +89,8 @@ READER = web.AppKey("reader", SummaryReader)
 REDIS = web.AppKey("redis", redis.Redis)
 FEED = web.AppKey("feed", ChangeFeed)
 METRICS = web.AppKey("metrics", Metrics)
+VERIFIER: web.AppKey[TokenVerifier | None] = web.AppKey("verifier")
+SLOTS = web.AppKey("slots", StreamSlots)
 
 
 def _route_of(request: web.Request) -> str:
@@ -117,13 +132,36 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
+# --- who may read -----------------------------------------------------------------------------
+
+def _authorize(request: web.Request, message_id: str, query_token: bool) -> Grant | None:
+    """The request's grant, if it may read `message_id`; None when reads need no token."""
+    verifier = request.app[VERIFIER]
+    if verifier is None:
+        return None
+    try:
+        token = bearer_token(request.headers.get("Authorization"),
+                             request.query.get("token") if query_token else None)
+        grant = verifier.verify(token)
+    except TokenRefused as exc:
+        raise web.HTTPUnauthorized(text=_error_body(exc.error or "unauthorized", exc.detail),
+                                   content_type="application/json", headers=_challenge(exc.error)) from None
+    if not grant.may_read(message_id):
+        raise web.HTTPForbidden(
+            text=_error_body("insufficient_scope", "this token may not read this message"),
+            content_type="application/json", headers=_challenge("insufficient_scope"))
+    return grant
+
+
 # --- parameters ---------------------------------------------------------------------------
 
-def _message_id(request: web.Request) -> str:
+def _message_id(request: web.Request, query_token: bool = False) -> tuple[str, Grant | None]:
+    """The path's message id, once the request's token may read it (`?token=` where allowed)."""
     message_id = request.match_info["message_id"]
+    grant = _authorize(request, message_id, query_token)
     if len(message_id) > MAX_MESSAGE_ID:
         raise BadRequest(f"message id is {len(message_id)} characters; at most {MAX_MESSAGE_ID}")
-    return message_id
+    return message_id, grant
 
 
 def _part(request: web.Request) -> str:
@@ -165,13 +203,15 @@ def _json(data: Any) -> web.Response:
 # --- handlers -------------------------------------------------------------------------------
 
 async def get_summary(request: web.Request) -> web.Response:
-    message_id, part, clip = _message_id(request), _part(request), _clip(request)
+    message_id, _ = _message_id(request)
+    part, clip = _part(request), _clip(request)
     reader = request.app[READER]
     return _json(await asyncio.to_thread(reader.get_summary, message_id, part, clip))
 
 
 async def get_state(request: web.Request) -> web.Response:
-    message_id, name, part = _message_id(request), _state_name(request), _part(request)
+    message_id, _ = _message_id(request)
+    name, part = _state_name(request), _part(request)
     identity = _identity(request)
     value = await asyncio.to_thread(request.app[READER].get_state, message_id, name, identity, part)
     return _json({"message_id": message_id, "part_id": part, "name": name,
@@ -179,8 +219,20 @@ async def get_state(request: web.Request) -> web.Response:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """SSE: the summary now, then every change of this part and the summary after it."""
-    message_id, part = _message_id(request), _part(request)
+    """SSE: the summary now, then every change of this part and the summary after it, until the
+    token expires (`event: expired` then); `?token=` too, as `EventSource` sets no headers."""
+    message_id, grant = _message_id(request, query_token=True)
+    part = _part(request)
+    try:
+        with request.app[SLOTS].hold(grant.token_id if grant else None):
+            return await _stream(request, message_id, part, grant)
+    except TooManyStreams as exc:
+        raise web.HTTPTooManyRequests(text=_error_body("too_many_streams", exc.detail),
+                                      content_type="application/json") from None
+
+
+async def _stream(request: web.Request, message_id: str, part: str, grant: Grant | None
+                  ) -> web.StreamResponse:
     reader = request.app[READER]
     with request.app[FEED].subscribe(message_id) as sub:
         # Subscribed before the first read: a change landing in between is not lost.
@@ -189,9 +241,17 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        # A client that went away is noticed at the next write.
+        expiry = asyncio.timeout(grant.until - time.time() if grant else None)
+        # A client that went away is noticed at the next write (or cancels the handler).
         with contextlib.suppress(ConnectionResetError):
-            await _follow(response, sub, reader, part, summary)
+            try:
+                async with expiry:
+                    await _follow(response, sub, reader, part, summary)
+            except TimeoutError:
+                if not expiry.expired():
+                    raise
+                await _send(response, "expired", {"error": "token_expired",
+                                                  "detail": "the token expired: reconnect with a fresh one"})
     return response
 
 
@@ -264,6 +324,18 @@ async def live_page(request: web.Request) -> web.Response:
     return web.Response(text=static_text("live.html"), content_type="text/html")
 
 
+class AccessLog(AbstractAccessLogger):
+    """One line per request, as `%r %s %b %Tf` would write it, with any `?token=` blanked."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        url = request.rel_url
+        if "token" in url.query:
+            url = url.with_query([(k, "***" if k == "token" else v) for k, v in url.query.items()])
+        version = f"{request.version.major}.{request.version.minor}"
+        self.logger.info(f"{request.method} {url} HTTP/{version} {response.status} "
+                         f"{response.body_length} {time:.6f}")
+
+
 # --- the application ----------------------------------------------------------------------------
 
 def build_app(settings: Settings) -> web.Application:
@@ -276,6 +348,8 @@ def build_app(settings: Settings) -> web.Application:
     app[READER] = SummaryReader(client, settings.key_prefix)
     app[FEED] = feed
     app[METRICS] = Metrics(feed)
+    app[VERIFIER] = TokenVerifier(settings.http_token_keys) if settings.http_token_keys else None
+    app[SLOTS] = StreamSlots(settings.http_max_streams, settings.http_max_streams_per_token)
     app.router.add_get(f"/messages/{ID}/summary", get_summary)
     app.router.add_get(f"/messages/{ID}/states/{{name}}", get_state)
     app.router.add_get(f"/messages/{ID}/events", stream_events)
