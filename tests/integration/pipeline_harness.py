@@ -84,7 +84,7 @@ class Pipeline:
                                                     meta.offset)
 
     def applied(self) -> dict[int, int]:
-        keys = Keys(self.settings.key_prefix)
+        keys = self.settings.keys
         topic = self.settings.topics.responses
         return {p: int(self.redis.hget(keys.fence(topic, p), "offset") or -1)
                 for p in self.last_offsets}
@@ -122,7 +122,7 @@ class Pipeline:
         return seen
 
     def outbox_lengths(self) -> dict[int, int]:
-        keys = Keys(self.settings.key_prefix)
+        keys = self.settings.keys
         topic = self.settings.topics.responses
         return {p: int(self.redis.llen(keys.outbox(topic, p))) for p in self.last_offsets}
 
