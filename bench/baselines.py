@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import orjson
-import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from msgstate.workers.config import Settings
@@ -44,7 +43,7 @@ def bare_consumer_rate(settings: Settings, topic: str, count: int) -> float:
 
 def redis_write_rate(settings: Settings, writes: int = 200_000, pipeline: int = 1000) -> float:
     """HSET/s through redis-py pipelines of `pipeline` commands, fields like the worker's."""
-    client = redis.Redis.from_url(settings.redis)
+    client = settings.redis_client()
     prefix = f"{settings.key_prefix}:ceiling"
     try:
         start = time.monotonic()

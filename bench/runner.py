@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from msgstate.bench import kafka_io
 from msgstate.bench.procs import Measured
 from msgstate.schemas.exceptions import MsgstateError
@@ -210,7 +208,7 @@ class SystemRun:
 
     def redis_memory(self) -> None:
         """Bytes per live value of the state keys, and per remembered response id."""
-        client = redis.Redis.from_url(self.settings.redis)
+        client = self.settings.redis_client()
         sizes: Counter[str] = Counter()
         keys = list(client.scan_iter(match=f"{self.settings.key_prefix}:*", count=5000))
         for at in range(0, len(keys), 1000):
@@ -237,7 +235,7 @@ class SystemRun:
     def clean(self) -> None:
         """Drop the run's topics and Redis keys."""
         kafka_io.delete_topics(self.settings, self.settings.topics.prefix, self.settings.app_id)
-        client = redis.Redis.from_url(self.settings.redis)
+        client = self.settings.redis_client()
         keys = list(client.scan_iter(match=f"{self.settings.key_prefix}:*", count=5000))
         for at in range(0, len(keys), 1000):
             client.delete(*keys[at:at + 1000])

@@ -49,6 +49,16 @@ class AlreadyApplied(MsgstateError):
         self.partition = partition
 
 
+class StoreBehind(MsgstateError):
+    """The store lost writes it had acknowledged (a failover to a replica that lacked them): its
+    fence is behind what this worker applied, so the partition is taken again and read from
+    the store's fence + 1."""
+
+    def __init__(self, message: str, partition: int | None = None) -> None:
+        super().__init__(message)
+        self.partition = partition
+
+
 class DeliveryError(MsgstateError):
     """Kafka did not take a published record; the record is intact and may be sent again."""
 

@@ -13,6 +13,8 @@ from msgstate.schemas.exceptions import ConfigError
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.replay import ENGINES
 from msgstate.streams.engine.signing import Keyring, SigningKey, parse_key
+from msgstate.streams.storage.client import AsyncRedis, SyncRedis, async_client, sync_client
+from msgstate.streams.storage.layout import Keys
 from msgstate.workers.kafka_security import KafkaSecurity
 
 # An HS256 key is at least as long as the hash (RFC 7518 section 3.2); `streams.sdk.tokens`
@@ -47,6 +49,8 @@ class Topics:
 class Settings:
     kafka: str = "127.0.0.1:9092"
     redis: str = "redis://127.0.0.1:6379/0"
+    # `redis` names any node of a Redis Cluster; every Redis client is then a cluster client.
+    redis_cluster: bool = False
     stack_dir: Path = Path(".stack")
     partitions: int = 12
     replication: int = 1
@@ -96,6 +100,8 @@ class Settings:
         return cls(
             kafka=kafka,
             redis=redis,
+            redis_cluster=_choice(env, "MSGSTATE_REDIS_CLUSTER", ("true", "false"),
+                                  str(base.redis_cluster).lower()) == "true",
             stack_dir=Path(env.get("MSGSTATE_STACK_DIR", str(base.stack_dir))),
             partitions=_positive_int(env, "MSGSTATE_PARTITIONS", base.partitions),
             replication=_positive_int(env, "MSGSTATE_REPLICATION", base.replication),
@@ -122,6 +128,22 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def redis_client(self, **options: Any) -> SyncRedis:
+        """A blocking client of this deployment's Redis (or Redis Cluster)."""
+        return sync_client(self.redis, cluster=self.redis_cluster, **options)
+
+    def async_redis_client(self, **options: Any) -> AsyncRedis:
+        """An asyncio client of this deployment's Redis (or Redis Cluster)."""
+        return async_client(self.redis, cluster=self.redis_cluster, **options)
+
+    @property
+    def keys(self) -> Keys:
+        """The Redis key layout of this deployment."""
+        try:
+            return Keys(self.key_prefix, self.topics.responses, self.partitions)
+        except ValueError as exc:
+            raise ConfigError(f"MSGSTATE_KEY_PREFIX: {exc}") from exc
 
     @property
     def kafka_servers(self) -> list[str]:
@@ -232,6 +254,7 @@ def environment(settings: Settings) -> dict[str, str]:
     return {
         "MSGSTATE_KAFKA": settings.kafka,
         "MSGSTATE_REDIS": settings.redis,
+        "MSGSTATE_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "MSGSTATE_STACK_DIR": str(settings.stack_dir),
         "MSGSTATE_PARTITIONS": str(settings.partitions),
         "MSGSTATE_REPLICATION": str(settings.replication),

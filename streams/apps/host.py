@@ -28,7 +28,6 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -36,6 +35,7 @@ from msgstate.schemas.chat import decode_chat_message
 from msgstate.schemas.exceptions import ConfigError, MsgstateError
 from msgstate.streams.apps.persistence import DEAD_LETTERS_KEPT, AppPersistence
 from msgstate.streams.apps.persistence_model import check_app_name
+from msgstate.streams.storage.client import AsyncRedis
 from msgstate.streams.storage.layout import Keys
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def load_apps(specs: Iterable[str] | None = None) -> dict[str, object]:
 
 
 class AppsHost:
-    def __init__(self, client: aioredis.Redis, key_prefix: str, apps: dict[str, object],
+    def __init__(self, client: AsyncRedis, key_prefix: str, apps: dict[str, object],
                  retry_max: float = 5.0) -> None:
         self.client = client
         self.apps = {name: (app, AppPersistence(client, key_prefix, name)) for name, app in apps.items()}
@@ -210,7 +210,7 @@ class AppsHost:
                 delay = min(delay * 2, self.retry_max)
 
 
-async def read_dead_letters(client: aioredis.Redis, key: str, count: int = 100) -> list[dict[str, Any]]:
+async def read_dead_letters(client: AsyncRedis, key: str, count: int = 100) -> list[dict[str, Any]]:
     """The newest `count` entries of a dead-letter stream, oldest first, fields decoded."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrevrange(key, count=count)  # type: ignore[assignment]
     out = []

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from msgstate.schemas.exceptions import AppRecordExists, AppRecordNotFound, AppUpdateConflict, ValidationError
@@ -33,6 +32,7 @@ from msgstate.streams.apps.persistence_model import (
     decode_data,
     encode_data,
 )
+from msgstate.streams.storage.client import AsyncRedis
 from msgstate.streams.storage.layout import AppKeys
 from msgstate.streams.storage.scripts import lua
 
@@ -51,7 +51,7 @@ def new_record_id() -> str:
 class _Scripts:
     """The registered scripts of one client, shared by every accessor made from it."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncRedis) -> None:
         self.write = client.register_script(lua("app_write.lua"))
         self.read = client.register_script(lua("app_read.lua"))
 
@@ -59,7 +59,7 @@ class _Scripts:
 class PersistenceRead:
     """IPersistenceRead: an app's records, read in one consistent step per call."""
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str, app: str,
+    def __init__(self, client: AsyncRedis, key_prefix: str, app: str,
                  scripts: _Scripts | None = None) -> None:
         self.client = client
         self.app = check_app_name(app)
@@ -104,7 +104,7 @@ class PersistenceRead:
 class AppPersistence(PersistenceRead):
     """IPersistence: an app's writes. Every method is one atomic step in Redis."""
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str, app: str, *,
+    def __init__(self, client: AsyncRedis, key_prefix: str, app: str, *,
                  window: int = ONCE_WINDOW, scope: str | None = None,
                  scripts: _Scripts | None = None) -> None:
         super().__init__(client, key_prefix, app, scripts)

@@ -1,31 +1,36 @@
 -- Persist one round of engine decisions, for every input partition in it, atomically.
 -- KEYS[2i-1], KEYS[2i] the fence hash and outbox list of the round's i-th partition (i = 1..p),
 -- KEYS[2p+1..] the round's state keys.
--- ARGV[1] p; then five per partition: the caller's assignment token, the first and last
+-- ARGV[1] p; then six per partition: the caller's assignment token, the first and last
 -- offset of its records, how many entries at the head of its outbox Kafka acknowledged
--- (dropped first), and its new outbox entry ('' for none); then the writes as one JSON array
+-- (dropped first), its new outbox entry ('' for none), and the offset the caller believes the
+-- fence holds (its last applied); then the writes as one JSON array
 -- of groups of four: op, key index (1 = KEYS[2p+1], the first state key), field, value
 -- (strings but the key index).
 --   H: HSET   D: HDEL   I: HINCRBY, dropping the field at 0 or below
 --   L: RPUSH the field   T: keep the newest `value` items of a list
 -- A key's writes keep their order; writes to different keys may be reordered.
 -- Every fence is checked before anything is written: one stale partition refuses the round,
--- naming its position (1-based) so that the caller can drop it and try the rest again.
+-- naming its position (1-based) so that the caller can drop it and try the rest again. A token
+-- or fence behind the caller's means the store lost acknowledged writes (a failover): BEHIND.
 local p = tonumber(ARGV[1])
 for i = 1, p do
-  local fence, at = KEYS[2 * i - 1], 2 + 5 * (i - 1)
+  local fence, at = KEYS[2 * i - 1], 2 + 6 * (i - 1)
   local held = redis.call('HMGET', fence, 'token', 'offset')
   local token = held[1]
+  local applied = tonumber(held[2] or '-1')
+  if tonumber(token or '0') < tonumber(ARGV[at]) or applied < tonumber(ARGV[at + 5]) then
+    return redis.error_reply('BEHIND ' .. i .. ' partition token ' .. tostring(token) .. ' and fence ' .. applied .. ', caller has ' .. ARGV[at] .. ' and ' .. ARGV[at + 5])
+  end
   if token ~= ARGV[at] then
     return redis.error_reply('FENCED ' .. i .. ' partition token is ' .. tostring(token) .. ', caller has ' .. ARGV[at])
   end
-  local applied = tonumber(held[2] or '-1')
   if tonumber(ARGV[at + 1]) <= applied then
     return redis.error_reply('REAPPLY ' .. i .. ' offset ' .. ARGV[at + 1] .. ' was applied already (fence ' .. applied .. ')')
   end
 end
 for i = 1, p do
-  local at = 2 + 5 * (i - 1)
+  local at = 2 + 6 * (i - 1)
   local acked = tonumber(ARGV[at + 3])
   if acked > 0 then
     redis.call('LTRIM', KEYS[2 * i], acked, -1)
@@ -35,7 +40,7 @@ for i = 1, p do
   end
   redis.call('HSET', KEYS[2 * i - 1], 'offset', ARGV[at + 2])
 end
-local ops = cjson.decode(ARGV[2 + 5 * p])
+local ops = cjson.decode(ARGV[2 + 6 * p])
 local base = 2 * p
 -- Each redis.call costs Redis several times what the field it writes does (the call itself,
 -- and its copy to the AOF), so the writes go key by key: a key's writes, in their order, as

@@ -27,7 +27,7 @@ from itertools import accumulate
 from typing import Any, NamedTuple
 
 from msgstate.schemas.codec import dumps
-from msgstate.schemas.exceptions import AlreadyApplied, Fenced
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.schemas.rejections import Rejection
 from msgstate.streams.rounds.decider import Decider, Decision
 from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
@@ -90,6 +90,27 @@ class RoundProcessor:
         self.log = logging.LoggerAdapter(log, {"topic": topic})
 
     async def process(self, batches: Mapping[int, Sequence[InRecord]]) -> RoundStats:
+        """Apply a fetch (partition -> its records, in offset order): one round, or one round per
+        partition where the store's atomic step cannot span partitions (Redis Cluster)."""
+        if self.store.cross_partition or len(batches) <= 1:
+            return await self._round(batches)
+        total = RoundStats()
+        for partition, records in batches.items():
+            stats = await self._round({partition: records})
+            total.applied.update(stats.applied)
+            total.skipped += stats.skipped
+            total.events += stats.events
+            total.rejections += stats.rejections
+            for step, seconds in stats.redis_seconds.items():
+                total.redis_seconds[step] = total.redis_seconds.get(step, 0.0) + seconds
+            total.produce_seconds += stats.produce_seconds
+            total.retries += stats.retries
+            total.fenced |= stats.fenced
+            total.rewound.update(stats.rewound)
+        self.stats = total
+        return total
+
+    async def _round(self, batches: Mapping[int, Sequence[InRecord]]) -> RoundStats:
         """Apply one round (partition -> its records, in offset order); returns once it is
         persisted and its outputs are on their way.
 
@@ -132,6 +153,12 @@ class RoundProcessor:
             except AlreadyApplied:
                 # The reply to our own write was lost: take the partitions again to flush the outboxes.
                 self._reset()
+            except StoreBehind as exc:
+                # The store lost rounds it had acknowledged (a failover): take the partitions
+                # again; each is then read again from the fence the store holds, + 1.
+                self.log.warning("the store is behind this worker (%s); taking the partitions again", exc)
+                self._reset()
+                stats.retries += 1
             except Exception as exc:
                 self.log.warning("round step failed (%r); retrying in %.2f s", exc, delay)
                 self._reset()
@@ -209,7 +236,7 @@ class RoundProcessor:
         # The cache is valid while the assignments hold (a message lives in one partition).
         self.decider.clear()
         started = time.perf_counter()
-        taken = await asyncio.gather(*(self.store.take(self.topic, p) for p in partitions))
+        taken = await asyncio.gather(*(self.store.take(p) for p in partitions))
         self._timed("take", started)
         for assignment in taken:
             if assignment.pending:
@@ -237,21 +264,23 @@ class RoundProcessor:
         if not fresh:
             return [], {}
         records = [r for new in fresh.values() for r in new]
+        # A message's state lives in the partition its records arrive on (keyed by its id).
+        home = {r.key: p for p, new in fresh.items() for r in new}
         decider = self.decider
         read = decider.decide([r.value for r in records],
                               None if all(r.authentic for r in records) else [r.authentic for r in records])
         if read is not None:
             started = time.perf_counter()
-            decider.load(await self.store.read(read))
+            decider.load(await self.store.read(read, home))
             self._timed("load", started)
         decision = decider.apply()
         try:
-            outputs = self._route(fresh, records, decision)
+            outputs = self._route(fresh, records, decision, home)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
                                      pack_outbox(outputs[p]) if p in outputs else b"")
                       for p, new in fresh.items()]
             started = time.perf_counter()
-            await self.store.persist(writes, decision.writes)
+            await self.store.persist(writes, decision.writes, home)
             self._timed("persist", started)
         except BaseException:
             decider.clear()  # what the store holds now is unknown: read it again
@@ -264,12 +293,11 @@ class RoundProcessor:
         return [output for p in fresh for output in outputs.get(p, ())], {p: 1 for p in outputs}
 
     def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
-               decision: Decision) -> dict[int, list[OutRecord]]:
+               decision: Decision, home: Mapping[bytes | None, int]) -> dict[int, list[OutRecord]]:
         """Each output under the input partition whose outbox keeps it: an event under its
         message's partition (the record key is the message id), a rejection under its record's."""
         partitions = list(fresh)
         outputs: dict[int, list[OutRecord]] = {}
-        home = {r.key: p for p, new in fresh.items() for r in new}
         for key, value in decision.events:
             # A record keyed otherwise than by its message id: any partition of the round will do.
             partition = home.get(key, partitions[0])

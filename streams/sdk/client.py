@@ -20,6 +20,8 @@ from msgstate.streams.sdk.model import MessageTypeModel
 from msgstate.streams.sdk.publisher import DeliveryFuture, Publisher
 from msgstate.streams.sdk.scheduling import AsyncioScheduler, Scheduler, ThreadScheduler
 from msgstate.streams.sdk.validation import encode_record
+from msgstate.streams.storage.client import sync_client
+from msgstate.streams.storage.layout import Keys
 from msgstate.streams.storage.reader import SummaryReader
 
 M = TypeVar("M", bound=MessageTypeModel)
@@ -28,8 +30,8 @@ M = TypeVar("M", bound=MessageTypeModel)
 class _NamedReader(SummaryReader):
     """A SummaryReader whose Redis errors name Redis and its address."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str, address: str) -> None:
-        super().__init__(client, key_prefix)
+    def __init__(self, client: redis.Redis | redis.RedisCluster, keys: Keys, address: str) -> None:
+        super().__init__(client, keys)
         self.address = address
 
     def get_summary(self, message_id: str, part: str = DEFAULT_PART, clip: int | None = None
@@ -47,7 +49,10 @@ class _NamedReader(SummaryReader):
             raise ServiceUnreachable("Redis", self.address, str(exc)) from exc
 
 
-def _redis_address(client: redis.Redis) -> str:
+def _redis_address(client: redis.Redis | redis.RedisCluster) -> str:
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_default_node()  # type: ignore[no-untyped-call]
+        return f"{node.host}:{node.port}" if node is not None else "redis cluster"
     kwargs = client.connection_pool.connection_kwargs
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}" if "host" in kwargs \
         else str(kwargs.get("path", "redis"))
@@ -58,12 +63,15 @@ class Client:
 
     `kafka`: bootstrap servers; `redis_url`: a URL or a redis.Redis (made without
     decode_responses). Topics are `<topic_prefix>.responses` and `.summary-changes`, Redis keys
-    start with `key_prefix`, as configured for the workers. Operations of a model are sent
+    start with `key_prefix`, and `partitions` is the responses topic's partition count, as
+    configured for the workers (MSGSTATE_PARTITIONS); `redis_cluster`: `redis_url` names a node
+    of a Redis Cluster. Operations of a model are sent
     `send_delay` seconds after the first one, or when `send_response_message()` is called.
     """
 
-    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis, *,
-                 topic_prefix: str = "msgstate", key_prefix: str = "ms", send_delay: float = 0.1,
+    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis | redis.RedisCluster, *,
+                 topic_prefix: str = "msgstate", key_prefix: str = "ms", partitions: int = 12,
+                 redis_cluster: bool = False, send_delay: float = 0.1,
                  signing_key: SigningKey | None = None, connect_timeout: float = 10.0,
                  scheduler: Scheduler | None = None,
                  dispatch: Callable[[Callable[[], None]], None] | None = None,
@@ -75,12 +83,14 @@ class Client:
         self.publisher = Publisher(kafka, f"{topic_prefix}.responses", signing_key=signing_key,
                                    connect_timeout=connect_timeout,
                                    producer_config={**security, **(producer_config or {})})
-        self._owns_redis = not isinstance(redis_url, redis.Redis)
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=connect_timeout,
-                                          socket_connect_timeout=connect_timeout) \
+        self._owns_redis = isinstance(redis_url, str)
+        self.redis = sync_client(redis_url, cluster=redis_cluster, socket_timeout=connect_timeout,
+                                 socket_connect_timeout=connect_timeout) \
             if isinstance(redis_url, str) else redis_url
         address = redis_url if isinstance(redis_url, str) else _redis_address(redis_url)
-        self.reader: SummaryReader = _NamedReader(self.redis, key_prefix, address)
+        # A message's keys are in its partition's: as many partitions as the workers count.
+        keys = Keys(key_prefix, f"{topic_prefix}.responses", partitions)
+        self.reader: SummaryReader = _NamedReader(self.redis, keys, address)
         self._own_scheduler = ThreadScheduler() if scheduler is None else None
         self.scheduler: Scheduler = scheduler or self._own_scheduler  # type: ignore[assignment]
         self.send_delay = send_delay
@@ -164,7 +174,7 @@ class AsyncClient:
     `parse_model_responses` run on that loop; blocking calls run in threads. Futures of sends
     are awaitable."""
 
-    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis,
+    def __init__(self, kafka: str | Sequence[str], redis_url: str | redis.Redis | redis.RedisCluster,
                  **options: Any) -> None:
         loop = asyncio.get_running_loop()
 

@@ -1,6 +1,7 @@
-"""A redis-py asyncio client whose commands are packed by hiredis (C) instead of Python.
+"""Redis clients: of one Redis, or of a Redis Cluster (MSGSTATE_REDIS_CLUSTER).
 
-redis-py packs every command in Python even when hiredis parses the replies; for the worker's
+A single Redis's asyncio client packs its commands with hiredis (C) instead of Python: redis-py
+packs every command in Python even when hiredis parses the replies, and for the worker's
 persist script (tens of arguments, one large) that took 45 µs a call against hiredis's 10 µs.
 The replies and everything else are redis-py's own.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection
 
@@ -41,3 +43,23 @@ def packed_client(url: str, **options: Any) -> aioredis.Redis:
     pool = client.connection_pool
     pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     return client
+
+
+# A client of one Redis or of a Redis Cluster: msgstate's keys work on either.
+SyncRedis = redis.Redis | redis.RedisCluster
+AsyncRedis = aioredis.Redis | aioredis.RedisCluster
+
+
+def async_client(url: str, *, cluster: bool = False, **options: Any) -> AsyncRedis:
+    """An asyncio client of a single Redis (packing with hiredis) or of a Redis Cluster, whose
+    node `url` names; the cluster client follows MOVED and ASK and finds the other nodes."""
+    if cluster:
+        return aioredis.RedisCluster.from_url(url, **options)
+    return packed_client(url, **options)
+
+
+def sync_client(url: str, *, cluster: bool = False, **options: Any) -> SyncRedis:
+    """The same, blocking."""
+    if cluster:
+        return redis.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)

@@ -1,36 +1,43 @@
 """Where msgstate keeps things in Redis: every key name and hash field is made here, and only
 here. Lua scripts and the compiled engine receive key names (or, for the apps, prefixes) made
 by this module; a decider names a state key by a `KeyRef` (kind, message id, part id), which
-`Keys.state` turns into the key.
+`Keys.state` turns into the key of the message's partition.
 
-Every key of one message carries the message id as its hash tag, so a message's keys live on
-one Redis Cluster slot:
+Every key a round touches carries the hash tag of its input partition, so that a round's keys
+live on one Redis Cluster slot, on one master:
 
-    <prefix>:{<message id>}:meta:<part>    hash  "v" -> version, "t:<name>" -> type
-    <prefix>:{<message id>}:vals:<part>    hash  "<name>\\0<identity>" -> holding (JSON)
-    <prefix>:{<message id>}:tally:<part>   hash  "<name>\\0<value JSON>" -> count
-    <prefix>:{<message id>}:ids            list  response ids taken, oldest first (dedupe memory)
+    <prefix>:{<tag of p>}:fence                       hash  "token" -> assignment token,
+                                                            "offset" -> last applied
+    <prefix>:{<tag of p>}:outbox                      list  outputs persisted, not yet acknowledged
+    <prefix>:{<tag of p>}:{<message id>}:meta:<part>  hash  "v" -> version, "t:<name>" -> type
+    <prefix>:{<tag of p>}:{<message id>}:vals:<part>  hash  "<name>\\0<identity>" -> holding (JSON)
+    <prefix>:{<tag of p>}:{<message id>}:tally:<part> hash  "<name>\\0<value JSON>" -> count
+    <prefix>:{<tag of p>}:{<message id>}:ids          list  response ids taken, oldest first (dedupe memory)
 
-Per input partition (hash-tagged by topic and partition):
-
-    <prefix>:{<topic>/<partition>}:fence   hash  "token" -> assignment token, "offset" -> last applied
-    <prefix>:{<topic>/<partition>}:outbox  list  outputs persisted but not yet acknowledged by Kafka
+A message lives in the partition its records are keyed to: Kafka's default partitioner, murmur2
+of the message id, over the topic's partitions, which is how readers find it. Only the first
+braces of a key are its hash tag; braces and `%` in a message id are percent-escaped so that
+the id's own braces close nothing. The tag of partition p is `<topic>/<p>`, or `<topic>/<p>~<n>`
+with the least n that puts it in the p-th of as many equal slot ranges as there are
+partitions: a cluster's masters own equal slot ranges, so the partitions spread evenly over
+them (12 partitions over 3 masters: 4 each).
 
 Apps and analytics (one hash tag each, so their scripts run on Redis Cluster too):
 
     <prefix>:app:{<app>}:ids | rev | done | seq | dead | rec:<id> | links:<id> | assoc:<model:id>
     <prefix>:{analytics}:seen:<event id> | names:<minute> | values:<minute> | messages:<minute>
     <prefix>:apps:invalid                  stream  input records no app could be given
-
-Braces and `%` in a message id are percent-escaped so that the tag is the whole id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import orjson
+from aiokafka.partitioner import murmur2
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from msgstate.streams.engine.state import Held, PartMeta
 
@@ -44,27 +51,63 @@ VERSION_FIELD = b"v"
 TYPE_FIELD_PREFIX = b"t:"
 
 
-def _tag(text: str) -> str:
+def _escaped(text: str) -> str:
     if "%" in text or "{" in text or "}" in text:
         return text.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
     return text
 
 
+@lru_cache(maxsize=4096)
+def partition_tag(topic: str, partition: int, partitions: int) -> str:
+    """The hash tag of an input partition: in the partition-th of `partitions` equal slot ranges."""
+    low = partition * REDIS_CLUSTER_HASH_SLOTS // partitions
+    high = (partition + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
+    tag, n = f"{_escaped(topic)}/{partition}", 0
+    while not low <= key_slot(tag.encode()) < high:
+        n += 1
+        tag = f"{_escaped(topic)}/{partition}~{n}"
+    return tag
+
+
+@lru_cache(maxsize=100_000)
+def _hash(message_id: str) -> int:
+    # Chat traffic repeats message ids (hot messages); murmur2 here is pure Python.
+    return int(murmur2(message_id.encode())) & 0x7FFFFFFF
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
+    """The keys of one deployment: its prefix, and its input topic with its partition count."""
+
     prefix: str
+    topic: str = "msgstate.responses"
+    partitions: int = 12
 
-    def message(self, message_id: str) -> str:
-        return f"{self.prefix}:{{{_tag(message_id)}}}"
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"a key prefix may not hold braces: {self.prefix!r}")
+        if self.partitions < 1:
+            raise ValueError("a topic has at least one partition")
 
-    def state(self, ref: KeyRef) -> str:
-        """The key a decider's `KeyRef` names."""
+    def partition_of(self, message_id: str) -> int:
+        """The partition a message's records are keyed to (Kafka's default partitioner)."""
+        return _hash(message_id) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        return partition_tag(self.topic, partition, self.partitions)
+
+    def state(self, ref: KeyRef, partition: int | None = None) -> str:
+        """The key a decider's `KeyRef` names, in the message's partition (by default the one
+        its id is keyed to)."""
         kind, message_id, part_id = ref
+        if partition is None:
+            partition = self.partition_of(message_id)
+        base = f"{self.prefix}:{{{self.tag(partition)}}}:{{{_escaped(message_id)}}}"
         if kind == SEEN:
-            return f"{self.prefix}:{{{_tag(message_id)}}}:{SEEN}"
+            return f"{base}:{SEEN}"
         if kind not in STATE_KINDS:
             raise ValueError(f"unknown kind of state key {kind!r}")
-        return f"{self.prefix}:{{{_tag(message_id)}}}:{kind}:{part_id}"
+        return f"{base}:{kind}:{part_id}"
 
     def meta(self, message_id: str, part_id: str) -> str:
         return self.state((META, message_id, part_id))
@@ -78,14 +121,18 @@ class Keys:
     def seen(self, message_id: str) -> str:
         return self.state((SEEN, message_id, ""))
 
-    def fence(self, topic: str, partition: int) -> str:
-        return f"{self.prefix}:{{{_tag(topic)}/{partition}}}:fence"
+    def fence(self, partition: int) -> str:
+        return f"{self.prefix}:{{{self.tag(partition)}}}:fence"
 
-    def outbox(self, topic: str, partition: int) -> str:
-        return f"{self.prefix}:{{{_tag(topic)}/{partition}}}:outbox"
+    def outbox(self, partition: int) -> str:
+        return f"{self.prefix}:{{{self.tag(partition)}}}:outbox"
 
     def apps_invalid(self) -> str:
         return f"{self.prefix}:apps:invalid"
+
+    def slot_map(self) -> list[tuple[int, str, int]]:
+        """(partition, tag, Redis Cluster slot) of every partition."""
+        return [(p, self.tag(p), key_slot(self.tag(p).encode())) for p in range(self.partitions)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ unit-tested on it; the Redis store's integration tests hold the scripts to the s
 
 Faults for tests: an exception put in `fail_before` is raised by the next persist before it
 writes anything (Redis unreachable); one in `fail_after` is raised after it wrote everything
-(the reply was lost).
+(the reply was lost). `lose()` forgets every write since a `snapshot()`, as a failover to a
+replica that lacked them does.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from msgstate.schemas.exceptions import AlreadyApplied, Fenced
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
-from msgstate.streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
+from msgstate.streams.storage.protocol import Assignment, Home, PartitionWrite, Read, Writes
 
 
 def _bytes(value: bytes | int | str) -> bytes:
@@ -25,33 +26,51 @@ def _bytes(value: bytes | int | str) -> bytes:
 
 
 class MemoryRoundStore:
-    def __init__(self, keys: Keys | None = None) -> None:
+    def __init__(self, keys: Keys | None = None, *, cross_partition: bool = True) -> None:
         self.keys = keys or Keys("msgstate")
+        self.cross_partition = cross_partition
+        self._clock = 0
         self.hashes: dict[str, dict[bytes, bytes]] = {}
         self.lists: dict[str, list[bytes]] = {}
         self.fail_before: list[BaseException] = []
         self.fail_after: list[BaseException] = []
         self.persists = 0  # persist calls that wrote
 
-    async def take(self, topic: str, partition: int) -> Assignment:
-        fence = self.hashes.setdefault(self.keys.fence(topic, partition), {})
-        token = int(fence.get(b"token", b"0")) + 1
+    async def take(self, partition: int) -> Assignment:
+        fence = self.hashes.setdefault(self.keys.fence(partition), {})
+        # As the script: a token never handed out before, even after lost writes.
+        self._clock += 1
+        token = max(int(fence.get(b"token", b"0")) + 1, self._clock)
         fence[b"token"] = _bytes(token)
         applied = int(fence.get(b"offset", b"-1"))
-        pending = list(self.lists.get(self.keys.outbox(topic, partition), []))
-        return Assignment(topic, partition, token, applied, pending)
+        pending = list(self.lists.get(self.keys.outbox(partition), []))
+        return Assignment(partition, token, applied, pending)
 
-    async def read(self, read: Read) -> Any:
+    def snapshot(self) -> tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]:
+        return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()})
+
+    def lose(self, snapshot: tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]) -> None:
+        self.hashes, self.lists = snapshot
+
+    def _where(self, home: Home) -> Any:
+        def where(message_id: str) -> int:
+            found = home.get(message_id.encode())
+            return self.keys.partition_of(message_id) if found is None else found
+        return where
+
+    async def read(self, read: Read, home: Home) -> Any:
+        where = self._where(home)
         args = read.args
         np, nv, ni, most = (int(a) for a in args[:4])
         assert (np, nv, ni) == (len(read.parts), len(read.value_parts), len(read.messages))
-        metas = [self._flat(self.hashes.get(self.keys.state((META, *part)), {})) for part in read.parts]
+        metas = [self._flat(self.hashes.get(self.keys.state((META, *part), where(part[0])), {}))
+                 for part in read.parts]
         values: list[list[bytes | None]] = []
         whole: list[int] = []
         at = 4 + nv
         for i, part in enumerate(read.value_parts):
             asked = int(args[4 + i])
-            held = self.hashes.get(self.keys.state((VALUES, *part)), {})
+            held = self.hashes.get(self.keys.state((VALUES, *part), where(part[0])), {})
             if len(held) <= most:
                 values.append(list(self._flat(held)))
                 whole.append(1)
@@ -59,30 +78,33 @@ class MemoryRoundStore:
                 values.append([held.get(_bytes(f)) for f in args[at:at + asked]])
                 whole.append(0)
             at += asked
-        ids = [list(self.lists.get(self.keys.state((SEEN, m, "")), [])) for m in read.messages]
+        ids = [list(self.lists.get(self.keys.state((SEEN, m, ""), where(m)), [])) for m in read.messages]
         return [metas, values, ids, whole]
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
         if self.fail_before:
             raise self.fail_before.pop(0)
         for i, part in enumerate(parts, 1):
             a = part.assignment
-            fence = self.hashes.get(self.keys.fence(a.topic, a.partition), {})
+            fence = self.hashes.get(self.keys.fence(a.partition), {})
             token = fence.get(b"token")
+            applied = int(fence.get(b"offset", b"-1"))
+            if int(token or b"0") < a.token or applied < a.applied:
+                raise StoreBehind(f"BEHIND {i} partition token {token!r} and fence {applied}, "
+                                  f"caller has {a.token} and {a.applied}", a.partition)
             if token != _bytes(a.token):
                 raise Fenced(f"FENCED {i} partition token is {token!r}, caller has {a.token}", a.partition)
-            applied = int(fence.get(b"offset", b"-1"))
             if part.first <= applied:
                 raise AlreadyApplied(f"REAPPLY {i} offset {part.first} was applied already "
                                      f"(fence {applied})", a.partition)
         for part in parts:
             a = part.assignment
-            outbox = self.lists.setdefault(self.keys.outbox(a.topic, a.partition), [])
+            outbox = self.lists.setdefault(self.keys.outbox(a.partition), [])
             del outbox[:a.acked]
             if part.outbox:
                 outbox.append(part.outbox)
-            self.hashes[self.keys.fence(a.topic, a.partition)][b"offset"] = _bytes(part.last)
-        self._apply(writes)
+            self.hashes[self.keys.fence(a.partition)][b"offset"] = _bytes(part.last)
+        self._apply(writes, self._where(home))
         self.persists += 1
         if self.fail_after:
             raise self.fail_after.pop(0)
@@ -93,27 +115,27 @@ class MemoryRoundStore:
     async def ack(self, assignment: Assignment, count: int) -> None:
         if count == 0:
             return
-        fence = self.hashes.get(self.keys.fence(assignment.topic, assignment.partition), {})
+        fence = self.hashes.get(self.keys.fence(assignment.partition), {})
         if fence.get(b"token") != _bytes(assignment.token):
             raise Fenced("FENCED partition token moved", assignment.partition)
-        del self.lists.setdefault(self.keys.outbox(assignment.topic, assignment.partition), [])[:count]
+        del self.lists.setdefault(self.keys.outbox(assignment.partition), [])[:count]
 
-    def outbox(self, topic: str, partition: int) -> list[bytes]:
-        return list(self.lists.get(self.keys.outbox(topic, partition), []))
+    def outbox(self, partition: int) -> list[bytes]:
+        return list(self.lists.get(self.keys.outbox(partition), []))
 
-    def fence(self, topic: str, partition: int) -> tuple[int, int]:
+    def fence(self, partition: int) -> tuple[int, int]:
         """(token, last applied offset) of the partition."""
-        fence = self.hashes.get(self.keys.fence(topic, partition), {})
+        fence = self.hashes.get(self.keys.fence(partition), {})
         return int(fence.get(b"token", b"0")), int(fence.get(b"offset", b"-1"))
 
     def state_keys(self) -> set[str]:
         """Every key that holds something, fences and outboxes included."""
         return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
 
-    def _apply(self, writes: Writes) -> None:
+    def _apply(self, writes: Writes, where: Any) -> None:
         """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
         below, L RPUSH, T keep the newest `value` items of a list."""
-        keys = [self.keys.state(ref) for ref in writes.keys]
+        keys = [self.keys.state(ref, where(ref[1])) for ref in writes.keys]
         ops = orjson.loads(writes.ops)
         for at in range(0, len(ops), 4):
             op, k, field, value = ops[at:at + 4]

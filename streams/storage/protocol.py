@@ -14,7 +14,7 @@ implement it: `RedisRoundStore` (streams/storage/redis_round_store.py) and `Memo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +26,6 @@ from msgstate.streams.storage.layout import KeyRef
 class Assignment:
     """This worker's hold on one input partition."""
 
-    topic: str
     partition: int
     token: int
     applied: int  # last applied offset; -1 before the first
@@ -66,21 +65,31 @@ class Writes:
     ops: bytes = b"[]"
 
 
+# The input partition of each record key of a round (a message's id): a message's state lives
+# in the keys of the partition its records arrive on.
+Home = Mapping[bytes | None, int]
+
+
 class RoundStore(Protocol):
     """The state, fences and outboxes of a worker's partitions."""
 
-    async def take(self, topic: str, partition: int) -> Assignment:
+    # Whether one atomic step may span partitions (False on Redis Cluster: a round is then one
+    # partition, one slot).
+    cross_partition: bool
+
+    async def take(self, partition: int) -> Assignment:
         """Take the partition: a new token fences every earlier holder; returns the fence's
         last applied offset and the outbox entries left."""
 
-    async def read(self, read: Read) -> Any:
+    async def read(self, read: Read, home: Home) -> Any:
         """The read script's reply: [metas, values, ids, whole] (streams/lua/read_state.lua)."""
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes) -> None:
-        """In one atomic step: check every partition's token and fence (Fenced or AlreadyApplied
-        names the first that refused, and then nothing was written), drop each partition's
-        `acked` outbox entries, append its outbox entry, move its fence to `last`, and apply the
-        writes. On success each assignment's `applied` is `last` and `acked` is 0."""
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
+        """In one atomic step: check every partition's token and fence (Fenced, AlreadyApplied
+        or StoreBehind names the first that refused, and then nothing was written), drop each
+        partition's `acked` outbox entries, append its outbox entry, move its fence to `last`,
+        and apply the writes. On success each assignment's `applied` is `last` and `acked` is
+        0."""
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         """Drop the first `count` outbox entries of the partition: Kafka has them."""

@@ -17,15 +17,16 @@ from msgstate.streams.storage.layout import Keys, decode_held, decode_meta, spli
 class SummaryReader:
     """Sync reads for the CLI, the SDK and services; one round trip per call."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "ms") -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, keys: Keys) -> None:
         # Holdings are bytes: a client made with decode_responses=True would garble them.
         self.client = client
-        self.keys = Keys(key_prefix)
+        self.keys = keys
 
     def get_summary(self, message_id: str, part: str = "root", clip: int | None = None
                     ) -> dict[str, Any]:
         """The Response Summary of one (message, part), SPEC section 4."""
-        pipe = self.client.pipeline(transaction=True)  # one consistent view
+        # One consistent view: a message's keys share its partition's hash tag (one slot).
+        pipe = self.client.pipeline(transaction=True)
         pipe.hgetall(self.keys.meta(message_id, part))
         pipe.hgetall(self.keys.values(message_id, part))
         pipe.hgetall(self.keys.tally(message_id, part))

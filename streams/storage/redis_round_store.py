@@ -9,59 +9,59 @@ partition's outbox in the same step and dropped only after Kafka acknowledged th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
-from msgstate.schemas.exceptions import AlreadyApplied, Fenced
-from msgstate.streams.storage.batching import CommandBatcher
+from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
+from msgstate.streams.storage.client import AsyncRedis
 from msgstate.streams.storage.layout import META as META_KIND
 from msgstate.streams.storage.layout import SEEN, VALUES, Keys
-from msgstate.streams.storage.protocol import Assignment, PartitionWrite, Read, Writes
+from msgstate.streams.storage.protocol import Assignment, Home, PartitionWrite, Read, Writes
 from msgstate.streams.storage.scripts import lua
 
 
 class RedisRoundStore:
     """The `RoundStore` on Redis (streams/storage/protocol.py)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: AsyncRedis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        # On a cluster a round is one partition: its keys are one slot.
+        self.cross_partition = not isinstance(client, aioredis.RedisCluster)
         self._take = client.register_script(lua("take_partition.lua"))
         self._apply = client.register_script(lua("apply_round.lua"))
         self._read = client.register_script(lua("read_state.lua"))
         self._ack = client.register_script(lua("ack_outbox.lua"))
-        # The partitions of a fetch reach their Redis steps together: one pipeline for them.
-        self.batcher = CommandBatcher(client)
 
-    async def take(self, topic: str, partition: int) -> Assignment:
+    async def take(self, partition: int) -> Assignment:
         token, applied, pending = await self._take(
-            keys=[self.keys.fence(topic, partition), self.keys.outbox(topic, partition)])
-        return Assignment(topic, partition, int(token), int(applied), list(pending))
+            keys=[self.keys.fence(partition), self.keys.outbox(partition)])
+        return Assignment(partition, int(token), int(applied), list(pending))
 
-    async def read(self, read: Read) -> Any:
-        state = self.keys.state
-        keys = [state((META_KIND, *part)) for part in read.parts]
-        keys += [state((VALUES, *part)) for part in read.value_parts]
-        keys += [state((SEEN, message_id, "")) for message_id in read.messages]
-        return await self._run(self._read, keys, read.args)
+    async def read(self, read: Read, home: Home) -> Any:
+        state, where = self.keys.state, self._where(home)
+        keys = [state((META_KIND, *part), where(part[0])) for part in read.parts]
+        keys += [state((VALUES, *part), where(part[0])) for part in read.value_parts]
+        keys += [state((SEEN, message_id, ""), where(message_id)) for message_id in read.messages]
+        return await self._read(keys=keys, args=read.args)
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
         for part in parts:
             assignment = part.assignment
-            keys.append(self.keys.fence(assignment.topic, assignment.partition))
-            keys.append(self.keys.outbox(assignment.topic, assignment.partition))
-            args += (assignment.token, part.first, part.last, assignment.acked, part.outbox)
-        state = self.keys.state
-        keys += [state(ref) for ref in writes.keys]
+            keys.append(self.keys.fence(assignment.partition))
+            keys.append(self.keys.outbox(assignment.partition))
+            args += (assignment.token, part.first, part.last, assignment.acked, part.outbox,
+                     assignment.applied)
+        state, where = self.keys.state, self._where(home)
+        keys += [state(ref, where(ref[1])) for ref in writes.keys]
         args.append(writes.ops)
         try:
-            await self._run(self._apply, keys, args)
+            await self._apply(keys=keys, args=args)
         except ResponseError as exc:
             _raise_fence_error(exc, parts)
             raise
@@ -73,31 +73,30 @@ class RedisRoundStore:
         if count == 0:
             return
         try:
-            await self._ack(keys=[self.keys.fence(assignment.topic, assignment.partition),
-                                  self.keys.outbox(assignment.topic, assignment.partition)],
+            await self._ack(keys=[self.keys.fence(assignment.partition),
+                                  self.keys.outbox(assignment.partition)],
                             args=[assignment.token, count])
         except ResponseError as exc:
             _raise_fence_error(exc)
             raise
 
-    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """The script's reply, through the batcher (one pipeline with the other partitions'
-        calls of this event-loop turn)."""
-        sha = script.sha
-        (reply,) = await self.batcher.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args), 1)
-        if isinstance(reply, NoScriptError):
-            # Redis lost its scripts (a restart, SCRIPT FLUSH): this once, the script itself.
-            return await script(keys=keys, args=args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    def _where(self, home: Home) -> Callable[[str], int]:
+        """A message's partition in this round: its records' (their key is its id), or, for a
+        message no record was keyed by, the one its id is keyed to."""
+        partition_of = self.keys.partition_of
+
+        def where(message_id: str) -> int:
+            found = home.get(message_id.encode())
+            return partition_of(message_id) if found is None else found
+
+        return where
 
 
 def _raise_fence_error(exc: ResponseError, parts: Sequence[PartitionWrite] = ()) -> None:
     """Fenced or AlreadyApplied for a script's refusal, naming the partition that refused."""
     text = str(exc)
     kind, _, rest = text.partition(" ")
-    if kind not in ("FENCED", "REAPPLY"):
+    if kind not in ("FENCED", "REAPPLY", "BEHIND"):
         return
     position, _, _ = rest.partition(" ")
     partition = None
@@ -105,4 +104,6 @@ def _raise_fence_error(exc: ResponseError, parts: Sequence[PartitionWrite] = ())
         partition = parts[int(position) - 1].assignment.partition
     if kind == "FENCED":
         raise Fenced(text, partition) from exc
+    if kind == "BEHIND":
+        raise StoreBehind(text, partition) from exc
     raise AlreadyApplied(text, partition) from exc

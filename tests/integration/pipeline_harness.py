@@ -12,7 +12,6 @@ import orjson
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from msgstate.streams.storage.layout import Keys
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.cli.publish import record_key
 from msgstate.workers.config import Settings
@@ -84,9 +83,8 @@ class Pipeline:
                                                     meta.offset)
 
     def applied(self) -> dict[int, int]:
-        keys = Keys(self.settings.key_prefix)
-        topic = self.settings.topics.responses
-        return {p: int(self.redis.hget(keys.fence(topic, p), "offset") or -1)
+        keys = self.settings.keys
+        return {p: int(self.redis.hget(keys.fence(p), "offset") or -1)
                 for p in self.last_offsets}
 
     def await_applied(self, timeout: float = 120) -> None:
@@ -122,9 +120,8 @@ class Pipeline:
         return seen
 
     def outbox_lengths(self) -> dict[int, int]:
-        keys = Keys(self.settings.key_prefix)
-        topic = self.settings.topics.responses
-        return {p: int(self.redis.llen(keys.outbox(topic, p))) for p in self.last_offsets}
+        keys = self.settings.keys
+        return {p: int(self.redis.llen(keys.outbox(p))) for p in self.last_offsets}
 
     def committed(self) -> dict[int, int]:
         """The consumer group's committed offset per partition of the responses topic."""
@@ -145,7 +142,7 @@ class Pipeline:
 
 def assert_same_as_replay(pipeline: Pipeline, expected: Expected) -> None:
     settings = pipeline.settings
-    reader = SummaryReader(pipeline.redis, settings.key_prefix)
+    reader = SummaryReader(pipeline.redis, settings.keys)
     for want in expected.summaries:
         got = reader.get_summary(want["message_id"], want["part_id"])
         assert got == want, f"summary of {want['message_id']}/{want['part_id']} differs"

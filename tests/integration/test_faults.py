@@ -24,7 +24,6 @@ from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import OutRecord
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.layout import Keys
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.streams.storage.redis_round_store import RedisRoundStore
 from msgstate.workers.config import Settings, Topics
@@ -89,7 +88,7 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
             return acknowledged()
 
         processor = RoundProcessor(_decider(),
-                                   RedisRoundStore(async_client, Keys(settings.key_prefix)),
+                                   RedisRoundStore(async_client, settings.keys),
                                    sink, settings.topics.responses)
         await processor.process({0: [InRecord(i, v) for i, v in enumerate(VALUES)]})
     finally:
@@ -102,7 +101,7 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
         assert (clean.parts, clean.parts_differing, clean.events_missing) == (1, 0, 0)
         assert (len(events), len(rejections), clean.rejections_missing) == (12, 1, 0)
 
-        keys = Keys(settings.key_prefix)
+        keys = settings.keys
         client.hdel(keys.values("m1", "root"), next(iter(client.hkeys(keys.values("m1", "root")))))
         twice = {**rejections[0], "partition": 0, "offset": 3, "reason": "duplicate"}
         bad = compare(settings, client, expected, events[1:], [*rejections, twice])
@@ -119,7 +118,7 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
     inside the Redis script, and nothing of it reaches Redis or Kafka."""
     client = aioredis.from_url(settings.redis)
     try:
-        keys = Keys(settings.key_prefix)
+        keys = settings.keys
         outputs: dict[str, list[OutRecord]] = {"a": [], "b": []}
 
         def sink_for(name: str) -> Callable[[Sequence[OutRecord]], Awaitable[asyncio.Future[Any]]]:
@@ -138,8 +137,7 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
         await a.process({0: [record(0, "alice")]})
         await b.process({0: [record(1, "bob")]})  # B takes the partition: a new token
         assert (await a.process({0: [record(2, "mallory")]})).fenced == {0}
-        summary = SummaryReader(redis.Redis.from_url(settings.redis), settings.key_prefix
-                                ).get_summary("m")
+        summary = SummaryReader(redis.Redis.from_url(settings.redis), settings.keys).get_summary("m")
         assert summary["states"]["pick"]["values"] == {"alice": "alice", "bob": "bob"}
         assert summary["version"] == 2
         # B also re-produced what A's outbox still held (events are at least once); nothing of
@@ -147,7 +145,7 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
         ids = {who: [orjson.loads(o.value)["event_id"] for o in out] for who, out in outputs.items()}
         assert ids["a"] == ["m/r0/pick"]
         assert ids["b"][-1] == "m/r1/pick" and set(ids["b"]) <= {"m/r0/pick", "m/r1/pick"}
-        fence = await client.hgetall(keys.fence("t", 0))
+        fence = await client.hgetall(keys.fence(0))
         assert int(fence[b"offset"]) == 1
     finally:
         await client.aclose()
@@ -159,7 +157,7 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
     refuses it whole, A drops partition 1 and applies partition 0 alone."""
     client = aioredis.from_url(settings.redis)
     try:
-        keys = Keys(settings.key_prefix)
+        keys = settings.keys
         sent: list[OutRecord] = []
 
         async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
@@ -178,11 +176,11 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
         stats = await a.process({0: [record(1, "m0", "carol")], 1: [record(2, "m1", "mallory")]})
         assert stats.fenced == {1}
         assert stats.applied == {0: 1}
-        reader = SummaryReader(redis.Redis.from_url(settings.redis), settings.key_prefix)
+        reader = SummaryReader(redis.Redis.from_url(settings.redis), settings.keys)
         assert reader.get_summary("m0")["states"]["pick"]["values"] == {"alice": "alice", "carol": "carol"}
         assert reader.get_summary("m1")["states"]["pick"]["values"] == {"alice": "alice", "bob": "bob"}
-        assert int((await client.hgetall(keys.fence("t", 1)))[b"offset"]) == 1
-        assert int((await client.hgetall(keys.fence("t", 0)))[b"offset"]) == 1
+        assert int((await client.hgetall(keys.fence(1)))[b"offset"]) == 1
+        assert int((await client.hgetall(keys.fence(0)))[b"offset"]) == 1
         assert "m1/r2/pick" not in {orjson.loads(o.value)["event_id"] for o in sent}
     finally:
         await client.aclose()

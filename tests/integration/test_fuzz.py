@@ -53,7 +53,7 @@ def test_hostile_records_are_rejected_with_reasons_and_leave_valid_ones_alone(
     alone = replay_topic([Record(0, i, None, v) for i, v in enumerate(valid)])
     client = redis.Redis.from_url(settings.redis)
     try:
-        reader = SummaryReader(client, settings.key_prefix)
+        reader = SummaryReader(client, settings.keys)
         for want in alone.summaries:
             assert reader.get_summary(want["message_id"], want["part_id"]) == want
     finally:

@@ -52,7 +52,7 @@ async def test_summary_and_state_read_what_the_worker_wrote(
                react("r3", MESSAGE, "sam", "🎉"), vote("r4", MESSAGE, "frodo", "b")]
     await asyncio.to_thread(pipeline.publish, records)
     await asyncio.to_thread(pipeline.await_applied)
-    want = SummaryReader(pipeline.redis, pipeline.settings.key_prefix).get_summary(MESSAGE)
+    want = SummaryReader(pipeline.redis, pipeline.settings.keys).get_summary(MESSAGE)
     assert want["version"] == 4
 
     encoded = await get_json(client, f"/messages/{path_of(MESSAGE)}/summary")

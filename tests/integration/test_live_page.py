@@ -91,7 +91,7 @@ def test_live_page_shows_the_tallies_as_responses_arrive(
         try:
             wait.until(lambda d: shown(d) == expected)
         except Exception as exc:
-            stored = SummaryReader(pipeline.redis, settings.key_prefix).get_summary(MESSAGE)
+            stored = SummaryReader(pipeline.redis, settings.keys).get_summary(MESSAGE)
             raise AssertionError(f"the page shows {shown(browser)}, expected {expected}; Redis holds "
                                  f"{stored}; worker: {pipeline.workers[0].output()}") from exc
         # Chips come in tally order: count descending, then by value.

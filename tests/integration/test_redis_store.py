@@ -41,16 +41,16 @@ def _odd_records() -> list[bytes]:
 
 
 async def _rounds(decider: Decider, store: RoundStore, records: list[bytes], size: int) -> None:
-    assignment = await store.take("t", 0)
+    assignment = await store.take(0)
     for start in range(0, len(records), size):
         batch = records[start:start + size]
         read = decider.decide(batch)
         if read is not None:
-            decider.load(await store.read(read))
+            decider.load(await store.read(read, {}))
         decision = decider.apply()
         write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))
-        await store.persist([write], decision.writes)
+        await store.persist([write], decision.writes, {})
         decider.commit()
 
 
@@ -104,7 +104,7 @@ async def test_every_key_a_round_writes_is_the_layouts(settings: Settings) -> No
     records = _odd_records()
     try:
         await _rounds(CompiledDecider(), RedisRoundStore(client, keys), records, 50)
-        layout = {keys.fence("t", 0), keys.outbox("t", 0)}
+        layout = {keys.fence(0), keys.outbox(0)}
         for item in map(decode_response, records):
             if isinstance(item, dict):
                 continue
@@ -123,7 +123,7 @@ async def test_the_read_script_answers_as_the_memory_store(settings: Settings,
     part asked for more fields than one Lua unpack takes; a values hash up to
     `whole_part_fields` comes whole, fields not asked for too."""
     client = aioredis.from_url(settings.redis)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     store, memory = RedisRoundStore(client, keys), MemoryRoundStore(keys)
     odd = "m {ä}%\n\"q\""
     many = [f"user-{n}" for n in range(9_001)]
@@ -145,8 +145,8 @@ async def test_the_read_script_answers_as_the_memory_store(settings: Settings,
         args: list[bytes | int] = [2, 3, 2, whole_part_fields, *(len(v) for v in asked.values())]
         args += [value_field(*field) for fields in asked.values() for field in fields]
         read = Read([(odd, "p"), ("none", "p")], list(asked), [odd, "none"], args)
-        reply = await store.read(read)
-        assert _unordered(reply) == _unordered(await memory.read(read))
+        reply = await store.read(read, {})
+        assert _unordered(reply) == _unordered(await memory.read(read, {}))
         metas, values, dedupe, whole = reply
         assert decode_meta(dict(zip(metas[0][::2], metas[0][1::2], strict=True))).version == 3
         assert dedupe == [ids, []]
@@ -162,7 +162,7 @@ async def test_the_compiled_decider_reads_what_the_python_one_reads(settings: Se
     """Holdings written otherwise than msgstate writes them (a Set with a `\\u` escape and a
     space, parsed the long way) are read alike by both deciders: same events and rejections."""
     client = aioredis.from_url(settings.redis)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     odd = "m {ä}%\n\"q\""
     try:
         await client.hset(keys.meta(odd, "p"), mapping={b"v": b"3", b"t:pick": b"Set", b"t:r": b"LWW"})
@@ -183,7 +183,7 @@ async def test_the_compiled_decider_reads_what_the_python_one_reads(settings: Se
         for decider in (PythonDecider(Engine(), window=50), CompiledDecider(window=50)):
             read = decider.decide(records)
             assert read is not None
-            decider.load(await RedisRoundStore(client, keys).read(read))
+            decider.load(await RedisRoundStore(client, keys).read(read, {}))
             decisions.append(decider.apply())
         python, compiled = decisions
         assert compiled.events == python.events and compiled.rejections == python.rejections
@@ -202,7 +202,7 @@ async def test_a_round_of_thousands_of_writes_to_one_key_keeps_every_write_in_or
     """The persist script puts consecutive writes to one key into one call, at most 4,000
     arguments each (Lua's unpack bound): 9,000 authors of one message in one round."""
     client = aioredis.from_url(settings.redis)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     records = [orjson.dumps({"id": f"r{n}", "message_id": "hot", "identity_id": f"u{n}", "changes": [
         {"operation": "add", "type": "LWW", "name": "c", "value": n},
         {"operation": "add", "type": "Set", "name": "s", "value": f"v{n % 3}"}]})
@@ -226,7 +226,7 @@ async def test_the_persist_script_writes_key_by_key_as_the_writes_say(settings: 
     three or more counts of one hash in three calls: the end state is that of the writes done
     one by one, in order, as the memory store does them."""
     client = aioredis.from_url(settings.redis)
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     store, memory = RedisRoundStore(client, keys), MemoryRoundStore(keys)
     refs = [(VALUES, "a", "p"), (VALUES, "b", "p"), (TALLY, "n", "p"), (TALLY, "f", "p"), (SEEN, "i", "")]
     a, b, counts, few, ids = (keys.state(ref) for ref in refs)
@@ -246,8 +246,8 @@ async def test_the_persist_script_writes_key_by_key_as_the_writes_say(settings: 
             "T", at[ids], "", "3", "H", at[b], "g2", "y",
         ]
         for target in (store, memory):
-            assignment = await target.take("t", 0)
-            await target.persist([PartitionWrite(assignment, 0, 0, b"")], Writes(refs, orjson.dumps(ops)))
+            assignment = await target.take(0)
+            await target.persist([PartitionWrite(assignment, 0, 0, b"")], Writes(refs, orjson.dumps(ops)), {})
             assert assignment.applied == 0
         assert await client.hgetall(a) == {b"f1": b"3", b"f2": b"2"} == memory.hashes[a]
         assert await client.hgetall(b) == {b"g2": b"y"} == memory.hashes[b]

@@ -64,7 +64,7 @@ def test_two_active_keys_are_accepted_and_missing_or_wrong_signatures_are_unauth
             ("oscar", "unauthenticated"), ("trudy", "unauthenticated")]
         client = redis.Redis.from_url(settings.redis)
         try:
-            summary = SummaryReader(client, settings.key_prefix).get_summary("m")
+            summary = SummaryReader(client, settings.keys).get_summary("m")
         finally:
             client.close()
         assert summary["states"]["reactions"]["values"] == {"alice": ["v1"], "bob": ["v2"]}

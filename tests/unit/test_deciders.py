@@ -39,9 +39,9 @@ def round_trip(decider: Decider, store: MemoryRoundStore, values: list[bytes],
     async def go() -> tuple[list[tuple[bytes, bytes]], list[object]]:
         read = decider.decide(values, authentic)
         if read is not None:
-            decider.load(await store.read(read))
+            decider.load(await store.read(read, {}))
         decision = decider.apply()
-        await store.persist([], decision.writes)
+        await store.persist([], decision.writes, {})
         if keep:
             decider.commit()
         else:

@@ -20,7 +20,7 @@ from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, unpack_outbox
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.layout import TALLY, VALUES, Keys
 from msgstate.streams.storage.memory import MemoryRoundStore
 from tests.unit.helpers import add, line
 
@@ -48,6 +48,11 @@ class Sink:
         return [orjson.loads(r.value) for r in self.sent if r.kind == EVENT]
 
 
+def vals(store: MemoryRoundStore, message: str, partition: int) -> dict[bytes, bytes]:
+    """A message's values hash: in the partition its records arrived on."""
+    return store.hashes[store.keys.state((VALUES, message, "root"), partition)]
+
+
 def records(first: int, *lines: bytes, message: bytes = b"m1") -> list[InRecord]:
     return [InRecord(first + i, value, True, message) for i, value in enumerate(lines)]
 
@@ -70,14 +75,14 @@ async def test_a_round_persists_state_fence_and_outbox_then_trims_what_kafka_has
     stats = await rounds.process({0: records(0, line("r1", add("LWW", "c", 1)),
                                              line("r2", add("FWW", "f", 1), add("FWW", "f", 2)))})
     assert stats.applied == {0: 2} and stats.events == 2 and stats.rejections == ["fww_conflict"]
-    assert store.fence(TOPIC, 0) == (1, 1)
-    (entry,) = store.outbox(TOPIC, 0)
+    assert store.fence(0) == (1, 1)
+    (entry,) = store.outbox(0)
     assert unpack_outbox(entry) == sink.sent
     assert [r.kind for r in sink.sent] == [EVENT, EVENT, REJECTION]
-    assert store.hashes[store.keys.values("m1", "root")] == {b"c\0alice": b"1", b"f\0alice": b"1"}
+    assert vals(store, "m1", 0) == {b"c\0alice": b"1", b"f\0alice": b"1"}
     # Kafka acknowledged the round: the next persist drops its entry from the outbox.
     await rounds.process({0: records(2, line("r3", add("LWW", "c", 2)))})
-    assert len(store.outbox(TOPIC, 0)) == 1 and store.fence(TOPIC, 0) == (1, 2)
+    assert len(store.outbox(0)) == 1 and store.fence(0) == (1, 2)
 
 
 async def test_records_at_or_below_the_fence_are_skipped_silently(decider: Decider) -> None:
@@ -87,7 +92,7 @@ async def test_records_at_or_below_the_fence_are_skipped_silently(decider: Decid
     stats = await again.process({0: records(0, line("r1", add("Set", "s", "a")),
                                             line("r2", add("Set", "s", "b")))})
     assert stats.skipped == 1 and stats.applied == {0: 1} and stats.events == 1
-    assert store.hashes[store.keys.values("m1", "root")] == {b"s\0alice": b'["a","b"]'}
+    assert vals(store, "m1", 0) == {b"s\0alice": b'["a","b"]'}
 
 
 async def test_a_new_holder_fences_the_old_one_which_writes_nothing(decider: Decider) -> None:
@@ -99,9 +104,9 @@ async def test_a_new_holder_fences_the_old_one_which_writes_nothing(decider: Dec
     stats = await old.process({0: records(1, line("r4", add("LWW", "c", 4))),
                                1: records(1, line("r5", add("LWW", "c", 5), message="m2"), message=b"m2")})
     assert stats.fenced == {0} and stats.applied == {1: 1}
-    assert store.hashes[store.keys.values("m1", "root")] == {b"c\0alice": b"3"}
-    assert store.fence(TOPIC, 0) == (2, 1)
-    assert store.hashes[store.keys.values("m2", "root")] == {b"c\0alice": b"5"}
+    assert vals(store, "m1", 0) == {b"c\0alice": b"3"}
+    assert store.fence(0) == (new.assignments[0].token, 1)
+    assert vals(store, "m2", 1) == {b"c\0alice": b"5"}
 
 
 async def test_a_failed_write_is_retried_and_applied_once(decider: Decider) -> None:
@@ -120,8 +125,8 @@ async def test_a_lost_reply_applies_once_and_produces_the_outbox_again(decider: 
     # The next round is written, but its reply is lost: the processor cannot know it was.
     store.fail_after.append(RedisConnectionError("connection reset"))
     await rounds.process({0: records(1, line("r2", add("Set", "s", "b")))})
-    assert store.persists == 2 and store.fence(TOPIC, 0)[1] == 1
-    assert store.hashes[store.keys.tally("m1", "root")] == {b's\0"a"': b"1", b's\0"b"': b"1"}
+    assert store.persists == 2 and store.fence(0)[1] == 1
+    assert store.hashes[store.keys.state((TALLY, "m1", "root"), 0)] == {b's\0"a"': b"1", b's\0"b"': b"1"}
     # At least once: r2's event went out from the outbox when the partition was taken again.
     assert [e["response_id"] for e in sink.events()].count("r2") >= 1
     assert all(e["response_id"] in ("r1", "r2") for e in sink.events())
@@ -131,7 +136,7 @@ async def test_an_earlier_holders_outbox_is_produced_first(decider: Decider) -> 
     store = MemoryRoundStore()
     crashed = processor(decider, store, Sink(ack=False))
     await crashed.process({0: records(0, line("r1", add("LWW", "c", 1)))})
-    assert len(store.outbox(TOPIC, 0)) == 1  # never acknowledged
+    assert len(store.outbox(0)) == 1  # never acknowledged
     sink = Sink()
     await processor(CompiledDecider(), store, sink).process({0: records(1, line("r2", add("LWW", "c", 2)))})
     assert [e["response_id"] for e in sink.events()] == ["r1", "r2"]
@@ -144,7 +149,7 @@ async def test_records_past_the_fence_send_the_partition_back_to_it(decider: Dec
     stats = await processor(CompiledDecider(), store, Sink()).process(
         {0: records(5, line("r6", add("LWW", "c", 6)))})
     assert stats.rewound == {0: 1} and not stats.applied
-    assert store.fence(TOPIC, 0)[1] == 0
+    assert store.fence(0)[1] == 0
 
 
 async def test_release_waits_for_kafka_then_empties_the_outbox(decider: Decider) -> None:
@@ -153,21 +158,25 @@ async def test_release_waits_for_kafka_then_empties_the_outbox(decider: Decider)
     await rounds.process({0: records(0, line("r1", add("LWW", "c", 1)))})
     release = asyncio.ensure_future(rounds.release([0]))
     await asyncio.sleep(0)
-    assert not release.done() and len(store.outbox(TOPIC, 0)) == 1
+    assert not release.done() and len(store.outbox(0)) == 1
     sink.pending[0].set_result(None)
     await release
-    assert store.outbox(TOPIC, 0) == [] and 0 not in rounds.assignments
+    assert store.outbox(0) == [] and 0 not in rounds.assignments
 
 
 async def test_a_round_writes_only_keys_of_the_layout(decider: Decider) -> None:
     store, keys = MemoryRoundStore(Keys("lay")), Keys("lay")
     messages = [f"m{i}{{x}}%" for i in range(5)]
-    batch = {p: [InRecord(o, line(f"r{p}{o}", add("Set", "s", o), add("LWW", "l", o),
-                                  message=messages[(p + o) % 5], part=f"p{o % 2}"),
-                          True, messages[(p + o) % 5].encode())
-                 for o in range(6)] for p in (0, 1)}
+    # Each message's records on the partition Kafka's default partitioner gives it.
+    batch: dict[int, list[InRecord]] = {}
+    for n in range(12):
+        message = messages[n % 5]
+        batch.setdefault(keys.partition_of(message), []).append(
+            InRecord(n, line(f"r{n}", add("Set", "s", n), add("LWW", "l", n), message=message,
+                             part=f"p{n % 2}"), True, message.encode()))
+    batch = {p: [r._replace(offset=o) for o, r in enumerate(recs)] for p, recs in batch.items()}
     await processor(decider, store, Sink()).process(batch)
-    layout = {keys.fence(TOPIC, p) for p in (0, 1)} | {keys.outbox(TOPIC, p) for p in (0, 1)}
+    layout = {keys.fence(p) for p in batch} | {keys.outbox(p) for p in batch}
     for message in messages:
         layout.add(keys.seen(message))
         for part in ("p0", "p1"):
@@ -175,3 +184,33 @@ async def test_a_round_writes_only_keys_of_the_layout(decider: Decider) -> None:
     written = store.state_keys()
     assert written <= layout
     assert {keys.seen(m) for m in messages} <= written
+
+
+async def test_rounds_the_store_lost_in_a_failover_are_read_again_and_applied_once(
+        decider: Decider) -> None:
+    store, sink = MemoryRoundStore(), Sink()
+    rounds = processor(decider, store, sink)
+    await rounds.process({0: records(0, line("r1", add("Set", "s", "a")))})
+    before = store.snapshot()
+    await rounds.process({0: records(1, line("r2", add("Set", "s", "b")))})
+    store.lose(before)  # the promoted replica never got the second round
+    stats = await rounds.process({0: records(2, line("r3", add("Set", "s", "c")))})
+    # The worker learns the store is behind, takes the partition again, and reads from its fence.
+    assert stats.retries == 1 and stats.rewound == {0: 1} and not stats.applied
+    stats = await rounds.process({0: records(1, line("r2", add("Set", "s", "b")),
+                                             line("r3", add("Set", "s", "c")))})
+    assert stats.applied == {0: 2} and store.fence(0)[1] == 2
+    assert vals(store, "m1", 0) == {b"s\0alice": b'["a","b","c"]'}
+    # r2's event again, with the same id: events are at least once, with stable ids.
+    ids = [e["event_id"] for e in sink.events()]
+    assert ids.count("m1/r2/s") == 2 and ids.count("m1/r3/s") == 1
+
+
+async def test_a_store_without_cross_partition_steps_gets_one_round_per_partition(
+        decider: Decider) -> None:
+    store, sink = MemoryRoundStore(cross_partition=False), Sink()
+    stats = await processor(decider, store, sink).process({
+        0: records(0, line("r1", add("LWW", "c", 1))),
+        1: records(0, line("r2", add("LWW", "c", 2), message="m2"), message=b"m2")})
+    assert store.persists == 2 and stats.applied == {0: 1, 1: 1} and stats.events == 2
+    assert vals(store, "m1", 0) == {b"c\0alice": b"1"} and vals(store, "m2", 1) == {b"c\0alice": b"2"}

@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 import click
 import faust
 import orjson
-import redis.asyncio as aioredis
 
 from msgstate.schemas.exceptions import ConfigError, MsgstateError
 from msgstate.streams.apps.host import handlers_of, invalid_key, read_dead_letters
 from msgstate.streams.apps.persistence import PersistenceRead
 from msgstate.streams.apps.persistence_model import AppRecord, AssociationRecord, check_app_name
+from msgstate.streams.storage.client import AsyncRedis
 from msgstate.streams.storage.layout import AppKeys
 from msgstate.workers import logs
 from msgstate.workers.cli.env_help import with_environment
@@ -44,11 +44,11 @@ class AppsWorker(faust.Worker):
         logs.lower_retried(logger)
 
 
-def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+def _with_redis(settings: Settings, work: Callable[[AsyncRedis], Awaitable[T]]) -> T:
     probes.require_redis(settings.redis)
 
     async def run() -> T:
-        client = aioredis.from_url(settings.redis, socket_timeout=10)
+        client = settings.async_redis_client(socket_timeout=10)
         try:
             return await work(client)
         finally:
@@ -93,7 +93,7 @@ def read(app: str, associations: tuple[str, ...], record_id: str | None) -> None
     wanted = [AssociationRecord.parse(a) for a in associations]
     settings = Settings.from_env()
 
-    async def work(client: aioredis.Redis) -> list[AppRecord]:
+    async def work(client: AsyncRedis) -> list[AppRecord]:
         reader = PersistenceRead(client, settings.key_prefix, app)
         if record_id is not None:
             found = await reader.read_record(record_id)

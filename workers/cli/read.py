@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 import orjson
-import redis
 
 from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
@@ -21,9 +20,9 @@ def summary(message_id: str, part: str, clip: int | None) -> None:
 
     settings = Settings.from_env()
     probes.require_redis(settings.redis)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=10)
+    client = settings.redis_client(socket_timeout=10)
     try:
-        found = SummaryReader(client, settings.key_prefix).get_summary(message_id, part, clip)
+        found = SummaryReader(client, settings.keys).get_summary(message_id, part, clip)
     finally:
         client.close()
     click.echo(orjson.dumps(found, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode())

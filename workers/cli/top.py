@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 import orjson
-import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +21,7 @@ def top(minutes: int, limit: int) -> None:
     """Print the busiest messages and values, as counted by the analytics consumer."""
     settings = Settings.from_env()
     probes.require_redis(settings.redis)
-    client = redis.Redis.from_url(settings.redis, socket_timeout=10)
+    client = settings.redis_client(socket_timeout=10)
     try:
         found = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention).top(minutes, limit)
     finally:

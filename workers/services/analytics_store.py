@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 import orjson
-import redis
 
+from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.layout import AnalyticsKeys
 from msgstate.streams.storage.scripts import lua
 
@@ -46,7 +46,7 @@ def values_set(event: dict[str, Any]) -> list[Any]:
 
 
 class AnalyticsStore:
-    def __init__(self, client: redis.Redis, key_prefix: str, retention: int) -> None:
+    def __init__(self, client: SyncRedis, key_prefix: str, retention: int) -> None:
         self.client = client
         self.keys = AnalyticsKeys(key_prefix)
         self.retention = retention

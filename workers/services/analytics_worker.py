@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 import orjson
-import redis
 from kafka import KafkaConsumer
 from prometheus_client import Counter
 
@@ -41,7 +40,7 @@ def decode_event(value: bytes | None) -> dict[str, Any] | None:
 class AnalyticsWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = redis.Redis.from_url(settings.redis, socket_timeout=10)
+        self.client = settings.redis_client(socket_timeout=10)
         self.store = AnalyticsStore(self.client, settings.key_prefix, settings.analytics_retention)
         self.consumer = KafkaConsumer(
             settings.topics.summary_changes, **settings.kafka_client(),

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 
 from msgstate.streams.apps.host import MESSAGE_SENT, STATE_CHANGED, AppsHost, HostEvent, load_apps
 from msgstate.workers.config import Settings
@@ -51,7 +50,7 @@ def build_app(settings: Settings, apps: dict[str, object]) -> faust.App:
         datadir=str(data / "{conf.name}-data"),
         broker_credentials=settings.kafka_security.faust_credentials(),
     )
-    client = aioredis.from_url(settings.redis, socket_timeout=10, socket_connect_timeout=5)
+    client = settings.async_redis_client(socket_timeout=10, socket_connect_timeout=5)
     host = AppsHost(client, settings.key_prefix, apps)
 
     def consume(topic_name: str, handle: Callable[[Sequence[HostEvent]], Awaitable[None]],

@@ -36,6 +36,7 @@ from msgstate.schemas.limits import (
     MAX_PART_ID,
     NAME_CHARS,
 )
+from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 from msgstate.workers.services.change_feed import ChangeFeed, Subscription
@@ -86,7 +87,7 @@ class Metrics:
 
 SETTINGS = web.AppKey("settings", Settings)
 READER = web.AppKey("reader", SummaryReader)
-REDIS = web.AppKey("redis", redis.Redis)
+REDIS: web.AppKey[SyncRedis] = web.AppKey("redis")
 FEED = web.AppKey("feed", ChangeFeed)
 METRICS = web.AppKey("metrics", Metrics)
 VERIFIER: web.AppKey[TokenVerifier | None] = web.AppKey("verifier")
@@ -341,11 +342,11 @@ class AccessLog(AbstractAccessLogger):
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors_and_metrics])
     app[SETTINGS] = settings
-    client = redis.Redis.from_url(settings.redis, socket_timeout=5, socket_connect_timeout=5)
+    client = settings.redis_client(socket_timeout=5, socket_connect_timeout=5)
     feed = ChangeFeed(settings.kafka, settings.topics.summary_changes,
                       settings.kafka_security.aiokafka())
     app[REDIS] = client
-    app[READER] = SummaryReader(client, settings.key_prefix)
+    app[READER] = SummaryReader(client, settings.keys)
     app[FEED] = feed
     app[METRICS] = Metrics(feed)
     app[VERIFIER] = TokenVerifier(settings.http_token_keys) if settings.http_token_keys else None

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from msgstate.schemas.exceptions import ConfigError
 from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.native_engine import default_engine
@@ -31,8 +32,7 @@ from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import EVENT, OutRecord
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.client import packed_client
-from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.client import async_client
 from msgstate.streams.storage.redis_round_store import RedisRoundStore
 from msgstate.workers.config import Settings
 from msgstate.workers.partitioner import CachedPartitioner
@@ -51,6 +51,14 @@ FRESH_WAIT_MS = 3  # how long a round waits for the records that arrived while i
 COMMIT_EVERY = 1.0  # seconds between offset commits
 RETRY_DELAY = 1.0  # seconds before a partition whose batch failed unexpectedly is read again
 BATCH_BYTES = 256 * 1024  # the producer's record batches
+
+
+def check_partitions(topic: str, found: int, configured: int) -> None:
+    """Message state is keyed by partition: a worker that counts partitions otherwise than the
+    topic would write where no reader looks."""
+    if found != configured:
+        raise ConfigError(f"topic {topic} has {found} partitions but MSGSTATE_PARTITIONS is {configured}; "
+                          f"set MSGSTATE_PARTITIONS={found} (readers find a message's keys by it)")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -72,8 +80,9 @@ class StateWorker:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
         self.engine = Engine(registry)
-        self.client = packed_client(settings.redis, socket_timeout=10, socket_connect_timeout=5)
-        self.store = RedisRoundStore(self.client, Keys(settings.key_prefix))
+        self.client = async_client(settings.redis, cluster=settings.redis_cluster, socket_timeout=10,
+                                   socket_connect_timeout=5)
+        self.store = RedisRoundStore(self.client, settings.keys)
         self.outputs = {EVENT: settings.topics.summary_changes}
         self.rejections = settings.topics.rejections
         self.consumer = AIOKafkaConsumer(
@@ -148,6 +157,8 @@ class StateWorker:
                 log.warning("no partitions of %s in the broker's metadata yet; joining anyway", topic)
                 return
             await asyncio.sleep(0.1)
+        check_partitions(topic, len(self.consumer.partitions_for_topic(topic) or ()),
+                         self.settings.partitions)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

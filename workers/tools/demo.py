@@ -25,7 +25,6 @@ from urllib.parse import quote
 
 import click
 import orjson
-import redis
 from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console, Group
 from rich.live import Live
@@ -408,9 +407,9 @@ def _recent_table(seen: Seen, topic: str) -> Table:
 
 
 def _print_tallies(console: Console, settings: Settings, busiest: list[str]) -> None:
-    client = redis.Redis.from_url(settings.redis)
+    client = settings.redis_client()
     try:
-        reader = SummaryReader(client, settings.key_prefix)
+        reader = SummaryReader(client, settings.keys)
         summaries = [reader.get_summary(message_id) for message_id in busiest]
     finally:
         client.close()

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from msgstate.schemas.records import decode_response
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.memory_store import MemoryStore
+from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 
@@ -108,12 +108,12 @@ def replay_topic(records: Iterable[Record]) -> Expected:
     return expected
 
 
-def compare(settings: Settings, client: redis.Redis, expected: Expected,
+def compare(settings: Settings, client: SyncRedis, expected: Expected,
             events: Iterable[dict[str, Any]], rejections: Iterable[dict[str, Any]]) -> Differences:
     """Count the differences between what the pipeline produced and the replay."""
     diff = Differences(parts=len(expected.summaries), events_expected=len(expected.events),
                        rejections_expected=len(expected.rejections))
-    reader = SummaryReader(client, settings.key_prefix)
+    reader = SummaryReader(client, settings.keys)
     for want in expected.summaries:
         if reader.get_summary(want["message_id"], want["part_id"]) != want:
             diff.parts_differing += 1

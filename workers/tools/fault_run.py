@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
 from msgstate.schemas.exceptions import MsgstateError
 from msgstate.schemas.wording import count
-from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.client import SyncRedis
 from msgstate.workers.cli.publish import record_key
 from msgstate.workers.config import Settings, environment
 from msgstate.workers.tools import stack
@@ -195,7 +194,7 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
     producer = KafkaProducer(**settings.kafka_client(), acks="all",
                              enable_idempotence=True, linger_ms=5, delivery_timeout_ms=300_000,
                              request_timeout_ms=15_000, max_block_ms=120_000)
-    client = redis.Redis.from_url(settings.redis)
+    client = settings.redis_client()
     futures: list[tuple[bytes, FutureRecordMetadata]] = []
     try:
         for _ in range(initial):
@@ -258,13 +257,13 @@ def _last_offsets(futures: list[tuple[bytes, FutureRecordMetadata]]
     return acked, last
 
 
-def _await_fences(settings: Settings, client: redis.Redis, fleet: Fleet, last: dict[int, int],
+def _await_fences(settings: Settings, client: SyncRedis, fleet: Fleet, last: dict[int, int],
                   timeout: float) -> None:
-    keys = Keys(settings.key_prefix)
+    keys = settings.keys
     deadline = time.monotonic() + timeout
     while True:
         fleet.running()
-        applied = {p: int(client.hget(keys.fence(settings.topics.responses, p), "offset") or -1)
+        applied = {p: int(client.hget(keys.fence(p), "offset") or -1)
                    for p in last}
         if all(applied[p] >= o for p, o in last.items()):
             return
@@ -274,7 +273,7 @@ def _await_fences(settings: Settings, client: redis.Redis, fleet: Fleet, last: d
         time.sleep(0.2)
 
 
-def _await_outputs(settings: Settings, client: redis.Redis, expected: Any, timeout: float
+def _await_outputs(settings: Settings, client: SyncRedis, expected: Any, timeout: float
                    ) -> Differences:
     """Compare until nothing is missing, or the time is up (then the figures say what is)."""
     deadline = time.monotonic() + timeout
