@@ -9,10 +9,13 @@ The replies and everything else are redis-py's own.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.connection import Connection, SSLConnection
 
 
@@ -52,14 +55,24 @@ AsyncRedis = aioredis.Redis | aioredis.RedisCluster
 
 def async_client(url: str, *, cluster: bool = False, **options: Any) -> AsyncRedis:
     """An asyncio client of a single Redis (packing with hiredis) or of a Redis Cluster, whose
-    node `url` names; the cluster client follows MOVED and ASK and finds the other nodes."""
+    nodes `url` names (one URL, or several separated by commas, so that a client can start
+    while one of them is down); the cluster client follows MOVED and ASK and finds the others."""
     if cluster:
-        return aioredis.RedisCluster.from_url(url, **options)
+        first, *more = url.split(",")
+        nodes = [aioredis.cluster.ClusterNode(*_host_port(u)) for u in more]
+        return aioredis.RedisCluster.from_url(first, startup_nodes=nodes or None, **options)
     return packed_client(url, **options)
 
 
 def sync_client(url: str, *, cluster: bool = False, **options: Any) -> SyncRedis:
     """The same, blocking."""
     if cluster:
-        return redis.RedisCluster.from_url(url, **options)
+        first, *more = url.split(",")
+        nodes = [redis.cluster.ClusterNode(*_host_port(u)) for u in more]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster.from_url(first, startup_nodes=nodes or None, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url.strip())
+    return parts.hostname or "127.0.0.1", parts.port or 6379

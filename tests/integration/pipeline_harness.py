@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from msgstate.streams.storage.reader import SummaryReader
@@ -65,7 +64,7 @@ class Pipeline:
                                       enable_idempotence=True, linger_ms=5)
         self.last_offsets: dict[int, int] = {}
         self.workers: list[WorkerProcess] = []
-        self.redis = redis.Redis.from_url(settings.redis)
+        self.redis = settings.redis_client()
 
     def start_worker(self, *args: str, engine: str | None = None) -> WorkerProcess:
         proc = WorkerProcess(self.settings, ["-m", "msgstate.workers", "worker", "-l", "info", *args],

@@ -17,9 +17,16 @@ def stack() -> None:
 
 
 @stack.command()
-def up() -> None:
+@click.option("--redis-cluster", "redis_masters", type=click.IntRange(3, 16), default=None,
+              help="Run Redis as a cluster of this many masters, each with a replica, on consecutive "
+                   "ports from MSGSTATE_REDIS's (then set MSGSTATE_REDIS_CLUSTER=true).")
+def up(redis_masters: int | None) -> None:
     """Start what is not running; return when Kafka and Redis both answer."""
-    local_stack.up(Settings.from_env(), echo=click.echo)
+    settings = Settings.from_env()
+    local_stack.up(settings, echo=click.echo, redis_masters=redis_masters or 0)
+    if redis_masters and not settings.redis_cluster:
+        # msgstate's clients need to know they talk to a cluster.
+        click.echo(f"export MSGSTATE_REDIS_CLUSTER=true MSGSTATE_REDIS={settings.redis}")
 
 
 @stack.command()

@@ -157,8 +157,7 @@ class StateWorker:
                 log.warning("no partitions of %s in the broker's metadata yet; joining anyway", topic)
                 return
             await asyncio.sleep(0.1)
-        check_partitions(topic, len(self.consumer.partitions_for_topic(topic) or ()),
-                         self.settings.partitions)
+        check_partitions(topic, len(await self.producer.partitions_for(topic)), self.settings.partitions)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

@@ -1,4 +1,5 @@
-"""The local stack: a single-node KRaft Kafka broker and a Redis server, run from the stack dir.
+"""The local stack: a single-node KRaft Kafka broker and a Redis server (or a Redis Cluster of
+masters with a replica each), run from the stack dir.
 
 Jars are cached in `<stack dir>/kafka-<version>/libs`; each instance lives in
 `<stack dir>/kafka-<port>/` and `<stack dir>/redis-<port>/`, so stacks on other ports
@@ -33,6 +34,9 @@ KAFKA_START_TIMEOUT = 90.0
 REDIS_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 AOF_REWRITE_MIN_SIZE = "1gb"
+# A dead master's replica takes over after about this (plus the election): short, for tests.
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_START_TIMEOUT = 60.0
 SERVICES = ("kafka", "redis")
 
 # Processes started by this Python process: kept referenced (and polled) while they run.
@@ -110,13 +114,20 @@ def redis_service(settings: Settings) -> Service:
     return Service("Redis", settings.redis, (port,), home, f"127.0.0.1:{port}")
 
 
-def up(settings: Settings, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
+def up(settings: Settings, echo: Callable[[str], None] = print,
+       redis_masters: int = 0) -> list[ServiceStatus]:
     """Start what is not running, return when both answer. Idempotent; a service that already
-    answers at its address (started elsewhere) is used as it is, and `down` leaves it alone."""
+    answers at its address (started elsewhere) is used as it is, and `down` leaves it alone.
+    With `redis_masters` (or MSGSTATE_REDIS_CLUSTER), Redis is a cluster of that many masters
+    (3 by default), each with a replica, on consecutive ports from MSGSTATE_REDIS's."""
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
-    start_service(settings, "redis", wait=False)
+    if redis_masters or settings.redis_cluster:
+        start_redis_cluster(settings, redis_masters or len(cluster_nodes(settings)) // 2 or 3)
+    else:
+        start_service(settings, "redis", wait=False)
     start_service(settings, "kafka", wait=False)
-    start_service(settings, "redis")
+    if not (redis_masters or settings.redis_cluster):
+        start_service(settings, "redis")
     start_service(settings, "kafka")
     result = status(settings)
     for s in result:
@@ -131,21 +142,93 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         service = _service(settings, which)
         pid = stop_service(settings, which)
         echo(f"{service.name:<6} stopped (pid {pid})" if pid else f"{service.name:<6} not running")
+    for node in cluster_nodes(settings):
+        pid = node.pid()
+        if pid is not None:
+            _stop(pid, node)
+            node.pid_file.unlink(missing_ok=True)
+            echo(f"{node.name} stopped (pid {pid})")
 
 
 @contextlib.contextmanager
-def private_stack(base: Settings, partitions: int) -> Iterator[Settings]:
-    """Kafka and Redis of their own on free ports (the jar cache is shared), removed after."""
+def private_stack(base: Settings, partitions: int, redis_masters: int = 0) -> Iterator[Settings]:
+    """Kafka and Redis (or a Redis Cluster of `redis_masters`) of their own on free ports (the
+    jar cache is shared), removed after."""
+    redis_ports = free_ports(2 * redis_masters) if redis_masters else free_port_pair()
     settings = base.with_(kafka=f"127.0.0.1:{free_port_pair()}",
-                          redis=f"redis://127.0.0.1:{free_port_pair()}/0",
-                          partitions=partitions)
+                          redis=f"redis://127.0.0.1:{redis_ports}/0",
+                          redis_cluster=bool(redis_masters), partitions=partitions)
     try:
-        up(settings, echo=lambda _line: None)  # inside: a half-started stack is stopped too
+        # Inside: a half-started stack is stopped too.
+        up(settings, echo=lambda _line: None, redis_masters=redis_masters)
         yield settings
     finally:
+        nodes = cluster_nodes(settings)
         down(settings, echo=lambda _line: None)
-        for service in (kafka_service(settings), redis_service(settings)):
+        for service in (kafka_service(settings), redis_service(settings), *nodes):
             shutil.rmtree(service.home, ignore_errors=True)
+        if nodes:
+            shutil.rmtree(nodes[0].home.parent, ignore_errors=True)
+
+
+def cluster_nodes(settings: Settings) -> list[Service]:
+    """The nodes of the local Redis Cluster whose first port MSGSTATE_REDIS names, as many as
+    `up` started there (none when it started none)."""
+    first = redis_port(settings.redis)
+    home = settings.stack_dir.resolve() / f"redis-cluster-{first}"
+    try:
+        count = int((home / "nodes").read_text())
+    except (OSError, ValueError):
+        return []
+    return [Service(f"Redis:{port}", f"redis://127.0.0.1:{port}/0", (port,), home / f"node-{port}",
+                    f"127.0.0.1:{port}") for port in range(first, first + count)]
+
+
+def start_redis_cluster(settings: Settings, masters: int) -> None:
+    """Start `masters` masters and a replica each on consecutive ports, join them in a cluster
+    (redis-cli --cluster create), and return once every node sees every slot served."""
+    first = redis_port(settings.redis)
+    home = settings.stack_dir.resolve() / f"redis-cluster-{first}"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "nodes").write_text(f"{2 * masters}\n")
+    nodes = cluster_nodes(settings)
+    for node in nodes:
+        _start_redis(node, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)])
+    for node in nodes:
+        address = node.address
+        _await(node, lambda: probes.redis_answers(address), REDIS_START_TIMEOUT, {})
+    if not _cluster_ok(nodes[0]):
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise StackError("redis-cli is not installed: apt-get install -y redis-server (./dev does it)")
+        _run([cli, "--cluster", "create", *(f"127.0.0.1:{n.ports[0]}" for n in nodes),
+              "--cluster-replicas", "1", "--cluster-yes"], nodes[0], "cluster create")
+    deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+    while not all(_cluster_ok(node) for node in nodes):
+        if time.monotonic() > deadline:
+            raise StackError(f"the Redis Cluster at {settings.redis} did not serve every slot within "
+                             f"{CLUSTER_START_TIMEOUT:.0f} s; see {home}")
+        time.sleep(0.25)
+
+
+def cluster_info(node: Service) -> dict[str, str]:
+    """CLUSTER INFO of one node ({} when it does not answer)."""
+    import redis
+
+    try:
+        client = redis.Redis(port=node.ports[0], socket_timeout=2, socket_connect_timeout=2)
+        with contextlib.closing(client):
+            raw = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+    except redis.RedisError:
+        return {}
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+
+def _cluster_ok(node: Service) -> bool:
+    info = cluster_info(node)
+    return info.get("cluster_state") == "ok" and info.get("cluster_slots_ok") == "16384"
 
 
 def start_service(settings: Settings, which: str, wait: bool = True) -> None:
@@ -188,16 +271,18 @@ def _service(settings: Settings, which: str) -> Service:
 
 def status(settings: Settings) -> list[ServiceStatus]:
     kafka = kafka_service(settings)
-    redis = redis_service(settings)
-    return [
-        ServiceStatus(kafka.name, kafka.address, kafka.pid(),
-                      probes.kafka_answers(kafka.address, timeout=2.0), kafka.log_file),
-        ServiceStatus(redis.name, redis.address, redis.pid(),
-                      probes.redis_answers(settings.redis, timeout=1.0), redis.log_file),
-    ]
+    rows = [ServiceStatus(kafka.name, kafka.address, kafka.pid(),
+                          probes.kafka_answers(kafka.address, timeout=2.0), kafka.log_file)]
+    nodes = cluster_nodes(settings)
+    if not nodes:
+        redis = redis_service(settings)
+        return [*rows, ServiceStatus(redis.name, redis.address, redis.pid(),
+                                     probes.redis_answers(settings.redis, timeout=1.0), redis.log_file)]
+    return [*rows, *(ServiceStatus(node.name, node.address, node.pid(), _cluster_ok(node),
+                                   node.log_file) for node in nodes)]
 
 
-def _start_redis(service: Service) -> None:
+def _start_redis(service: Service, extra: list[str] | None = None) -> None:
     if service.pid() is not None or probes.redis_answers(service.address, timeout=1.0):
         return
     binary = shutil.which("redis-server")
@@ -216,7 +301,7 @@ def _start_redis(service: Service) -> None:
         binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
         "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
         "--auto-aof-rewrite-min-size", AOF_REWRITE_MIN_SIZE,
-        "--save", "", "--protected-mode", "yes", "--logfile", "",
+        "--save", "", "--protected-mode", "yes", "--logfile", "", *(extra or []),
     ])
 
 
@@ -400,21 +485,27 @@ def port_in_use(port: int) -> bool:
 
 
 def free_port_pair() -> int:
-    """A port p with p and p+1 free on loopback (Kafka's client and controller ports).
+    """A port p with p and p+1 free on loopback (Kafka's client and controller ports)."""
+    return free_ports(2)
+
+
+def free_ports(count: int) -> int:
+    """A port p with p .. p+count-1 free on loopback.
 
     Drawn below the kernel's ephemeral range, so an outgoing connection made between
-    this check and the server's bind cannot take either port; pairs handed out by this
-    process never overlap (a private stack asks for two pairs before starting either)."""
+    this check and the server's bind cannot take any of them; ports handed out by this
+    process never overlap (a private stack asks for all its ports before starting)."""
     low = _ephemeral_low()
-    upper = low - 1 if low > 12000 else 65000  # an odd kernel range: draw from anywhere
+    upper = low - count if low > 12000 else 65000  # an odd kernel range: draw from anywhere
     for _ in range(1000):
         port = random.randrange(10000, upper)
-        if {port, port + 1} & _handed_out:
+        ports = set(range(port, port + count))
+        if ports & _handed_out:
             continue
-        if _bindable(port) and _bindable(port + 1):
-            _handed_out.update((port, port + 1))
+        if all(_bindable(p) for p in ports):
+            _handed_out.update(ports)
             return port
-    raise StackError("no two adjacent free ports found on 127.0.0.1")
+    raise StackError(f"no {count} adjacent free ports found on 127.0.0.1")
 
 
 _handed_out: set[int] = set()
