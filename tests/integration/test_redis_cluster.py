@@ -6,19 +6,29 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
+from msgstate.streams.sdk import CHANGE, ChangeEvent
 from msgstate.workers.config import Settings, Topics
 from msgstate.workers.tools import stack
+from msgstate.workers.topics import ensure_topics
 
+from ..conftest import ROOT, worker_env
 from ..waiting import wait_for
+from .http_helpers import running_http
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
+from .processes import WorkerProcess
+from .test_sdk import PollModel, client_for
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +73,31 @@ def test_the_pipeline_on_the_cluster_equals_replay(cluster: Settings, tmp_path: 
         assert_same_as_replay(pipeline, expected)
     finally:
         pipeline.close()
+
+
+def test_the_sdk_the_http_api_and_msgstate_summary_read_the_cluster(cluster: Settings) -> None:
+    settings = fresh(cluster)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings, ["-m", "msgstate.workers", "worker", "-l", "warn"])
+    try:
+        with client_for(settings) as frodo_side, client_for(settings) as sam_side:
+            frodo = frodo_side.model(PollModel, "msg-1", "frodo")
+            sam = sam_side.model(PollModel, "msg-1", "sam")
+            heard: list[ChangeEvent] = []
+            sam.on(CHANGE, heard.append)
+            frodo.responses.add_state("colors", "red")
+            frodo.responses.add_state("poll_choice", "b").result(timeout=60)
+            wait_for(lambda: len(heard), lambda n: n == 2, timeout=90, what="two change events")
+            summary = sam_side.get_summary("msg-1")
+            assert summary["version"] == 1 and summary["states"]["poll_choice"]["values"] == {"frodo": "b"}
+        shown = subprocess.run([sys.executable, "-m", "msgstate.workers", "summary", "msg-1"],
+                               env=worker_env(settings), cwd=ROOT, capture_output=True, check=True)
+        assert orjson.loads(shown.stdout) == summary
+        with running_http(settings, {"MSGSTATE_HTTP_TOKEN_KEYS": ""}) as (url, _), \
+                urllib.request.urlopen(f"{url}/messages/msg-1/summary", timeout=10) as answer:
+            assert orjson.loads(answer.read()) == summary
+    finally:
+        worker.stop()
 
 
 def test_a_master_killed_mid_run_loses_nothing_and_applies_nothing_twice(

@@ -63,7 +63,8 @@ def deployment(settings: Settings) -> Iterator[Settings]:
 
 def client_for(settings: Settings, **options: Any) -> Client:
     return Client(settings.kafka, settings.redis, topic_prefix=settings.topics.prefix,
-                  key_prefix=settings.key_prefix, **options)
+                  key_prefix=settings.key_prefix, partitions=settings.partitions,
+                  redis_cluster=settings.redis_cluster, **options)
 
 
 def records_of(settings: Settings, topic: str, at_least: int) -> list[Any]:
@@ -169,7 +170,8 @@ def test_the_async_client_publishes_reads_and_listens_on_the_loop(deployment: Se
 
     async def scenario() -> None:
         threads: list[int] = []
-        async with AsyncClient(settings.kafka, settings.redis, topic_prefix=settings.topics.prefix,
+        async with AsyncClient(settings.kafka, settings.redis, partitions=settings.partitions,
+                               topic_prefix=settings.topics.prefix,
                                key_prefix=settings.key_prefix) as client:
             model = await client.model(PollModel, "msg-3", "frodo")
             changed = asyncio.Event()
