@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from msgstate.schemas.exceptions import StackError
@@ -196,8 +197,7 @@ def start_redis_cluster(settings: Settings, masters: int) -> None:
         _start_redis(node, ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                             "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)])
     for node in nodes:
-        address = node.address
-        _await(node, lambda: probes.redis_answers(address), REDIS_START_TIMEOUT, {})
+        _await(node, partial(probes.redis_answers, node.address), REDIS_START_TIMEOUT, {})
     if not _cluster_ok(nodes[0]):
         cli = shutil.which("redis-cli")
         if cli is None:
