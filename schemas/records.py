@@ -44,6 +44,7 @@ from msgstate.schemas.values import (
     json_kind,
     value_problem,
 )
+from msgstate.schemas.wording import with_article
 
 STATE_TYPES: Final = ("Set", "FWW", "LWW", "LWWN")
 OPERATIONS: Final = ("add", "remove")
@@ -146,7 +147,7 @@ def decode_change(raw: Any) -> Change:
         )
     if is_add or kind == "Set":
         if "value" not in raw:
-            return _invalid_change(raw, f"a {kind} {op} needs a value")
+            return _invalid_change(raw, f"{with_article(kind)} {op} needs a value")
         encoded = checked_encoding(raw["value"])
         if encoded is None:
             return _invalid_change(raw, f"bad value: {value_problem(raw['value'])}")

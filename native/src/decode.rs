@@ -40,6 +40,16 @@ impl Kind {
         }
     }
 
+    /// The name after its article, as a sentence says it: "a Set", "an LWW".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Set => "a Set",
+            Kind::Fww => "an FWW",
+            Kind::Lww => "an LWW",
+            Kind::Lwwn => "an LWWN",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Kind> {
         match text {
             "Set" => Some(Kind::Set),
@@ -411,7 +421,7 @@ unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
     if is_add || kind == Kind::Set {
         if value.is_null() {
             let op = if is_add { "add" } else { "remove" };
-            return invalid_change(raw, format!("a {} {op} needs a value", kind.name()));
+            return invalid_change(raw, format!("{} {op} needs a value", kind.with_article()));
         }
         if !encode_value(value, &mut encoded) {
             return invalid_change(raw, format!("bad value: {}", value_problem(value)));

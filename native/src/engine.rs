@@ -133,19 +133,19 @@ impl Engine {
             let registered = name.and_then(|n| self.registry.get(&n)).copied();
             if let Some(fixed) = fixed.filter(|&f| f != kind) {
                 // 2
-                let detail = format!("{} is a {} state in this part, not {}", change.name, fixed.name(), kind.name());
+                let detail = format!("{} is {} state in this part, not {}", change.name, fixed.with_article(), kind.name());
                 refuse(out, dump, "type_mismatch", &detail)?;
                 continue;
             }
             if let Some(registered) = registered.filter(|&k| k != kind) {
                 let detail =
-                    format!("{} is registered as a {} state, not {}", change.name, registered.name(), kind.name());
+                    format!("{} is registered as {} state, not {}", change.name, registered.with_article(), kind.name());
                 refuse(out, dump, "type_mismatch", &detail)?;
                 continue;
             }
             if !change.is_add && (kind == Kind::Lww || kind == Kind::Fww) {
                 // 3
-                refuse(out, dump, "remove_not_allowed", &format!("a {} value cannot be removed", kind.name()))?;
+                refuse(out, dump, "remove_not_allowed", &format!("{} value cannot be removed", kind.with_article()))?;
                 continue;
             }
             let held: Option<&Stored> = match slot {
@@ -621,7 +621,7 @@ mod tests {
         // A change with no effect is accepted, and fixes the name.
         assert_eq!(run.send(&response("r2", "u1", &[remove("Set", "s", Some("1"))])), (vec![], vec![]));
         for (rid, change, detail) in [
-            ("r3", add("Set", "k", "1"), "k is a LWW state in this part, not Set"),
+            ("r3", add("Set", "k", "1"), "k is an LWW state in this part, not Set"),
             ("r4", add("LWW", "s", "1"), "s is a Set state in this part, not LWW"),
             // A type mismatch comes before remove_not_allowed.
             ("r5", remove("FWW", "s", None), "s is a Set state in this part, not FWW"),

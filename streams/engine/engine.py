@@ -27,6 +27,7 @@ from msgstate.schemas.rejections import (
     Rejection,
     rejection,
 )
+from msgstate.schemas.wording import with_article
 from msgstate.streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, StateNeeds, StateView
 from msgstate.streams.engine.summary import decode_held
 
@@ -184,7 +185,7 @@ class Engine:
                     refused.append((index, _refusal(item, position, TYPE_MISMATCH, detail)))
                     continue
                 if not is_add and (kind == "LWW" or kind == "FWW"):  # 3
-                    detail = f"a {kind} value cannot be removed"
+                    detail = f"{with_article(kind)} value cannot be removed"
                     refused.append((index, _refusal(item, position, REMOVE_NOT_ALLOWED, detail)))
                     continue
                 value_key = (mid, pid, name, ident)
@@ -330,8 +331,8 @@ _TOO_MANY_NAMES = f"this part already has {MAX_NAMES} state names"
 
 def _mismatch(name: str, kind: str, fixed: str | None, registry: Mapping[str, str]) -> str:
     if fixed is not None and fixed != kind:
-        return f"{name} is a {fixed} state in this part, not {kind}"
-    return f"{name} is registered as a {registry[name]} state, not {kind}"
+        return f"{name} is {with_article(fixed)} state in this part, not {kind}"
+    return f"{name} is registered as {with_article(registry[name])} state, not {kind}"
 
 
 def _full_set(name: str) -> str:
