@@ -303,6 +303,79 @@ def cluster_info(node: Service) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.split() if ":" in line)
 
 
+def slot_master(settings: Settings, slot: int) -> tuple[int, str] | None:
+    """(port, node id) of the master serving `slot` of the local Redis Cluster, as the first node
+    that answers sees it; None while no master serves it (its master failed, no replica
+    promoted yet)."""
+    for node in cluster_nodes(settings):
+        lines = _cluster_nodes(node)
+        if lines is None:
+            continue
+        for line in lines:
+            fields = line.split()
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags or "fail?" in flags:
+                continue
+            for served in fields[8:]:
+                if served.startswith("["):  # a slot migrating or importing
+                    continue
+                low, _, high = served.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return int(fields[1].split("@")[0].rpartition(":")[2]), fields[0]
+        return None
+    return None
+
+
+def replica_of(node: Service) -> int | None:
+    """The port of the master a Redis node replicates, or None (a master, or not answering)."""
+    import redis
+
+    try:
+        client = redis.Redis(port=node.ports[0], socket_timeout=2, socket_connect_timeout=2)
+        with contextlib.closing(client):
+            info = client.info("replication")
+    except redis.RedisError:
+        return None
+    return int(info["master_port"]) if info.get("role") == "slave" else None
+
+
+def _cluster_nodes(node: Service) -> list[str] | None:
+    """CLUSTER NODES of one node, a line per node (None when it does not answer)."""
+    import redis
+
+    try:
+        client = redis.Redis(port=node.ports[0], socket_timeout=2, socket_connect_timeout=2)
+        with contextlib.closing(client):
+            raw = client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+    except redis.RedisError:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def partition_leader(bootstrap: str, topic: str, partition: int, timeout: float = 3.0
+                     ) -> tuple[int, list[int]] | None:
+    """(leader's node id, in-sync replicas) of one partition, as the brokers report it now; None
+    when no broker answers (the leader is -1 while the partition has none)."""
+    from kafka.errors import KafkaError
+
+    try:
+        admin = _admin(bootstrap, timeout)
+    except KafkaError:
+        return None
+    try:
+        topics = admin.describe_topics([topic])
+    except KafkaError:
+        return None
+    finally:
+        admin.close()
+    for found in topics:
+        for part in found["partitions"]:
+            if part["partition_index"] == partition:
+                return int(part["leader_id"]), sorted(part["isr_nodes"])
+    return None
+
+
 def _cluster_ok(node: Service) -> bool:
     info = cluster_info(node)
     return info.get("cluster_state") == "ok" and info.get("cluster_slots_ok") == "16384"
