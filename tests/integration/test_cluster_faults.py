@@ -16,7 +16,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from msgstate.workers.config import Settings, Topics
 from msgstate.workers.tools import stack
 from msgstate.workers.tools.fault_run import FaultRunError, Figures, evidence_lines, fault_met, run
-from msgstate.workers.topics import ensure_topics
+from msgstate.workers.topics import ensure_topics, topic_names
 
 from ..conftest import ROOT
 
@@ -71,6 +71,25 @@ def test_the_stack_replicates_every_topic_three_times_and_needs_two_in_sync(clus
             assert broker[name]["value"] == value, (name, broker.get(name))
     finally:
         admin.close()
+
+
+@pytest.mark.timeout(240)
+def test_topics_are_found_and_created_while_a_broker_just_died(cluster: Settings) -> None:
+    """Until the controller fences a dead broker (9 s), the cluster still lists it, and an admin
+    request may go to it: a worker started then (it checks its topics first) must not give up."""
+    settings = fresh(cluster)
+    ensure_topics(settings)
+    first = stack.kafka_nodes(settings)[0]  # the first of MSGSTATE_KAFKA's brokers, too
+    assert stack.kill_node(first) is not None
+    try:
+        for _ in range(3):
+            other = fresh(cluster)
+            assert ensure_topics(other) == topic_names(other)
+        for _ in range(6):
+            assert ensure_topics(settings) == []
+    finally:
+        stack.start_kafka_cluster(cluster, 3)
+    assert all(row.answers for row in stack.status(cluster))
 
 
 @pytest.mark.timeout(360)
