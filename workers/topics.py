@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import suppress
+from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+    UnknownBrokerIdError,
+)
 
 from msgstate.schemas.exceptions import ServiceUnreachable
 from msgstate.workers.config import Settings
+
+# How long a request that failed on one broker is tried again. A broker that just died stays in
+# the cluster's metadata until the controller fences it (9 s by default), and the admin client
+# may send to it; the next try most likely goes elsewhere. Within SPEC's 30 s for a command.
+RETRY_SECONDS = 15.0
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -21,21 +34,36 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
     """Create the missing topics with the configured partitions and replication; returns them."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     wanted = names or topic_names(settings)
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-admin",
-                                 request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
-    except KafkaError as exc:
-        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
-    try:
-        existing = set(admin.list_topics())
-        missing = [n for n in wanted if n not in existing]
-        if missing:
-            # Another worker may create them at the same time.
-            with suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(n, settings.partitions, settings.replication)
-                                     for n in missing])
-        return missing
-    except KafkaError as exc:
-        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
-    finally:
-        admin.close()
+    deadline = time.monotonic() + RETRY_SECONDS
+    while True:
+        try:
+            # A new client each try: one keeps the broker it sends topic creations to (KRaft
+            # names a random live one in each metadata answer; a dead one, until fenced).
+            admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-admin",
+                                     request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
+        except KafkaError as exc:
+            raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+        try:
+            return _create_missing(admin, settings, wanted)
+        except KafkaError as exc:
+            if not _retriable(exc) or time.monotonic() > deadline:
+                raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+        finally:
+            admin.close()
+        time.sleep(0.2)
+
+
+def _create_missing(admin: Any, settings: Settings, wanted: list[str]) -> list[str]:
+    existing = set(admin.list_topics())
+    missing = [n for n in wanted if n not in existing]
+    if missing:
+        # Another worker may create them at the same time (or an earlier try did).
+        with suppress(TopicAlreadyExistsError):
+            admin.create_topics([NewTopic(n, settings.partitions, settings.replication)
+                                 for n in missing])
+    return missing
+
+
+def _retriable(exc: KafkaError) -> bool:
+    return (isinstance(exc, KafkaConnectionError | NodeNotReadyError | UnknownBrokerIdError)
+            or bool(getattr(exc, "retriable", False)))

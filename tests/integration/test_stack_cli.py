@@ -80,6 +80,60 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(stack_settings: Setting
             shutil.rmtree(service.home, ignore_errors=True)
 
 
+def test_up_with_three_kafka_brokers_and_a_redis_cluster_and_down_again(stack_settings: Settings) -> None:
+    kafka_port, redis_port = stack.free_ports(6), stack.free_ports(6)
+    settings = stack_settings.with_(kafka=f"127.0.0.1:{kafka_port}",
+                                    redis=f"redis://127.0.0.1:{redis_port}/0")
+    env = env_for(settings.kafka, settings.redis, settings.stack_dir)
+    try:
+        first = msgstate("stack", "up", "--kafka-brokers", "3", "--redis-cluster", "3", env=env, timeout=240)
+        assert first.returncode == 0, first.stdout + first.stderr
+        # Clients ports first, the controllers' after them; every broker in MSGSTATE_KAFKA.
+        brokers = stack.kafka_nodes(settings)
+        assert [b.ports for b in brokers] == [(kafka_port + i, kafka_port + 3 + i) for i in range(3)]
+        servers = ",".join(f"127.0.0.1:{kafka_port + i}" for i in range(3))
+        assert (f"export MSGSTATE_REDIS_CLUSTER=true MSGSTATE_REDIS={settings.redis} "
+                f"MSGSTATE_KAFKA={servers} MSGSTATE_REPLICATION=3") in first.stdout, first.stdout
+        env.update({"MSGSTATE_KAFKA": servers, "MSGSTATE_REDIS_CLUSTER": "true",
+                    "MSGSTATE_REPLICATION": "3"})
+        rows = stack.status(settings.with_(kafka=servers))
+        assert [r.name for r in rows] == [*(f"Kafka:{kafka_port + i}" for i in range(3)),
+                                          *(f"Redis:{redis_port + i}" for i in range(6))]
+        pids = [r.pid for r in rows]
+        assert all(pids) and all(r.answers for r in rows), rows
+
+        again = msgstate("stack", "up", env=env, timeout=240)
+        assert again.returncode == 0, again.stderr
+        assert [r.pid for r in stack.status(settings)] == pids, "a second `up` must not restart"
+        status = msgstate("stack", "status", env=env)
+        assert status.returncode == 0 and status.stdout.count("answers") == 9, status.stdout
+
+        down = msgstate("stack", "down", env=env)
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.count("stopped (pid") == 9, down.stdout
+        for pid in pids:
+            assert pid is not None and not pid_running(pid), f"pid {pid} still runs after down"
+        for port in [*range(kafka_port, kafka_port + 6), *range(redis_port, redis_port + 6)]:
+            assert not stack.port_in_use(port), f"port {port} still listens after down"
+        after = msgstate("stack", "status", env=env)
+        assert after.returncode == 1 and after.stdout.count("stopped") == 9, after.stdout
+    finally:
+        brokers, nodes = stack.kafka_nodes(settings), stack.cluster_nodes(settings)
+        stack.down(settings, echo=lambda _line: None)
+        for group in (brokers, nodes):
+            if group:
+                shutil.rmtree(group[0].home.parent, ignore_errors=True)
+
+
+def test_a_kafka_cluster_refuses_a_broker_list_it_did_not_start(stack_settings: Settings) -> None:
+    port = stack.free_ports(6)
+    settings = stack_settings.with_(kafka=f"127.0.0.1:{port},127.0.0.1:{port + 5}")
+    with pytest.raises(StackError, match=f"MSGSTATE_KAFKA=127.0.0.1:{port},127.0.0.1:{port + 1},"
+                                         f"127.0.0.1:{port + 2}"):
+        stack.start_kafka_cluster(settings, 3)
+    assert not stack.kafka_nodes(settings)
+
+
 # Every command that needs a service, with each service it needs.
 NEEDS = [
     (("stack", "status"), "Kafka"),
