@@ -14,6 +14,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from rich.console import Console
 
 from msgstate.bench.bare_pipeline import BarePipeline, event_of
+from msgstate.bench.compare import main as compare_main
+from msgstate.bench.compare import rows
 from msgstate.bench.kafka_io import response_of
 from msgstate.bench.peers.message_state import MessageState
 from msgstate.bench.peers.rules import apply_one, rejected_whole
@@ -256,3 +258,33 @@ def test_a_bad_peer_name_is_one_line_and_a_failure() -> None:
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "msgstate: --peers: unknown peer 'kafka-streams'; choose from naive, table, quix or none"]
+
+
+def _summary(low: float, median: float, high: float) -> dict[str, object]:
+    def spread(median: float, low: float, high: float) -> dict[str, float]:
+        return {"median": median, "min": low, "max": high}
+
+    return {"machine": "m", "summary": {
+        "worker_per_bare_pipeline": spread(median, low, high),
+        "throughput": {"msgstate worker": spread(30_000, 29_000, 31_000)},
+        "p99_ms": {"msgstate worker": {"5000": spread(31, 25, 40)}}}}
+
+
+def test_runs_agree_when_their_medians_of_the_ratio_lie_within_fifteen_per_cent() -> None:
+    lines = rows({"a": _summary(0.6, 0.66, 0.7), "b": _summary(0.55, 0.6, 0.7),
+                  "c": _summary(0.6, 0.68, 0.7)})
+    assert lines[0] == ("a: worker / bare pipeline 66% (60%-70%), worker 30,000 (29,000-31,000) "
+                        "responses/s, p99 at 5,000/s 31 (25-40) ms; m")
+    assert lines[-1] == ("the medians of the ratio lie 13% apart (largest over smallest): the runs "
+                         "agree within 15%")
+    apart = rows({"a": _summary(0.5, 0.55, 0.6), "b": _summary(0.6, 0.66, 0.7)})
+    assert apart[-1].endswith("the runs do not agree within 15%")
+    assert compare_main([]) == 2
+
+
+def test_compare_fails_when_the_runs_do_not_agree(tmp_path: Path) -> None:
+    for name, median in (("a", 0.5), ("b", 0.56), ("c", 0.7)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "figures.json").write_bytes(orjson.dumps(_summary(median, median, median)))
+    assert compare_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert compare_main([str(tmp_path / n) for n in "abc"]) == 1
