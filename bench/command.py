@@ -31,7 +31,7 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
 @click.option("--workers", "workers_text", default="1,2", show_default=True,
               help="Worker counts to measure throughput with (12 partitions).")
 @click.option("--loads", "loads_text", default="2500,5000,10000", show_default=True,
-              help="Offered loads for latency, responses/s.")
+              help="Offered loads for latency, responses/s (of the first scenario: zipf for all).")
 @click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
               help="Responses in each drain of the worker and its ceilings.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
@@ -43,7 +43,7 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
                    "load, not the first second after the phase before).")
 @click.option("--peers", "peers_text", default=",".join(PEERS), show_default=True,
               help="Peers to run: naive, table, quix, or none.")
-@click.option("--peer-responses", type=click.IntRange(min=100), default=5_000, show_default=True,
+@click.option("--peer-responses", type=click.IntRange(min=100), default=3_000, show_default=True,
               help="Responses in each drain of a peer (they drain tens of times slower).")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results"), show_default=True,

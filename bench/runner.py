@@ -140,7 +140,7 @@ class Plan:
     timeout: float
     repeats: int = 3
     warm_up: int = 2  # unmeasured drains per system before the first measured one
-    peer_responses: int = 5_000
+    peer_responses: int = 3_000
 
 
 class Source:
