@@ -317,8 +317,8 @@ def plot(figures: Figures, path: Path) -> None:
     left.set_xscale("log")  # the ceilings are orders of magnitude above the peers
     left.set_xlabel("responses/s, drain of a backlog: median, min-max bars (log scale)")
     left.set_title("Throughput")
-    for y, v in enumerate(values):
-        left.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+    for y, spread in enumerate(s for s in spreads if s):
+        left.text(spread.high, y, f"  {spread.median:,.0f}", va="center", fontsize=8)
     left.margins(x=0.3)
     for run in figures.runs:
         points = [lat for lat in run.latencies if lat.spread() is not None]
