@@ -31,7 +31,7 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
 @click.option("--workers", "workers_text", default="1,2", show_default=True,
               help="Worker counts to measure throughput with (12 partitions).")
 @click.option("--loads", "loads_text", default="2500,5000,10000", show_default=True,
-              help="Offered loads for latency, responses/s (of the first scenario: zipf for all).")
+              help="Offered loads for the worker's latency, responses/s (on the first scenario).")
 @click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
               help="Responses in each drain of the worker and its ceilings.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,

@@ -173,7 +173,7 @@ def targets(figures: Figures) -> list[tuple[str, str, bool | None]]:
             assert ours is not None and theirs is not None
             found.append((f"worker ahead of {LABELS[peer]} on p99 at {a.offered:,.0f}/s",
                           f"{ours.median:.0f} vs {theirs.median:.0f} ms", ours.median < theirs.median))
-        else:
+        elif run.latencies:
             found.append((f"worker ahead of {LABELS[peer]} on p99", "peer over capacity at every load", True))
     hot = figures.find("worker", "hot")
     if hot and hot.throughput:

@@ -122,12 +122,12 @@ def test_drains_and_latencies_run_in_sessions_of_their_own() -> None:
     assert found == [
         ("zipf", ["worker", "bare_pipeline"], True, 0, True), *latency,
         ("hot", ["worker"], True, 0, False),  # the latency of the first scenario only
-        ("zipf", ["naive"], True, 3, False),
+        ("zipf", ["naive"], True, 0, False),  # peers: drains only
         ("zipf", ["worker"], True, 0, False),  # ×2
     ]
     sessions, with_drains = 7, 4
     # start + warm-up per session, repeats of drains, each latency round a phase per load
-    assert stages(plan) == sessions * 3 + with_drains * 3 + (3 + 3) * 2
+    assert stages(plan) == sessions * 3 + with_drains * 3 + 3 * 2
     hot_only = [(p.scenario, p.drains, p.latency_rounds) for p in parts(replace(plan, scenarios=["hot"]))]
     assert hot_only[:4] == [("hot", True, 0), *[("hot", False, 1)] * 3]
 
@@ -140,6 +140,14 @@ def test_targets_are_judged_on_same_run_paired_ratios_and_medians() -> None:
     assert verdicts["worker ahead of quix-streams State on throughput (medians)"] is False
     assert verdicts["worker ahead of quix-streams State on p99 at 5,000/s"] is False
     assert verdicts["hot message (10 % on one id) keeps ≥ 50 % of the throughput (medians)"] is True
+
+
+def test_a_peer_measured_for_throughput_only_is_judged_on_throughput_only() -> None:
+    figures = _figures()
+    figures.runs.append(Run("table", "zipf", 1, 100, drains=_drains(900, 1000, 1100)))
+    verdicts = {name: met for name, _, met in targets(figures)}
+    assert verdicts["worker ahead of faust Table on throughput (medians)"] is True
+    assert not [name for name in verdicts if "faust Table on p99" in name]
 
 
 def test_the_target_share_fails_below_sixty_per_cent() -> None:
