@@ -1,4 +1,4 @@
-"""The ceilings measured in the same run: a bare consumer and a bare Redis pipeline."""
+"""The bare consumer: an aiokafka consumer (the worker's client) that only reads and decodes."""
 
 from __future__ import annotations
 
@@ -11,50 +11,37 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from msgstate.workers.config import Settings
 
 
-async def _bare_consume(settings: Settings, topic: str, count: int) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False,
+async def _bare_consume(settings: Settings, topic: str, start: dict[int, int], end: dict[int, int]
+                        ) -> float:
+    consumer = AIOKafkaConsumer(**settings.aiokafka_client(), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 << 20, fetch_max_bytes=16 << 20)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        wanted = {p: end[p] - start.get(p, 0) for p in end if end[p] > start.get(p, 0)}
+        partitions = [TopicPartition(topic, p) for p in wanted]
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            consumer.seek(tp, start.get(tp.partition, 0))
         loads = orjson.loads
-        got = 0
-        start = time.monotonic()
+        count, got = sum(wanted.values()), 0
+        began = time.monotonic()
         while got < count:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            for messages in batches.values():
+            for tp, messages in batches.items():
+                messages = messages[:max(0, end[tp.partition] - messages[0].offset)]
                 for message in messages:
                     try:  # noqa: SIM105 - a with-block per record would weigh on the ceiling
                         loads(message.value)
                     except orjson.JSONDecodeError:
                         pass
                 got += len(messages)
-        return got / (time.monotonic() - start)
+        return got / (time.monotonic() - began)
     finally:
         await consumer.stop()
 
 
-def bare_consumer_rate(settings: Settings, topic: str, count: int) -> float:
-    """Records/s of an aiokafka consumer (faust's client) that reads and decodes `count` records."""
-    return asyncio.run(_bare_consume(settings, topic, count))
-
-
-def redis_write_rate(settings: Settings, writes: int = 200_000, pipeline: int = 1000) -> float:
-    """HSET/s through redis-py pipelines of `pipeline` commands, fields like the worker's."""
-    client = settings.redis_client()
-    prefix = f"{settings.key_prefix}:ceiling"
-    try:
-        start = time.monotonic()
-        for first in range(0, writes, pipeline):
-            pipe = client.pipeline(transaction=False)
-            for n in range(first, min(first + pipeline, writes)):
-                pipe.hset(f"{prefix}:{{m{n % 5000}}}:vals:root", f"rating\0user{n}", b'"red"')
-            pipe.execute()
-        return writes / (time.monotonic() - start)
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
-        for at in range(0, len(keys), 1000):
-            client.delete(*keys[at:at + 1000])
-        client.close()
+def bare_consumer_rate(settings: Settings, topic: str, start: dict[int, int], end: dict[int, int]
+                       ) -> float:
+    """Records/s of an aiokafka consumer that reads and decodes the records of `topic` from the
+    offsets `start` to `end` (partition -> offset), already in the log."""
+    return asyncio.run(_bare_consume(settings, topic, start, end))

@@ -30,33 +30,43 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
               help="zipf: Zipf-popular messages; hot: 10 % of all traffic on one message id too.")
 @click.option("--workers", "workers_text", default="1,2", show_default=True,
               help="Worker counts to measure throughput with (12 partitions).")
-@click.option("--loads", "loads_text", default="0.25,0.5,0.75", show_default=True,
-              help="Offered loads for latency, as fractions of one worker's measured throughput.")
+@click.option("--loads", "loads_text", default="2500,5000,10000", show_default=True,
+              help="Offered loads for the worker's latency, responses/s (on the first scenario).")
 @click.option("--responses", "count", type=click.IntRange(min=100), default=40_000, show_default=True,
-              help="Responses published as fast as possible for throughput.")
-@click.option("--duration", type=click.FloatRange(min=1), default=15.0, show_default=True,
-              help="Seconds of each fixed-load latency run (long enough that p99 tells the steady "
+              help="Responses in each drain of the worker and its ceilings.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Drains per system, and latency phases per load: figures are their medians.")
+@click.option("--warm-up", "warm_up", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Unmeasured drains per system before the first measured one.")
+@click.option("--duration", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Seconds of each fixed-load latency phase (long enough that p99 tells the steady "
                    "load, not the first second after the phase before).")
 @click.option("--peers", "peers_text", default=",".join(PEERS), show_default=True,
               help="Peers to run: naive, table, quix, or none.")
+@click.option("--peer-responses", type=click.IntRange(min=100), default=3_000, show_default=True,
+              help="Responses in each drain of a peer (they drain tens of times slower).")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results"), show_default=True,
               help="Figures go to a new <timestamp> folder in here.")
-@click.option("--quick", is_flag=True, help="A short run (≤ 2 min): zipf only, 1 worker, half load.")
-def bench(scenario: str, workers_text: str, loads_text: str, count: int, duration: float, peers_text: str,
-          results_dir: Path, quick: bool) -> None:
+@click.option("--quick", is_flag=True,
+              help="A short run (≤ 2 min): zipf only, 1 worker, no peers, 10,000 responses, 5,000/s for 3 s.")
+def bench(scenario: str, workers_text: str, loads_text: str, count: int, repeats: int, warm_up: int,
+          duration: float, peers_text: str, peer_responses: int, results_dir: Path, quick: bool) -> None:
     """Benchmark the installed worker on the local stack against ceilings and peers.
 
-    Uses the stack at MSGSTATE_KAFKA / MSGSTATE_REDIS (started, and stopped at the end, when
-    nothing answers there). Prints a table and writes figures.json, figures.csv and a PNG plot.
+    Each throughput figure is the median of --repeats drains of a backlog, the worker's taken
+    pair by pair against a bare pipeline that does the same reads and writes; each latency
+    figure the median of --repeats phases. Uses the stack at MSGSTATE_KAFKA / MSGSTATE_REDIS
+    (started, and stopped at the end, when nothing answers there). Prints tables and writes
+    figures.json, figures.csv and a PNG plot.
     """
     try:
         from rich.console import Console
         from rich.progress import Progress
 
         from msgstate.bench import report
-        from msgstate.bench.runner import Plan, stages
-        from msgstate.bench.suite import run_all
+        from msgstate.bench.runner import Plan
+        from msgstate.bench.suite import run_all, stages
     except ImportError as exc:
         raise ConfigError(f"msgstate bench needs the bench extra ({exc.name} is missing): "
                           "pip install 'msgstate[bench]'") from exc
@@ -67,10 +77,11 @@ def bench(scenario: str, workers_text: str, loads_text: str, count: int, duratio
     plan = Plan(scenarios=["zipf", "hot"] if scenario == "all" else [scenario],
                 workers=[int(n) for n in _numbers(workers_text, "--workers", int)], peers=peers,
                 loads=_numbers(loads_text, "--loads", float), responses=count, duration=duration,
-                timeout=90.0)
+                timeout=90.0, repeats=repeats, warm_up=warm_up, peer_responses=peer_responses)
     if quick:
-        plan.scenarios, plan.workers, plan.loads = ["zipf"], [1], [0.5]
-        plan.responses, plan.duration, plan.timeout = min(count, 3000), min(duration, 3.0), 45.0
+        plan.scenarios, plan.workers, plan.peers, plan.loads = ["zipf"], [1], [], [5000.0]
+        plan.responses, plan.duration, plan.timeout = min(count, 10_000), min(duration, 3.0), 45.0
+        plan.warm_up = min(warm_up, 1)
 
     console = Console()
     if not console.is_terminal:

@@ -90,15 +90,6 @@ def _consumer(settings: Settings) -> Consumer:
                      "enable.auto.commit": False, "enable.partition.eof": False, "log_level": 3})
 
 
-def records_in(settings: Settings, topic: str) -> int:
-    """How many records the topic holds (sum of its end offsets)."""
-    counter = Counter(settings, topic)
-    try:
-        return counter.total()
-    finally:
-        counter.close()
-
-
 class Counter:
     """The records a topic holds, asked again and again on one connection (for waiting)."""
 
@@ -107,18 +98,25 @@ class Counter:
         self._consumer = _consumer(settings)
 
     def total(self) -> int:
-        return sum(_end_offsets(self._consumer, self.topic).values())
+        return sum(self.ends().values())
+
+    def ends(self) -> dict[int, int]:
+        """partition -> its end offset (the offset its next record will have)."""
+        return _end_offsets(self._consumer, self.topic)
 
     def close(self) -> None:
         self._consumer.close()
 
 
-def scan(settings: Settings, topic: str) -> Iterator[tuple[bytes | None, bytes | None, int]]:
-    """(key, value, timestamp ms) of every record the topic holds now, partition by partition."""
+def scan(settings: Settings, topic: str, since: dict[int, int] | None = None
+         ) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+    """(key, value, timestamp ms) of every record the topic holds now, partition by partition;
+    with `since` (partition -> offset), only the records from those offsets on."""
+    since = since or {}
     consumer = _consumer(settings)
     try:
-        ends = {p: end for p, end in _end_offsets(consumer, topic).items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        ends = {p: end for p, end in _end_offsets(consumer, topic).items() if end > since.get(p, 0)}
+        consumer.assign([TopicPartition(topic, p, since.get(p, OFFSET_BEGINNING)) for p in ends])
         left = dict(ends)
         deadline = time.monotonic() + 120
         while left and time.monotonic() < deadline:
@@ -146,6 +144,7 @@ class Sent:
     # (message id, response id) -> broker append time, ms (when it was in Kafka)
     appended: dict[tuple[str, str], int] = field(default_factory=dict)
     per_partition: dict[int, int] = field(default_factory=dict)
+    named: int = 0  # records with a message id (retried duplicates counted each time)
     first_ms: int = 0
     last_ms: int = 0
 
@@ -191,11 +190,12 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
             else:
                 due = n + 1000
         now = time.time_ns() // 1_000_000
-        which = _response_of(record)
+        which = response_of(record)
         key = None
         if which is not None:
             key = which[0].encode()
             sent.stamps.setdefault(which, now)
+            sent.named += 1
         sent.first_ms = sent.first_ms or now
         sent.last_ms = now
         while True:
@@ -210,7 +210,7 @@ def publish(settings: Settings, records: Iterable[bytes], rate: float | None = N
     return sent
 
 
-def _response_of(record: bytes | None) -> tuple[str, str] | None:
+def response_of(record: bytes | None) -> tuple[str, str] | None:
     """(message id, response id) of a record with a string message id, else None."""
     try:
         data = orjson.loads(record or b"")
@@ -221,11 +221,17 @@ def _response_of(record: bytes | None) -> tuple[str, str] | None:
     return None
 
 
-def events(settings: Settings) -> dict[str, tuple[tuple[str, str], int]]:
-    """event id -> ((message id, response id), broker timestamp ms) of the distinct events."""
+def events(settings: Settings, since: dict[int, int] | None = None, sizes: list[int] | None = None
+           ) -> dict[str, tuple[tuple[str, str], int]]:
+    """event id -> ((message id, response id), broker timestamp ms) of the distinct events in
+    the summary-changes topic (from the offsets `since`, when given); `sizes` gets the size in
+    bytes of each distinct event's value."""
     found: dict[str, tuple[tuple[str, str], int]] = {}
-    for _, value, stamp in scan(settings, settings.topics.summary_changes):
+    for _, value, stamp in scan(settings, settings.topics.summary_changes, since):
         if value is not None:
             event = orjson.loads(value)
-            found.setdefault(event["event_id"], ((event["message_id"], event["response_id"]), stamp))
+            if event["event_id"] not in found:
+                found[event["event_id"]] = ((event["message_id"], event["response_id"]), stamp)
+                if sizes is not None:
+                    sizes.append(len(value))
     return found

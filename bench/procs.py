@@ -1,4 +1,5 @@
-"""The systems under test as subprocesses, and their CPU time and peak memory (psutil)."""
+"""The systems under test as subprocesses, and the CPU time of every process a response costs:
+the system's, Redis's, the broker's and the harness's own (psutil)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ from pathlib import Path
 import psutil
 
 from msgstate.workers.config import Settings
+from msgstate.workers.tools import stack as local_stack
 
 WORKER = ("-m", "msgstate.workers", "worker", "-l", "warn")
+BARE_PIPELINE = ("-m", "msgstate.bench.bare_pipeline")
 
 
-def peer_argv(system: str) -> Sequence[str]:
-    return WORKER if system == "worker" else ("-m", "msgstate.bench.peers", system)
+def peer_argv(system: str, *args: str) -> Sequence[str]:
+    if system == "worker":
+        return WORKER
+    if system == "bare_pipeline":
+        return (*BARE_PIPELINE, *args)
+    return ("-m", "msgstate.bench.peers", system)
 
 
 def environment(settings: Settings) -> dict[str, str]:
@@ -38,10 +45,11 @@ def environment(settings: Settings) -> dict[str, str]:
 class Measured:
     """A running system: its process, CPU seconds on demand, peak RSS sampled in a thread."""
 
-    def __init__(self, settings: Settings, system: str, log: Path) -> None:
+    def __init__(self, settings: Settings, system: str, log: Path, *args: str) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, *peer_argv(system)], env=environment(settings),
+            self.proc = subprocess.Popen([sys.executable, *peer_argv(system, *args)],
+                                         env=environment(settings),
                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)
@@ -59,14 +67,19 @@ class Measured:
 
     def cpu(self) -> float:
         """CPU seconds (user + system) used so far."""
-        try:
-            times = self.ps.cpu_times()
-        except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
+        return cpu_of(self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def suspend(self) -> None:
+        """SIGSTOP: it takes no CPU and reads nothing until `resume`, while a backlog is laid."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGCONT)
 
     def output(self, tail: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-tail:]
@@ -86,8 +99,40 @@ class Measured:
         self._stop.set()
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a suspended process acts on it only then
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
+
+
+def cpu_of(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process so far; 0 when it is unknown or gone."""
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on a TCP port of this machine (for a stack started elsewhere)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    return next((c.pid for c in connections
+                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid), None)
+
+
+def stack_pids(settings: Settings) -> dict[str, int | None]:
+    """The pids of the broker and Redis the run uses: from the stack's pid files, else the
+    process listening on their ports (a stack started by hand or by another checkout)."""
+    found: dict[str, int | None] = {}
+    for name, service in (("broker", local_stack.kafka_service(settings)),
+                          ("redis", local_stack.redis_service(settings))):
+        found[name] = service.pid() or listening_pid(service.ports[0])
+    return found

@@ -1,18 +1,26 @@
-"""One benchmark run: every system on the same workload, on the local stack, in one go.
+"""One scenario's input topic and the systems that read it, on the local stack.
 
-For each system (the msgstate worker, each peer) a run makes fresh topics, starts the system
-as a subprocess, warms it up, then:
-1. throughput: publishes `responses` records as fast as possible and waits for every expected
-   summary-change event; responses/s from the first produce to the last event (broker time);
-2. latency: at each offered load, publishes for `duration` seconds at that rate; produce→event
-   latency of every event: its broker append time minus its response's (one clock), and its
-   p99 from the publisher's produce call as well.
-Expected events come from the engine over the same records (what `msgstate replay` gives).
+A `Session` makes fresh topics and starts each system as a subprocess (the msgstate worker, the
+bare pipeline, a peer), each with its own output topic and Redis keys. Then:
+
+1. drains: the systems are suspended (SIGSTOP) while `responses` records are published, so the
+   backlog is in the log before any system reads it; then each system in turn is resumed and
+   drains it. responses/s from the resume to the last expected event's broker append time. The
+   systems of one session read the same records from the same topic, one after the other, and
+   take turns going first from one repeat to the next. CPU seconds of the system, Redis, the
+   broker and the harness are read at the resume and at the end (psutil), per process.
+2. latency: one system alone publishes at a fixed offered load for `duration` seconds;
+   produce→event latency of every event: its broker append time minus its response's (one
+   clock), and its p99 from the publisher's produce call as well.
+
+Expected events come from the engine over the same records (what `msgstate replay` gives); the
+bare pipeline gives one event per record.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import time
 import uuid
@@ -23,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from msgstate.bench import kafka_io
-from msgstate.bench.procs import Measured
+from msgstate.bench.baselines import bare_consumer_rate
+from msgstate.bench.procs import Measured, cpu_of, stack_pids
+from msgstate.bench.spread import Spread
 from msgstate.schemas.exceptions import MsgstateError
 from msgstate.streams.engine.replay import Replayer
 from msgstate.workers.cli.publish import record_key
@@ -36,8 +46,13 @@ IDENTITIES = 50_000
 EXPONENT = 0.8
 BAD_SHARE = 0.01
 SCENARIOS = {"zipf": 0.0, "hot": 0.10}  # scenario -> share of all traffic on one hot message
-WARM_UP = 200
+START = 200  # records that show a system started: it answered them all
 SATURATED = 0.9  # an offered load above this share of a system's own throughput is not run
+POLL = 0.05  # seconds between two looks at an output topic while waiting
+# A system suspended longer than this may have lost its consumer-group session (10 s in
+# aiokafka), and then its drain includes a rebalance: the drain says so.
+SUSPENDED_MAX = 8.0
+PROCESSES = ("system", "redis", "broker", "harness")  # whose CPU time each drain reads
 
 Say = Callable[[str], None]
 
@@ -47,32 +62,69 @@ class BenchError(MsgstateError):
 
 
 @dataclass
-class Latency:
-    offered: float  # responses/s
+class Drain:
+    """One measured drain of a backlog by one system."""
+
+    rate: float | None = None  # responses/s, resume → last event
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the drain
+    events: int = 0  # distinct events produced (the worker's rejections not counted)
+    event_bytes: int = 0
+    note: str = ""
+
+
+@dataclass
+class Sample:
+    """One latency phase at one offered load."""
+
     p50: float | None = None  # ms
     p95: float | None = None
     p99: float | None = None
     max: float | None = None
     events: int = 0
-    note: str = ""
     p99_from_call: float | None = None  # ms, from the publisher's produce call
+    note: str = ""
+
+
+@dataclass
+class Latency:
+    offered: float  # responses/s
+    samples: list[Sample] = field(default_factory=list)
+    note: str = ""  # why it was not run
+
+    def spread(self, what: str = "p99") -> Spread | None:
+        return Spread.of(getattr(s, what) for s in self.samples)
 
 
 @dataclass
 class Run:
+    """One system (at one worker count, on one scenario): its drains and latencies."""
+
     system: str
     scenario: str
-    workers: int
-    responses: int = 0
-    throughput: float | None = None  # responses/s
-    cpu_per_1k: float | None = None  # CPU seconds of the system per 1,000 responses
-    cpu_busy: float | None = None  # CPU seconds per wall second during the throughput phase
-    peak_rss_mb: float = 0.0
+    workers: int = 1
+    responses: int = 0  # per drain
+    drains: list[Drain] = field(default_factory=list)
+    warm_up: list[float | None] = field(default_factory=list)  # rates of the unmeasured drains
+    warm_up_seconds: float = 0.0
     latencies: list[Latency] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
     top_message_share: float = 0.0
     busiest_partition_share: float = 0.0
     redis: dict[str, float] = field(default_factory=dict)
     note: str = ""
+
+    @property
+    def throughput(self) -> Spread | None:
+        return Spread.of(d.rate for d in self.drains)
+
+    def rates(self) -> list[float | None]:
+        return [d.rate for d in self.drains]
+
+    def cpu_us(self, process: str) -> Spread | None:
+        """CPU µs per response of one process over the drains."""
+        return Spread.of(d.cpu[process] / self.responses * 1e6 if process in d.cpu and d.rate else None
+                         for d in self.drains)
 
 
 @dataclass
@@ -80,10 +132,13 @@ class Plan:
     scenarios: list[str]
     workers: list[int]
     peers: list[str]
-    loads: list[float]  # fractions of the worker's throughput
+    loads: list[float]  # offered responses/s
     responses: int
     duration: float
     timeout: float
+    repeats: int = 3
+    warm_up: int = 2  # unmeasured drains per system before the first measured one
+    peer_responses: int = 3_000
 
 
 class Source:
@@ -106,111 +161,216 @@ class Source:
         return records, self._events - before
 
 
-def _percentile(values: list[float], q: int) -> float:
+def percentile(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-class SystemRun:
-    """One system, on its own topics and keys, for the phases of one run."""
+@dataclass
+class Batch:
+    """Records laid in the input topic: what each system should make of them."""
 
-    def __init__(self, base: Settings, system: str, scenario: str, workers: int, logs: Path,
-                 timeout: float, say: Say) -> None:
-        tag = f"bench-{uuid.uuid4().hex[:8]}"
-        self.settings = base.with_(topics=Topics(tag), key_prefix=tag, app_id=tag)
-        self.system = system
+    records: list[bytes]
+    events: int  # the engine's events
+    sent: kafka_io.Sent
+    start: dict[int, int]  # partition -> the input topic's offsets before them
+    end: dict[int, int]
+
+
+class System:
+    """One system reading the session's input topic: its processes, its output topic."""
+
+    def __init__(self, session: Session, name: str, workers: int, tag: str, run: Run | None = None) -> None:
+        base = session.settings
+        self.name = name
+        # Its own Redis keys and group. The worker or peer writes the session's output topics;
+        # the bare pipeline, beside it on the same input, topics of its own.
+        self.settings = base.with_(key_prefix=tag, app_id=tag)
+        args: tuple[str, ...] = ()
+        if name == "bare_pipeline":
+            self.settings = self.settings.with_(topics=Topics(tag))
+            kafka_io.create_topics(self.settings)
+            args = (base.topics.responses,)
+        self.topic = self.settings.topics.summary_changes
+        self.procs = [Measured(self.settings, name, session.logs / f"{tag}-{name}-{n}.log", *args)
+                      for n in range(workers)]
+        self.run = run or Run(name, session.scenario, workers)
+        self.counter = kafka_io.Counter(self.settings, self.topic)
+        self.suspended_at: float | None = None
+
+    def expected(self, batch: Batch) -> int:
+        """The events of the batch that name one of its responses."""
+        return batch.sent.named if self.name == "bare_pipeline" else batch.events
+
+    def check(self) -> None:
+        for proc in self.procs:
+            if not proc.alive():
+                raise BenchError(f"{self.name} exited with {proc.proc.returncode} (log: {proc.log})")
+
+    def suspend(self) -> None:
+        for proc in self.procs:
+            proc.suspend()
+        self.suspended_at = time.monotonic()
+
+    def resume(self) -> float:
+        """Resume; returns the seconds it was suspended."""
+        for proc in self.procs:
+            proc.resume()
+        held, self.suspended_at = (0.0 if self.suspended_at is None
+                                   else time.monotonic() - self.suspended_at), None
+        return held
+
+    def cpu(self) -> float:
+        return sum(p.cpu() for p in self.procs)
+
+    def close(self) -> None:
+        self.counter.close()
+        for proc in self.procs:
+            proc.stop()
+            self.run.peak_rss_mb = max(self.run.peak_rss_mb, proc.peak_rss / 2**20)
+
+
+class Session:
+    """One scenario's input topic, its records, and the systems that read it."""
+
+    def __init__(self, base: Settings, scenario: str, logs: Path, timeout: float, say: Say) -> None:
+        self.tag = f"bench-{uuid.uuid4().hex[:8]}"
+        self.settings = base.with_(topics=Topics(self.tag), key_prefix=self.tag, app_id=self.tag)
+        self.scenario = scenario
+        self.logs = logs
         self.timeout = timeout
         self.say = say
         self.source = Source(scenario)
-        self.warm = Source(scenario, seed=99)
-        self.expected_total = 0
-        self.backlog = False
+        self.systems: list[System] = []
+        self.stack = stack_pids(base)
+        self.harness = os.getpid()
         kafka_io.create_topics(self.settings)
-        self.procs = [Measured(self.settings, system, logs / f"{tag}-{system}-{n}.log")
-                      for n in range(workers)]
-        self.result = Run(system, scenario, workers)
+        self.input = kafka_io.Counter(self.settings, self.settings.topics.responses)
 
-    def _check(self) -> None:
-        for proc in self.procs:
-            if not proc.alive():
-                raise BenchError(f"{self.system} exited with {proc.proc.returncode} (log: {proc.log})")
+    def add(self, name: str, workers: int = 1, run: Run | None = None) -> System:
+        """Start a system on the session's input; its figures go to `run` when given."""
+        system = System(self, name, workers, f"{self.tag}-{len(self.systems)}", run)
+        self.systems.append(system)
+        return system
 
-    def _await(self, expected: int, stamps: dict[tuple[str, str], int], timeout: float
-               ) -> list[tuple[tuple[str, str], int]]:
-        """The events of this phase's responses, once all `expected` arrived or at the deadline."""
-        deadline = time.monotonic() + timeout
-        counter = kafka_io.Counter(self.settings, self.settings.topics.summary_changes)
-        try:
-            while time.monotonic() < deadline:
-                self._check()
-                if counter.total() >= self.expected_total:
-                    found = [e for e in kafka_io.events(self.settings).values() if e[0] in stamps]
-                    if len(found) >= expected:
-                        return found
-                time.sleep(0.25)
-        finally:
-            counter.close()
-        return [e for e in kafka_io.events(self.settings).values() if e[0] in stamps]
+    def remove(self, system: System) -> None:
+        system.close()
+        self.systems.remove(system)
 
-    def warm_up(self) -> None:
-        records, expected = self.warm.take(WARM_UP)
-        self.expected_total += expected
-        sent = kafka_io.publish(self.settings, records)
-        found = self._await(expected, sent.stamps, max(self.timeout, 120))
-        if len(found) < expected:
-            raise BenchError(f"{self.system} did not start in time:\n{self.procs[0].output()}")
-
-    def throughput(self, count: int) -> None:
-        records, expected = self.source.take(count)
-        self.expected_total += expected
-        cpu = sum(p.cpu() for p in self.procs)
-        sent = kafka_io.publish(self.settings, records)
-        # Twice the time-out: a slow system's backlog must drain before the latency runs.
-        found = self._await(expected, sent.stamps, 2 * self.timeout)
-        used = sum(p.cpu() for p in self.procs) - cpu
-        run = self.result
-        run.responses = count
-        tops = Counter(map(record_key, records))
-        run.top_message_share = tops.most_common(1)[0][1] / count
-        run.busiest_partition_share = max(sent.per_partition.values()) / count
-        self.backlog = len(found) < expected
-        if not found:
-            run.note = "no event in time"
-            return
-        seconds = (max(ts for _, ts in found) - sent.first_ms) / 1000
-        done = len(found) / expected
-        run.throughput = count * done / seconds
-        run.cpu_per_1k = used / (count * done) * 1000
-        run.cpu_busy = used / seconds
-        if done < 1:
-            run.note = f"only {done:.0%} of the events within {2 * self.timeout:.0f} s"
-
-    def latency(self, rate: float, duration: float) -> Latency:
-        own = self.result.throughput
-        if own is None or rate > SATURATED * own:
-            return Latency(rate, note="over capacity")
-        if self.backlog:
-            return Latency(rate, note="not run: throughput backlog not drained")
-        records, expected = self.source.take(max(1, int(rate * duration)))
-        self.expected_total += expected
+    def lay(self, count: int, rate: float | None = None, suspend: bool = True) -> Batch:
+        """Publish the next `count` records (at `rate`, or as fast as possible), every system
+        suspended first unless told otherwise."""
+        if suspend:
+            for system in self.systems:
+                system.suspend()
+        start = self.input.ends()
+        records, events = self.source.take(count)
         sent = kafka_io.publish(self.settings, records, rate)
-        found = self._await(expected, sent.stamps, self.timeout)
+        end = {p: start.get(p, 0) + n for p, n in sent.per_partition.items()}
+        return Batch(records, events, sent, start, {**start, **end})
+
+    def start(self) -> None:
+        """Wait until every system answered a first batch (their start-up is not measured)."""
+        batch = self.lay(START, suspend=False)
+        for system in self.systems:
+            found, _ = self._await(system, batch, {}, max(self.timeout, 120))
+            if found < system.expected(batch):
+                raise BenchError(f"{system.name} did not start in time:\n{system.procs[0].output()}")
+
+    def _cpu(self, system: System) -> dict[str, float]:
+        return {"system": system.cpu(), "redis": cpu_of(self.stack["redis"]),
+                "broker": cpu_of(self.stack["broker"]), "harness": cpu_of(self.harness)}
+
+    def _await(self, system: System, batch: Batch, since: dict[int, int], timeout: float,
+               cpu: dict[str, float] | None = None, sizes: list[int] | None = None
+               ) -> tuple[int, list[tuple[tuple[str, str], int]]]:
+        """The batch's events in the system's output (from the offsets `since`), once all came
+        or at the deadline; `cpu` is set to the CPU times read when they all had come, `sizes`
+        to the sizes of the events."""
+        expected = system.expected(batch)
+        deadline = time.monotonic() + timeout
+        stamps = batch.sent.stamps
+
+        def read() -> list[tuple[tuple[str, str], int]]:
+            if sizes is not None:
+                sizes.clear()
+            return [e for e in kafka_io.events(system.settings, since, sizes).values() if e[0] in stamps]
+
+        while time.monotonic() < deadline:
+            system.check()
+            ends = system.counter.ends()
+            if sum(ends.get(p, 0) - since.get(p, 0) for p in ends) >= expected:
+                if cpu is not None:
+                    cpu.update(self._cpu(system))
+                found = read()
+                if len(found) >= expected:
+                    return len(found), found
+            time.sleep(POLL)
+        found = read()
+        return len(found), found
+
+    def drain(self, system: System, batch: Batch) -> Drain:
+        """Resume one suspended system and time its drain of the batch."""
+        since = system.counter.ends()
+        before = self._cpu(system)
+        after: dict[str, float] = {}
+        sizes: list[int] = []
+        began = time.time()
+        held = system.resume()
+        count, found = self._await(system, batch, since, 2 * self.timeout, after, sizes)
+        expected = system.expected(batch)
+        drain = Drain()
+        if held > SUSPENDED_MAX:
+            drain.note = f"suspended {held:.0f} s: may include a rebalance"
+        if not found:
+            drain.note = "no event in time"
+            return drain
+        drain.seconds = max(ts for _, ts in found) / 1000 - began
+        done = count / expected
+        drain.rate = len(batch.records) * done / drain.seconds
+        after = after or self._cpu(system)  # not all came: the CPU until the deadline
+        drain.cpu = {name: after[name] - before[name] for name in PROCESSES}
+        drain.events, drain.event_bytes = len(sizes), sum(sizes)
+        if done < 1:
+            drain.note = f"only {done:.0%} of the events within {2 * self.timeout:.0f} s"
+        run = system.run
+        run.responses = len(batch.records)
+        tops = Counter(map(record_key, batch.records))
+        run.top_message_share = tops.most_common(1)[0][1] / len(batch.records)
+        run.busiest_partition_share = max(batch.sent.per_partition.values()) / len(batch.records)
+        return drain
+
+    def bare_consumer(self, batch: Batch) -> Drain:
+        """The bare consumer (in this process) over the batch's records, already in the log."""
+        before = {"broker": cpu_of(self.stack["broker"]), "harness": cpu_of(self.harness)}
+        rate = bare_consumer_rate(self.settings, self.settings.topics.responses, batch.start, batch.end)
+        cpu = {"broker": cpu_of(self.stack["broker"]) - before["broker"],
+               "harness": cpu_of(self.harness) - before["harness"]}
+        return Drain(rate, len(batch.records) / rate, cpu)
+
+    def latency(self, system: System, rate: float, duration: float) -> Sample:
+        """Publish at `rate` for `duration` seconds to the one running system; its latencies."""
+        since = system.counter.ends()
+        batch = self.lay(max(1, int(rate * duration)), rate, suspend=False)
+        count, found = self._await(system, batch, since, self.timeout)
         # From the response's append to its event's: both broker clock, and the publisher's own
         # batching (linger) is the backend's, not the system's. From the produce call too.
+        sent = batch.sent
         values = [float(ts - sent.appended.get(key, sent.stamps[key])) for key, ts in found]
         if not values:
-            return Latency(rate, note="no event in time")
+            return Sample(note="no event in time")
         from_call = [float(ts - sent.stamps[key]) for key, ts in found]
-        note = "" if len(found) >= expected else f"only {len(found) / expected:.0%} of the events"
-        return Latency(rate, _percentile(values, 50), _percentile(values, 95), _percentile(values, 99),
-                       max(values), len(values), note, _percentile(from_call, 99))
+        expected = system.expected(batch)
+        note = "" if count >= expected else f"only {count / expected:.0%} of the events"
+        return Sample(percentile(values, 50), percentile(values, 95), percentile(values, 99),
+                      max(values), len(values), percentile(from_call, 99), note)
 
-    def redis_memory(self) -> None:
+    def redis_memory(self, system: System) -> None:
         """Bytes per live value of the state keys, and per remembered response id."""
         client = self.settings.redis_client()
         sizes: Counter[str] = Counter()
-        keys = list(client.scan_iter(match=f"{self.settings.key_prefix}:*", count=5000))
+        keys = list(client.scan_iter(match=f"{system.settings.key_prefix}:*", count=5000))
         for at in range(0, len(keys), 1000):
             pipe = client.pipeline(transaction=False)
             chunk = keys[at:at + 1000]
@@ -223,56 +383,18 @@ class SystemRun:
         client.close()
         live = self.source.replayer.store.live_values()
         state = sizes["meta"] + sizes["vals"] + sizes["tally"]
-        self.result.redis = {"live_values": live, "state_bytes": state,
-                             "bytes_per_live_value": state / max(live, 1),
-                             "dedupe_ids": seen, "bytes_per_dedupe_id": sizes["ids"] / max(seen, 1)}
+        system.run.redis = {"live_values": live, "state_bytes": state,
+                            "bytes_per_live_value": state / max(live, 1),
+                            "dedupe_ids": seen, "bytes_per_dedupe_id": sizes["ids"] / max(seen, 1)}
 
     def close(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-            self.result.peak_rss_mb = max(self.result.peak_rss_mb, proc.peak_rss / 2**20)
-
-    def clean(self) -> None:
-        """Drop the run's topics and Redis keys."""
-        kafka_io.delete_topics(self.settings, self.settings.topics.prefix, self.settings.app_id)
+        """Stop every system, then drop the session's topics and Redis keys."""
+        for system in list(self.systems):
+            self.remove(system)
+        self.input.close()
+        kafka_io.delete_topics(self.settings, self.tag)
         client = self.settings.redis_client()
-        keys = list(client.scan_iter(match=f"{self.settings.key_prefix}:*", count=5000))
+        keys = list(client.scan_iter(match=f"{self.tag}*", count=5000))
         for at in range(0, len(keys), 1000):
             client.delete(*keys[at:at + 1000])
         client.close()
-
-
-def run_system(base: Settings, system: str, scenario: str, workers: int, plan: Plan,
-               rates: list[float], logs: Path, say: Say,
-               after: Callable[[SystemRun], None] | None = None, loads: list[float] | None = None
-               ) -> Run:
-    """Warm-up, throughput, then latency at each rate; `after` runs before the clean-up.
-
-    Without rates, `loads` gives them as fractions of the system's own throughput.
-    """
-    label = f"{system} ×{workers}" if workers > 1 else system
-    say(f"{label}, {scenario}: starting")
-    run = SystemRun(base, system, scenario, workers, logs, plan.timeout, say)
-    try:
-        run.warm_up()
-        say(f"{label}, {scenario}: throughput, {plan.responses:,} responses")
-        run.throughput(plan.responses)
-        if not rates and loads and run.result.throughput:
-            rates = [float(max(10, round(f * run.result.throughput, -1))) for f in loads]
-        for rate in rates:
-            say(f"{label}, {scenario}: latency at {rate:,.0f} responses/s")
-            run.result.latencies.append(run.latency(rate, plan.duration))
-        if after is not None:
-            after(run)
-    except BenchError as exc:
-        run.result.note = str(exc).splitlines()[0]
-    finally:
-        run.close()
-        run.clean()
-    return run.result
-
-
-def stages(plan: Plan) -> int:
-    """How many steps a plan has, for the progress bar."""
-    extra = 1 + len(plan.peers) + len([n for n in plan.workers if n != 1])
-    return len(plan.scenarios) + (extra if "zipf" in plan.scenarios else 0)
