@@ -17,7 +17,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 # are created or a group forms (a healthy worker's first start): warnings, not errors.
 RETRIED = ("GroupCoordinatorNotAvailable", "NotCoordinator", "NotLeaderForPartition",
            "LeaderNotAvailable", "UnknownTopicOrPartition", "CoordinatorLoadInProgress",
-           "NodeNotReady", "RebalanceInProgress")
+           "NodeNotReady", "RebalanceInProgress", "Unable connect to node")
 
 
 class JsonFormatter(logging.Formatter):
