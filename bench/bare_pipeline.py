@@ -39,13 +39,16 @@ INFLIGHT_MAX = 8  # fetches whose events Kafka has not acknowledged yet (the wor
 
 def event_of(partition: int, offset: int, data: Any) -> tuple[bytes, tuple[str, str] | None]:
     """The event of one decoded record and its write (message id, identity id); a record that
-    is not an object with a string message id yields an event too, and no write."""
+    is not an object with a string message id yields an event too, and no write.
+
+    The event names the response and carries its changes: about the size of the worker's
+    summary-change events, so that the broker handles about as many bytes for both."""
     event_id = f"{partition}:{offset}"
     if not isinstance(data, dict) or not isinstance(data.get("message_id"), str):
         return orjson.dumps({"event_id": event_id, "message_id": None, "response_id": None}), None
     mid, who = data["message_id"], str(data.get("identity_id"))
     event = orjson.dumps({"event_id": event_id, "message_id": mid, "response_id": str(data.get("id")),
-                          "identity_id": who})
+                          "identity_id": who, "changes": data.get("changes")})
     return event, (mid, who)
 
 

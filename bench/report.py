@@ -25,9 +25,8 @@ TARGET_SHARE = 0.60  # of the bare pipeline: the figure the worker is judged on
 TARGET_LOAD = 5_000.0  # responses/s offered, where p99 must stay under TARGET_P99
 TARGET_P99 = 50.0  # ms
 WHY_WARM = ("a fresh worker reads a message's state from Redis the first time it meets the message, "
-            "until its cache holds the messages in play (a drain of 10,000 responses from cold costs "
-            "the worker and Redis nearly twice the CPU per response of a warm one), and a started "
-            "broker runs slower at first (its JIT, page cache and group coordinator)")
+            "until its cache holds the messages in play, and a started broker runs slower at first "
+            "(its JIT, page cache and group coordinator)")
 
 
 def label(run: Run) -> str:

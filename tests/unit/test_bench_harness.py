@@ -192,6 +192,7 @@ def test_a_bare_pipeline_event_names_the_response_the_harness_counts() -> None:
     data = orjson.loads(event)
     assert (data["message_id"], data["response_id"]) == response_of(record)
     assert data["event_id"] == "7:42" and write == (data["message_id"], data["identity_id"])
+    assert data["changes"] == orjson.loads(record)["changes"]
     broken, none = event_of(7, 43, None)
     assert orjson.loads(broken) == {"event_id": "7:43", "message_id": None, "response_id": None}
     assert none is None
