@@ -32,7 +32,7 @@ Apps and analytics (one hash tag each, so their scripts run on Redis Cluster too
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import orjson
@@ -82,12 +82,16 @@ class Keys:
     prefix: str
     topic: str = "msgstate.responses"
     partitions: int = 12
+    # Each partition's "<prefix>:{<tag>}:", made once: a round names thousands of keys.
+    _heads: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if "{" in self.prefix or "}" in self.prefix:
             raise ValueError(f"a key prefix may not hold braces: {self.prefix!r}")
         if self.partitions < 1:
             raise ValueError("a topic has at least one partition")
+        heads = tuple(f"{self.prefix}:{{{self.tag(p)}}}:" for p in range(self.partitions))
+        object.__setattr__(self, "_heads", heads)
 
     def partition_of(self, message_id: str) -> int:
         """The partition a message's records are keyed to (Kafka's default partitioner)."""
@@ -102,7 +106,7 @@ class Keys:
         kind, message_id, part_id = ref
         if partition is None:
             partition = self.partition_of(message_id)
-        base = f"{self.prefix}:{{{self.tag(partition)}}}:{{{_escaped(message_id)}}}"
+        base = f"{self._heads[partition]}{{{_escaped(message_id)}}}"
         if kind == SEEN:
             return f"{base}:{SEEN}"
         if kind not in STATE_KINDS:
@@ -122,10 +126,10 @@ class Keys:
         return self.state((SEEN, message_id, ""))
 
     def fence(self, partition: int) -> str:
-        return f"{self.prefix}:{{{self.tag(partition)}}}:fence"
+        return f"{self._heads[partition]}fence"
 
     def outbox(self, partition: int) -> str:
-        return f"{self.prefix}:{{{self.tag(partition)}}}:outbox"
+        return f"{self._heads[partition]}outbox"
 
     def apps_invalid(self) -> str:
         return f"{self.prefix}:apps:invalid"
@@ -247,7 +251,7 @@ def decode_held(raw: bytes) -> Held:
 
 def decode_meta(raw: Mapping[bytes, bytes]) -> PartMeta:
     meta = PartMeta(int(raw.get(VERSION_FIELD, b"0")))
-    for field, value in raw.items():
-        if field.startswith(TYPE_FIELD_PREFIX):
-            meta.types[field[len(TYPE_FIELD_PREFIX):].decode()] = value.decode()
+    for name, value in raw.items():
+        if name.startswith(TYPE_FIELD_PREFIX):
+            meta.types[name[len(TYPE_FIELD_PREFIX):].decode()] = value.decode()
     return meta
