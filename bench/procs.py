@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,6 +117,16 @@ def cpu_of(pid: int | None) -> float:
     except psutil.Error:
         return 0.0
     return float(times.user + times.system)
+
+
+def process_age(pid: int | None) -> float | None:
+    """Seconds since the process started; None when it is unknown or gone."""
+    if pid is None:
+        return None
+    try:
+        return time.time() - psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def listening_pid(port: int) -> int | None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from msgstate.bench.runner import PROCESSES, Run
 from msgstate.bench.spread import Spread
-from msgstate.bench.suite import Figures
+from msgstate.bench.suite import STACK_SETTLE, Figures
 
 LABELS = {"worker": "msgstate worker", "bare_pipeline": "ceiling: bare pipeline (decode, HSET, event)",
           "bare_consumer": "ceiling: bare consumer (decode only)",
@@ -194,6 +194,11 @@ def warm_up_line(figures: Figures) -> str | None:
     line = (f"warm-up: {len(worker.warm_up)} unmeasured drains of {worker.responses:,} responses per "
             f"system at the start of each session, before anything is measured (the worker's and the "
             f"bare pipeline's: {worker.warm_up_seconds:.0f} s; {rates}), because {WHY_WARM}.")
+    if figures.stack_warm_up:
+        line += (f" The broker had started {figures.broker_age:.0f} s before the run: first "
+                 f"{figures.stack_warm_up:.0f} s of drains through a throwaway worker and bare pipeline, "
+                 f"until it was {STACK_SETTLE:.0f} s old, because a started broker ran slow here for its "
+                 f"first 80-110 s, in garbage collection.")
     last = worker.warm_up[-1]
     if last and worker.throughput:
         share = last / worker.throughput.median

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,6 +21,7 @@ from msgstate.bench.compare import rows
 from msgstate.bench.kafka_io import response_of
 from msgstate.bench.peers.message_state import MessageState
 from msgstate.bench.peers.rules import apply_one, rejected_whole
+from msgstate.bench.procs import process_age
 from msgstate.bench.report import print_report, targets, write
 from msgstate.bench.runner import Drain, Latency, Plan, Run, Sample
 from msgstate.bench.spread import Spread, agreement, paired
@@ -170,6 +172,19 @@ def test_the_report_says_the_warm_up_and_where_the_time_goes() -> None:
     assert "500.0 (500.0-500.0)" in text and "+200.0" in text
     assert "5,000 (4,000-8,000)" in text  # the worker's drains
     assert "0.60 (0.50-0.80)" in text  # paired, not 5,000 / 8,333
+
+
+def test_the_report_says_when_a_young_broker_was_warmed_first() -> None:
+    figures = _figures()
+    console = Console(record=True, width=1000)  # the line unfolded
+    print_report(console, figures)
+    assert "throwaway" not in console.export_text()
+    figures.broker_age, figures.stack_warm_up = 9.0, 112.0
+    print_report(console, figures)
+    assert ("The broker had started 9 s before the run: first 112 s of drains through a throwaway "
+            "worker and bare pipeline, until it was 120 s old") in console.export_text()
+    assert 0 < (process_age(os.getpid()) or 0) < 3600
+    assert process_age(None) is None
 
 
 def test_results_are_written_as_json_csv_and_png(tmp_path: Path) -> None:
