@@ -18,7 +18,14 @@ import orjson
 
 from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
-from msgstate.streams.storage.protocol import Assignment, Home, PartitionWrite, Read, Writes
+from msgstate.streams.storage.protocol import (
+    Assignment,
+    Home,
+    PartitionWrite,
+    Read,
+    Writes,
+    partition_finder,
+)
 
 
 def _bytes(value: bytes | int | str) -> bytes:
@@ -52,14 +59,8 @@ class MemoryRoundStore:
     def lose(self, snapshot: tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]) -> None:
         self.hashes, self.lists = snapshot
 
-    def _where(self, home: Home) -> Any:
-        def where(message_id: str) -> int:
-            found = home.get(message_id.encode())
-            return self.keys.partition_of(message_id) if found is None else found
-        return where
-
     async def read(self, read: Read, home: Home) -> Any:
-        where = self._where(home)
+        where = partition_finder(self.keys, home)
         args = read.args
         np, nv, ni, most = (int(a) for a in args[:4])
         assert (np, nv, ni) == (len(read.parts), len(read.value_parts), len(read.messages))
@@ -104,7 +105,7 @@ class MemoryRoundStore:
             if part.outbox:
                 outbox.append(part.outbox)
             self.hashes[self.keys.fence(a.partition)][b"offset"] = _bytes(part.last)
-        self._apply(writes, self._where(home))
+        self._apply(writes, partition_finder(self.keys, home))
         self.persists += 1
         if self.fail_after:
             raise self.fail_after.pop(0)

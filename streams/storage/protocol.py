@@ -14,12 +14,12 @@ implement it: `RedisRoundStore` (streams/storage/redis_round_store.py) and `Memo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from msgstate.streams.engine.state import PartKey
-from msgstate.streams.storage.layout import KeyRef
+from msgstate.streams.storage.layout import KeyRef, Keys
 
 
 @dataclass(slots=True)
@@ -68,6 +68,18 @@ class Writes:
 # The input partition of each record key of a round (a message's id): a message's state lives
 # in the keys of the partition its records arrive on.
 Home = Mapping[bytes | None, int]
+
+
+def partition_finder(keys: Keys, home: Home) -> Callable[[str], int]:
+    """A message's partition in a round: its records' (their key is its id), or, for a message
+    no record was keyed by, the one its id is keyed to."""
+    partition_of = keys.partition_of
+
+    def where(message_id: str) -> int:
+        found = home.get(message_id.encode())
+        return partition_of(message_id) if found is None else found
+
+    return where
 
 
 class RoundStore(Protocol):

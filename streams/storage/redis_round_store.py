@@ -9,7 +9,7 @@ partition's outbox in the same step and dropped only after Kafka acknowledged th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,7 +19,14 @@ from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.streams.storage.client import AsyncRedis
 from msgstate.streams.storage.layout import META as META_KIND
 from msgstate.streams.storage.layout import SEEN, VALUES, Keys
-from msgstate.streams.storage.protocol import Assignment, Home, PartitionWrite, Read, Writes
+from msgstate.streams.storage.protocol import (
+    Assignment,
+    Home,
+    PartitionWrite,
+    Read,
+    Writes,
+    partition_finder,
+)
 from msgstate.streams.storage.scripts import lua
 
 
@@ -42,7 +49,7 @@ class RedisRoundStore:
         return Assignment(partition, int(token), int(applied), list(pending))
 
     async def read(self, read: Read, home: Home) -> Any:
-        state, where = self.keys.state, self._where(home)
+        state, where = self.keys.state, partition_finder(self.keys, home)
         keys = [state((META_KIND, *part), where(part[0])) for part in read.parts]
         keys += [state((VALUES, *part), where(part[0])) for part in read.value_parts]
         keys += [state((SEEN, message_id, ""), where(message_id)) for message_id in read.messages]
@@ -57,7 +64,7 @@ class RedisRoundStore:
             keys.append(self.keys.outbox(assignment.partition))
             args += (assignment.token, part.first, part.last, assignment.acked, part.outbox,
                      assignment.applied)
-        state, where = self.keys.state, self._where(home)
+        state, where = self.keys.state, partition_finder(self.keys, home)
         keys += [state(ref, where(ref[1])) for ref in writes.keys]
         args.append(writes.ops)
         try:
@@ -79,17 +86,6 @@ class RedisRoundStore:
         except ResponseError as exc:
             _raise_fence_error(exc)
             raise
-
-    def _where(self, home: Home) -> Callable[[str], int]:
-        """A message's partition in this round: its records' (their key is its id), or, for a
-        message no record was keyed by, the one its id is keyed to."""
-        partition_of = self.keys.partition_of
-
-        def where(message_id: str) -> int:
-            found = home.get(message_id.encode())
-            return partition_of(message_id) if found is None else found
-
-        return where
 
 
 def _raise_fence_error(exc: ResponseError, parts: Sequence[PartitionWrite] = ()) -> None:
