@@ -11,7 +11,7 @@ replica that lacked them does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -133,7 +133,7 @@ class MemoryRoundStore:
         """Every key that holds something, fences and outboxes included."""
         return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
 
-    def _apply(self, writes: Writes, where: Any) -> None:
+    def _apply(self, writes: Writes, where: Callable[[str], int]) -> None:
         """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
         below, L RPUSH, T keep the newest `value` items of a list."""
         keys = [self.keys.state(ref, where(ref[1])) for ref in writes.keys]
