@@ -85,8 +85,8 @@ def parts(plan: Plan) -> list[Part]:
         found += [Part(scenario, [("worker", 1)], plan.responses, drains=False, latency_rounds=1)
                   for _ in range(rounds if n == 0 else 0)]
     if "zipf" in plan.scenarios:
-        # Drains only: the peers drain at a tenth of the offered loads or less, and a peer offered
-        # more than it keeps up with (quix at 2,500/s) only grows a backlog, for minutes.
+        # Drains only: the peers drain a few thousand responses/s at most, and a peer offered
+        # about what it keeps up with (quix at 2,500/s) only grew a backlog, for minutes.
         found += [Part("zipf", [(peer, 1)], plan.peer_responses) for peer in plan.peers]
         found += [Part("zipf", [("worker", n)], plan.responses) for n in plan.workers if n != 1]
     return found
