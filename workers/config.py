@@ -13,6 +13,7 @@ from msgstate.schemas.exceptions import ConfigError
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.replay import ENGINES
 from msgstate.streams.engine.signing import Keyring, SigningKey, parse_key
+from msgstate.streams.engine.state_cache import CACHE_ENTRIES
 from msgstate.streams.storage.client import AsyncRedis, SyncRedis, async_client, sync_client
 from msgstate.streams.storage.layout import Keys
 from msgstate.workers.kafka_security import KafkaSecurity
@@ -84,6 +85,8 @@ class Settings:
     # The state worker's engine: "native" (compiled) or "python" (the reference); "" for the
     # compiled one where it is installed.
     engine: str = ""
+    # Entries of a state worker's cache of Redis (docs/operations.md#sizing-the-state-cache).
+    cache_entries: int = CACHE_ENTRIES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +127,7 @@ class Settings:
             shutdown_seconds=_positive_int(env, "MSGSTATE_SHUTDOWN_SECONDS", int(base.shutdown_seconds)),
             log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
             engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine or default_engine()),
+            cache_entries=_positive_int(env, "MSGSTATE_CACHE_ENTRIES", base.cache_entries),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -18,16 +18,20 @@ from collections.abc import Collection, Mapping
 from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
 
 _EMPTY = PartMeta()
-# Entries a worker's cache holds before it starts again empty: about 100 MB in the compiled
-# cache. Every start costs a read of each message's dedupe memory and each part again, so a
-# small bound made a busy worker reload its whole working set every few seconds.
-CACHE_ENTRIES = 1_000_000
+# Entries (parts, values, remembered ids) a worker's cache holds before it starts again empty
+# (MSGSTATE_CACHE_ENTRIES): about 60 bytes each in the compiled cache, 240 MB in all. Every
+# start costs a read of each message's dedupe memory and each part again; when the partitions
+# a worker holds have more live entries than this, it keeps starting again and its CPU per
+# response, and Redis's, go up two- to fourfold (docs/operations.md#sizing-the-state-cache).
+# Forgetting the least recently used messages instead measured no better: the entries missed
+# are the same ones.
+CACHE_ENTRIES = 4_000_000
 
 
 class StateCache:
     """A StateView over what was loaded from or written to Redis."""
 
-    __slots__ = ("_seen_count", "held_by", "limit", "metas", "seen_ids", "whole")
+    __slots__ = ("_seen_count", "held_by", "limit", "metas", "restarts", "seen_ids", "whole")
 
     def __init__(self, limit: int = CACHE_ENTRIES) -> None:
         self.limit = limit  # entries (metas, values, remembered ids); past it, start again empty
@@ -38,6 +42,7 @@ class StateCache:
         self._seen_count = 0
         # Parts whose every value is held: one not in `held_by` is absent, no read needed.
         self.whole: set[PartKey] = set()
+        self.restarts = 0  # times the limit emptied the cache
 
     # -- StateView -------------------------------------------------------------
 
@@ -56,6 +61,7 @@ class StateCache:
         """The part of `needs` not known here; makes room first when the cache is full."""
         if len(self.held_by) + len(self.metas) + self._seen_count > self.limit:
             self.clear()
+            self.restarts += 1
         metas, held_by, seen_ids, whole = self.metas, self.held_by, self.seen_ids, self.whole
         return StateNeeds(
             parts={p for p in needs.parts if p not in metas},

@@ -23,7 +23,7 @@ from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 class CompiledDecider:
     """Past `limit` entries, `decide` starts again empty (like `StateCache`)."""
 
-    __slots__ = ("_core", "_every", "_unchecked", "limit", "whole_part_fields", "window")
+    __slots__ = ("_core", "_every", "_unchecked", "limit", "restarts", "whole_part_fields", "window")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class CompiledDecider:
         # few entries), so the cache may pass its limit by a few per cent.
         self._every = max(1, min(10_000, limit // 100))
         self._unchecked = 0
+        self.restarts = 0  # times the limit emptied the cache
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is not None and len(authentic) != len(values):
@@ -51,6 +52,7 @@ class CompiledDecider:
             self._unchecked = 0
             if self._core.entries() > self.limit:
                 self._core.clear()
+                self.restarts += 1
         request = self._core.decide(values, authentic, self.whole_part_fields)
         return None if request is None else Read(*request)
 

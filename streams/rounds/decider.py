@@ -29,6 +29,10 @@ class Decision:
 
 
 class Decider(Protocol):
+    @property
+    def restarts(self) -> int:
+        """Times the cache passed its limit of entries and started again empty."""
+
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         """Take a round's record values (and each one's signature verdict, all True when
         omitted); returns what they read that the cache does not hold, or None."""

@@ -46,6 +46,10 @@ class PythonDecider:
         self._read: tuple[Read, list[list[ValueKey]]] | None = None
         self._delta: StateDelta | None = None
 
+    @property
+    def restarts(self) -> int:
+        return self.cache.restarts
+
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is None:
             self._items = [decode_response(value) for value in values]

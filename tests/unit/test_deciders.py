@@ -135,6 +135,22 @@ def test_a_warm_cache_reads_nothing(name: str) -> None:
     decider.commit()
 
 
+@pytest.mark.parametrize("name", ["python", "compiled"])
+def test_past_its_limit_the_cache_starts_again_counts_it_and_reads_what_it_needs(name: str) -> None:
+    registry: dict[str, str] = {}
+    decider: Decider = (PythonDecider(Engine(registry), window=WINDOW, limit=5) if name == "python"
+                        else CompiledDecider(registry, window=WINDOW, limit=5))
+    store, truth = MemoryRoundStore(), MemoryStore()
+    engine = Engine(registry)
+    for n in range(1, 40):
+        values = [line(f"r{n}", add("Set", "s", n % 3), message=f"m{n % 4}")]
+        round_trip(decider, store, values, None, True)
+        truth.apply(engine.apply_batch([decode_response(v) for v in values], truth).delta)
+    assert decider.restarts >= 3
+    assert_holds(store, truth)
+    assert decider.decide([line("r99", add("Set", "s", 1), message="m1")]) is not None
+
+
 def test_an_applied_batch_must_be_committed_or_cleared() -> None:
     decider = CompiledDecider()
     decider.decide([line("r1", add("LWW", "c", 1))])

@@ -51,6 +51,10 @@ class WorkerMetrics:
                                   registry=registry)
         self.fenced = Counter("msgstate_worker_fenced",
                               "Partitions found taken by another worker", registry=registry)
+        self.cache_restarts = Counter(
+            "msgstate_worker_cache_restarts",
+            "Times the state cache passed MSGSTATE_CACHE_ENTRIES and started again empty",
+            registry=registry)
         self.failures = Counter("msgstate_worker_batch_failures",
                                 "Batches that failed unexpectedly and are read again",
                                 registry=registry)

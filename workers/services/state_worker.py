@@ -106,6 +106,7 @@ class StateWorker:
         # Partitions held now; the processor takes a new token for each at its first round.
         self.assigned: set[TopicPartition] = set()
         self.processor = self._new_processor()
+        self._cache_restarts = 0  # of this processor's decider, counted in the metrics
         self.fenced: set[TopicPartition] = set()
         self.positions: dict[TopicPartition, int] = {}  # next offset to commit
         self._round = asyncio.Lock()  # a fetch's processing and a rebalance exclude each other
@@ -215,11 +216,21 @@ class StateWorker:
 
     def _new_processor(self) -> RoundProcessor:
         decider: Decider
+        limit = self.settings.cache_entries
         if (self.settings.engine or default_engine()) == "python":
-            decider = PythonDecider(self.engine, window=DEDUPE_WINDOW)
+            decider = PythonDecider(self.engine, window=DEDUPE_WINDOW, limit=limit)
         else:
-            decider = CompiledDecider(self.engine.registry, window=DEDUPE_WINDOW)
+            decider = CompiledDecider(self.engine.registry, window=DEDUPE_WINDOW, limit=limit)
+        self.decider = decider
         return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
+
+    def _count_cache_restarts(self) -> None:
+        restarts = self.decider.restarts - self._cache_restarts
+        if restarts:
+            self._cache_restarts = self.decider.restarts
+            self.metrics.cache_restarts.inc(restarts)
+            log.warning("the state cache passed %d entries and started again empty: if this "
+                        "repeats, raise MSGSTATE_CACHE_ENTRIES", self.settings.cache_entries)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         by_partition = {tp.partition: tp for tp in batches}
@@ -241,10 +252,12 @@ class StateWorker:
                           extra={"partitions": sorted(by_partition)})
             self.metrics.failures.inc()
             self.processor = self._new_processor()
+            self._cache_restarts = 0
             for tp, records in batches.items():
                 self.consumer.seek(tp, records[0].offset)
             await asyncio.sleep(RETRY_DELAY)
             return
+        self._count_cache_restarts()
         for partition, offset in stats.rewound.items():
             # Redis lost writes that Kafka's committed offsets had passed: read them again.
             self.consumer.seek(by_partition[partition], offset)
