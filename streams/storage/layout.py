@@ -125,6 +125,10 @@ class Keys:
     def seen(self, message_id: str) -> str:
         return self.state((SEEN, message_id, ""))
 
+    def head(self, partition: int) -> str:
+        """What every key of the partition starts with: `<prefix>:{<tag>}:`."""
+        return self._heads[partition]
+
     def fence(self, partition: int) -> str:
         return f"{self._heads[partition]}fence"
 
@@ -221,6 +225,19 @@ class AnalyticsKeys:
 
 
 # -- hash fields and values ----------------------------------------------------------------
+
+
+def state_ref(rest: str) -> KeyRef | None:
+    """The `KeyRef` of a message's state key given without its partition's head (`Keys.head`);
+    None for the partition's own keys (fence, outbox) and keys msgstate does not make."""
+    if not rest.startswith("{") or "}" not in rest:
+        return None
+    escaped, _, tail = rest[1:].partition("}:")
+    kind, _, part_id = tail.partition(":")
+    if kind not in STATE_KINDS:
+        return None
+    message_id = escaped.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
+    return kind, message_id, part_id
 
 
 def value_field(name: str, identity_id: str) -> bytes:

@@ -28,6 +28,7 @@ from ..waiting import wait_for
 from .http_helpers import running_http
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
 from .processes import WorkerProcess
+from .test_repartition import check_repartition
 from .test_sdk import PollModel, client_for
 
 
@@ -73,6 +74,10 @@ def test_the_pipeline_on_the_cluster_equals_replay(cluster: Settings, tmp_path: 
         assert_same_as_replay(pipeline, expected)
     finally:
         pipeline.close()
+
+
+def test_repartition_moves_the_state_across_the_masters(cluster: Settings, tmp_path: Path) -> None:
+    check_repartition(fresh(cluster), tmp_path, 1200)
 
 
 def test_the_sdk_the_http_api_and_msgstate_summary_read_the_cluster(cluster: Settings) -> None:

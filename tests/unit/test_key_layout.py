@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from msgstate.schemas.exceptions import ConfigError
-from msgstate.streams.storage.layout import META, SEEN, TALLY, VALUES, Keys
+from msgstate.streams.storage.layout import META, SEEN, TALLY, VALUES, Keys, state_ref
 from msgstate.workers.config import Settings
 from msgstate.workers.services.state_worker import check_partitions
 
@@ -54,3 +54,19 @@ def test_a_worker_counting_partitions_otherwise_than_the_topic_refuses_to_start(
     check_partitions("t", 12, 12)
     with pytest.raises(ConfigError, match="topic t has 24 partitions but MSGSTATE_PARTITIONS is 12"):
         check_partitions("t", 24, 12)
+
+
+@given(st.text(max_size=40), st.text(max_size=10), st.sampled_from([META, VALUES, TALLY, SEEN]),
+       st.integers(0, 11))
+def test_a_state_key_reads_back_as_its_reference(message: str, part: str, kind: str, partition: int) -> None:
+    keys = Keys("ms", "msgstate.responses", 12)
+    ref = (kind, message, "" if kind == SEEN else part)
+    key = keys.state(ref, partition)
+    assert key.startswith(keys.head(partition))
+    assert state_ref(key[len(keys.head(partition)):]) == ref
+
+
+def test_a_partitions_own_keys_and_foreign_ones_are_no_state_refs() -> None:
+    keys = Keys("ms")
+    for key in (keys.fence(3), keys.outbox(3), keys.head(3) + "{m}:other:root", keys.head(3) + "x"):
+        assert state_ref(key[len(keys.head(3)):]) is None

@@ -115,6 +115,7 @@ class StateWorker:
         self._committing: asyncio.Future[None] | None = None
         self._joined = False
         self.applied_to: dict[TopicPartition, int] = {}  # next offset to read, for the lag
+        self.failure: ConfigError | None = None  # why the worker stopped by itself
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -138,6 +139,8 @@ class StateWorker:
                 await self._await_topic()
                 self.consumer.subscribe([self.settings.topics.responses], listener=_Listener(self))
                 await self._loop()
+                if self.failure is not None:
+                    raise self.failure
             finally:
                 async with self._round:
                     await self._release(set(self.assigned))
@@ -331,6 +334,15 @@ class StateWorker:
             await self._release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        beyond = sorted(tp.partition for tp in assigned if tp.partition >= self.settings.partitions)
+        if beyond:
+            # The topic grew under a running worker, whose keys are those of the old count.
+            self.failure = ConfigError(
+                f"topic {self.settings.topics.responses} now has partition(s) {beyond} but "
+                f"MSGSTATE_PARTITIONS is {self.settings.partitions}: stop every worker, run "
+                "msgstate repartition, and start them with the new count")
+            self.stop()
+            return
         async with self._round:
             self.assigned = set(assigned)
             self.fenced -= self.assigned

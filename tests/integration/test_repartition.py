@@ -1,0 +1,100 @@
+"""`msgstate repartition`: from 12 to 24 partitions mid-workload, on the real stack (and on the
+Redis Cluster, in test_redis_cluster.py); the summaries, events and rejections of the whole
+workload then equal replay."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from msgstate.streams.storage.layout import Keys, state_ref
+from msgstate.workers.config import Settings
+
+from ..conftest import ROOT, worker_env
+from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
+
+
+def repartition(settings: Settings, partitions: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "msgstate.workers", "repartition", "--partitions",
+                           str(partitions)], env=worker_env(settings), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def relocated(key: str, old: Keys, new: Keys) -> str:
+    """Where a key of the `old` layout belongs in the `new` one."""
+    partition = next(p for p in range(old.partitions) if key.startswith(old.head(p)))
+    rest = key[len(old.head(partition)):]
+    ref = state_ref(rest)
+    return new.state(ref) if ref else new.head(partition) + rest
+
+
+def misplaced(found: Iterable[str], keys: Keys) -> list[str]:
+    """The keys of `found` that are not where the layout of `keys` puts them."""
+    wrong = []
+    for key in found:
+        partition = next(p for p in range(keys.partitions) if key.startswith(keys.head(p)))
+        rest = key[len(keys.head(partition)):]
+        ref = state_ref(rest)
+        if (keys.state(ref) if ref else keys.head(partition) + rest) != key or \
+                (ref is None and rest not in ("fence", "outbox")):
+            wrong.append(key)
+    return wrong
+
+
+def test_repartition_from_12_to_24_mid_workload_equals_replay(settings: Settings, tmp_path: Path) -> None:
+    check_repartition(settings, tmp_path, 3000)
+
+
+def check_repartition(settings: Settings, tmp_path: Path, count: int) -> None:
+    """Half the workload on 12 partitions, `msgstate repartition --partitions 24` (refused while
+    workers run, and while they lag), the rest on 24: the whole equals replay."""
+    twelve = settings.with_(partitions=12)
+    records = workload(count, seed=24)
+    half = count // 2
+    first, late, second = records[:half], records[half:half + 20], records[half + 20:]
+    before = Pipeline(twelve)
+    try:
+        before.start_worker()
+        before.start_worker()
+        before.publish(first)
+        before.await_applied()
+        running = repartition(twelve, 24)
+        assert running.returncode == 1, running.stdout
+        assert "state worker(s) of group" in running.stderr and "stop them" in running.stderr
+        for worker in before.workers:
+            assert worker.stop() == 0, worker.output()
+        before.publish(late)
+        lagging = repartition(twelve, 24)
+        assert lagging.returncode == 1 and "applied up to" in lagging.stderr, lagging.stderr
+        caught_up = before.start_worker()
+        before.await_applied()
+        assert caught_up.stop() == 0, caught_up.output()
+        keys_before = {k.decode() for k in before.redis.scan_iter(count=1000)}
+
+        done = repartition(twelve, 24)
+        assert done.returncode == 0, done.stderr
+        assert "added 12 partitions" in done.stdout and "MSGSTATE_PARTITIONS=24" in done.stdout
+        twenty_four = twelve.with_(partitions=24).keys
+        keys_after = {k.decode() for k in before.redis.scan_iter(count=1000)}
+        assert keys_after == {relocated(k, twelve.keys, twenty_four) for k in keys_before}
+        assert misplaced(keys_after, twenty_four) == []
+        again = repartition(twelve, 24)
+        assert again.returncode == 0 and "already had 24 partitions; moved 0 keys" in again.stdout
+        stale = before.start_worker()
+        stale.proc.wait(timeout=120)
+        assert stale.proc.returncode == 1 and "MSGSTATE_PARTITIONS is 12" in stale.output()
+    finally:
+        before.close()
+
+    after = Pipeline(twelve.with_(partitions=24))
+    try:
+        after.start_worker()
+        after.start_worker()
+        after.publish(second)
+        assert max(after.last_offsets) >= 12, "records go to the new partitions too"
+        after.await_applied()
+        assert_same_as_replay(after, Expected(records, tmp_path))
+    finally:
+        after.close()
