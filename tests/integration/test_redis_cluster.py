@@ -77,7 +77,7 @@ def test_the_pipeline_on_the_cluster_equals_replay(cluster: Settings, tmp_path: 
 
 
 def test_repartition_moves_the_state_across_the_masters(cluster: Settings, tmp_path: Path) -> None:
-    check_repartition(fresh(cluster), tmp_path, 1200)
+    check_repartition(fresh(cluster), tmp_path, 1200, by_hand=True)
 
 
 def test_the_sdk_the_http_api_and_msgstate_summary_read_the_cluster(cluster: Settings) -> None:

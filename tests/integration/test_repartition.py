@@ -9,10 +9,13 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from kafka import KafkaAdminClient
+
 from msgstate.streams.storage.layout import Keys, state_ref
 from msgstate.workers.config import Settings
 
 from ..conftest import ROOT, worker_env
+from ..waiting import wait_for
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
 
 
@@ -47,9 +50,10 @@ def test_repartition_from_12_to_24_mid_workload_equals_replay(settings: Settings
     check_repartition(settings, tmp_path, 3000)
 
 
-def check_repartition(settings: Settings, tmp_path: Path, count: int) -> None:
+def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand: bool = False) -> None:
     """Half the workload on 12 partitions, `msgstate repartition --partitions 24` (refused while
-    workers run, and while they lag), the rest on 24: the whole equals replay."""
+    workers run, and while they lag), the rest on 24: the whole equals replay. `by_hand`: the
+    partitions are first added with Kafka's admin API under a running worker, which stops."""
     twelve = settings.with_(partitions=12)
     records = workload(count, seed=24)
     half = count // 2
@@ -70,12 +74,25 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int) -> None:
         assert lagging.returncode == 1 and "applied up to" in lagging.stderr, lagging.stderr
         caught_up = before.start_worker()
         before.await_applied()
-        assert caught_up.stop() == 0, caught_up.output()
+        if by_hand:
+            admin = KafkaAdminClient(bootstrap_servers=twelve.kafka)
+            try:
+                admin.create_partitions({twelve.topics.responses: 24})
+            finally:
+                admin.close()
+            wait_for(caught_up.alive, lambda alive: not alive, timeout=120,
+                     what="the worker to stop when given partitions beyond its count")
+            assert caught_up.proc.returncode == 1
+            assert "MSGSTATE_PARTITIONS is 12: stop every worker, run msgstate repartition" in \
+                caught_up.output()
+        else:
+            assert caught_up.stop() == 0, caught_up.output()
         keys_before = {k.decode() for k in before.redis.scan_iter(count=1000)}
 
         done = repartition(twelve, 24)
         assert done.returncode == 0, done.stderr
-        assert "added 12 partitions" in done.stdout and "MSGSTATE_PARTITIONS=24" in done.stdout
+        added = "already had 24 partitions" if by_hand else "added 12 partitions"
+        assert added in done.stdout and "MSGSTATE_PARTITIONS=24" in done.stdout
         twenty_four = twelve.with_(partitions=24).keys
         keys_after = {k.decode() for k in before.redis.scan_iter(count=1000)}
         assert keys_after == {relocated(k, twelve.keys, twenty_four) for k in keys_before}
