@@ -103,7 +103,9 @@ class RedisRoundStore:
         """The round's script and a WAIT in one pipeline, so both go down the same connection
         to the master that runs the script (WAIT counts the replicas holding this connection's
         writes). Fewer replicas in time is warned about, not an error: the round is applied
-        and stays so; a failover before the replicas catch up is what the fence recovers from."""
+        and stays so; a failover before the replicas catch up is what the fence recovers from.
+        A pipeline the cluster client resends after a failover routes the WAIT by itself, so
+        its count may then not be this round's: the fence covers that round all the same."""
         wait: list[Any] = ["WAIT", self.wait.replicas, self.wait.timeout_ms]
         for script in (False, True):
             pipe = self.client.pipeline(transaction=False)
