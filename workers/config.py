@@ -52,6 +52,10 @@ class Settings:
     redis: str = "redis://127.0.0.1:6379/0"
     # `redis` names any node of a Redis Cluster; every Redis client is then a cluster client.
     redis_cluster: bool = False
+    # After each round, wait until this many replicas of the master hold it (Redis WAIT), for at
+    # most `redis_wait_timeout_ms`; 0: no wait (docs/reliability.md weighs it).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 100
     stack_dir: Path = Path(".stack")
     partitions: int = 12
     replication: int = 1
@@ -105,6 +109,9 @@ class Settings:
             redis=redis,
             redis_cluster=_choice(env, "MSGSTATE_REDIS_CLUSTER", ("true", "false"),
                                   str(base.redis_cluster).lower()) == "true",
+            redis_wait_replicas=_count(env, "MSGSTATE_REDIS_WAIT_REPLICAS", base.redis_wait_replicas),
+            redis_wait_timeout_ms=_positive_int(env, "MSGSTATE_REDIS_WAIT_TIMEOUT_MS",
+                                                base.redis_wait_timeout_ms),
             stack_dir=Path(env.get("MSGSTATE_STACK_DIR", str(base.stack_dir))),
             partitions=_positive_int(env, "MSGSTATE_PARTITIONS", base.partitions),
             replication=_positive_int(env, "MSGSTATE_REPLICATION", base.replication),
@@ -173,6 +180,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a whole number (0 or more)")
+    return int(raw)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -259,6 +275,8 @@ def environment(settings: Settings) -> dict[str, str]:
         "MSGSTATE_KAFKA": settings.kafka,
         "MSGSTATE_REDIS": settings.redis,
         "MSGSTATE_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
+        "MSGSTATE_REDIS_WAIT_REPLICAS": str(settings.redis_wait_replicas),
+        "MSGSTATE_REDIS_WAIT_TIMEOUT_MS": str(settings.redis_wait_timeout_ms),
         "MSGSTATE_STACK_DIR": str(settings.stack_dir),
         "MSGSTATE_PARTITIONS": str(settings.partitions),
         "MSGSTATE_REPLICATION": str(settings.replication),

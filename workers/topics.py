@@ -9,6 +9,7 @@ from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import (
+    InvalidReplicationFactorError,
     KafkaConnectionError,
     KafkaError,
     NodeNotReadyError,
@@ -16,7 +17,7 @@ from kafka.errors import (
     UnknownBrokerIdError,
 )
 
-from msgstate.schemas.exceptions import ServiceUnreachable
+from msgstate.schemas.exceptions import MsgstateError, ServiceUnreachable
 from msgstate.workers.config import Settings
 
 # How long a request that failed on one broker is tried again. A broker that just died stays in
@@ -45,6 +46,8 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
             raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
         try:
             return _create_missing(admin, settings, wanted)
+        except InvalidReplicationFactorError as exc:
+            raise MsgstateError(_too_few_brokers(admin, settings)) from exc
         except KafkaError as exc:
             if not _retriable(exc) or time.monotonic() > deadline:
                 raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
@@ -62,6 +65,22 @@ def _create_missing(admin: Any, settings: Settings, wanted: list[str]) -> list[s
             admin.create_topics([NewTopic(n, settings.partitions, settings.replication)
                                  for n in missing])
     return missing
+
+
+def _live_brokers(admin: Any) -> int:
+    """Brokers of the cluster the controller has not fenced."""
+    return sum(not broker.get("is_fenced", False) for broker in admin.describe_cluster()["brokers"])
+
+
+def _too_few_brokers(admin: Any, settings: Settings) -> str:
+    """Kafka refused the replication factor: as many live brokers are needed."""
+    try:
+        live = str(_live_brokers(admin))
+    except KafkaError:
+        live = "fewer"
+    return (f"cannot create topics with replication factor {settings.replication} (MSGSTATE_REPLICATION): "
+            f"Kafka at {settings.kafka} has {live} live brokers; start the missing ones or lower "
+            "MSGSTATE_REPLICATION")
 
 
 def _retriable(exc: KafkaError) -> bool:

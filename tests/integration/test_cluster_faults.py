@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
+from msgstate.schemas.exceptions import MsgstateError
 from msgstate.workers.config import Settings, Topics
 from msgstate.workers.tools import stack
 from msgstate.workers.tools.fault_run import FaultRunError, Figures, evidence_lines, fault_met, run
@@ -90,6 +91,20 @@ def test_topics_are_found_and_created_while_a_broker_just_died(cluster: Settings
     finally:
         stack.start_kafka_cluster(cluster, 3)
     assert all(row.answers for row in stack.status(cluster))
+
+
+def test_more_replicas_than_live_brokers_is_refused_in_one_line_naming_both(cluster: Settings) -> None:
+    settings = fresh(cluster).with_(replication=4)
+    with pytest.raises(MsgstateError) as refused:
+        ensure_topics(settings)
+    assert str(refused.value) == (
+        f"cannot create topics with replication factor 4 (MSGSTATE_REPLICATION): Kafka at {settings.kafka} "
+        "has 3 live brokers; start the missing ones or lower MSGSTATE_REPLICATION")
+    admin = KafkaAdminClient(**settings.kafka_client())
+    try:
+        assert settings.topics.responses not in admin.list_topics()
+    finally:
+        admin.close()
 
 
 @pytest.mark.timeout(360)

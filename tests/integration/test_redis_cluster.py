@@ -105,6 +105,46 @@ def test_the_sdk_the_http_api_and_msgstate_summary_read_the_cluster(cluster: Set
         worker.stop()
 
 
+def test_with_a_replica_wait_each_round_waits_on_its_master_and_a_lagging_replica_is_warned_of(
+        cluster: Settings, tmp_path: Path) -> None:
+    settings = fresh(cluster).with_(redis_wait_replicas=1, redis_wait_timeout_ms=200)
+    records = workload(1200, seed=41)
+    expected = Expected(records, tmp_path)
+    pipeline = Pipeline(settings)
+    client = pipeline.redis
+    assert isinstance(client, redis.RedisCluster)
+    fence = settings.keys.fence(0)
+    replica = client.get_node_from_key(fence, replica=True)  # type: ignore[no-untyped-call]
+    lagging = {node.ports[0]: node for node in stack.cluster_nodes(settings)}[replica.port].pid()
+    assert lagging is not None
+    waits_before = _waits(client)
+    try:
+        worker = pipeline.start_worker()
+        pipeline.publish(records[:600])
+        pipeline.await_applied()
+        # Every master ran WAITs: each holds a third of the partitions, and rounds waited there.
+        assert all(_waits(client)[port] > waits_before[port] for port in waits_before), _waits(client)
+        assert "replicas asked" not in worker.output()
+        # A replica that stops answering: its master's rounds are warned of, once, and go on.
+        os.kill(lagging, signal.SIGSTOP)
+        try:
+            pipeline.publish(records[600:])
+            pipeline.await_applied()
+        finally:
+            os.kill(lagging, signal.SIGCONT)
+        assert worker.output().count("acknowledged by 0 of the 1 replicas asked within 200 ms") == 1
+        assert_same_as_replay(pipeline, expected)
+    finally:
+        pipeline.close()
+
+
+def _waits(client: redis.RedisCluster) -> dict[int, int]:
+    """Master port -> WAIT commands it has run."""
+    stats = client.info("commandstats", target_nodes=redis.RedisCluster.PRIMARIES)
+    return {int(name.rpartition(":")[2]): int(info.get("cmdstat_wait", {}).get("calls", 0))
+            for name, info in stats.items()}
+
+
 def test_a_master_killed_mid_run_loses_nothing_and_applies_nothing_twice(
         cluster: Settings, tmp_path: Path) -> None:
     settings = fresh(cluster)

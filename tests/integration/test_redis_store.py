@@ -4,6 +4,7 @@ round writes is one of the layout's."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.layout import SEEN, TALLY, VALUES, Keys, decode_meta, value_field
 from msgstate.streams.storage.memory import MemoryRoundStore
 from msgstate.streams.storage.protocol import PartitionWrite, Read, RoundStore, Writes
-from msgstate.streams.storage.redis_round_store import RedisRoundStore
+from msgstate.streams.storage.redis_round_store import RedisRoundStore, ReplicaWait
 from msgstate.workers.config import Settings
 from msgstate.workers.tools.workload import responses
 
@@ -117,6 +118,34 @@ async def test_every_key_a_round_writes_is_the_layouts(settings: Settings) -> No
                        keys.tally(item.message_id, item.part_id), keys.seen(item.message_id)}
         written = set(await _dump(client, keys.prefix))
         assert len(written) > 30 and written <= layout
+    finally:
+        await client.aclose()
+
+
+async def test_waiting_for_a_replica_that_is_not_there_writes_the_same_and_warns_once(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    client = aioredis.from_url(settings.redis)
+    plain, waiting = Keys(f"{settings.key_prefix}:nowait"), Keys(f"{settings.key_prefix}:wait")
+    records = _odd_records()
+    try:
+        await _rounds(CompiledDecider(), RedisRoundStore(client, plain), records, 150)
+        # The script gone from the cache (as on a promoted replica): the first round loads it.
+        await client.script_flush()
+        with caplog.at_level(logging.WARNING):
+            await _rounds(CompiledDecider(), RedisRoundStore(client, waiting, ReplicaWait(1, 20)),
+                          records, 150)
+        dumps = [{key[len(keys.prefix):]: content
+                  for key, content in (await _dump(client, keys.prefix)).items()}
+                 for keys in (plain, waiting)]
+        for dumped in dumps:  # tokens come from the server's clock
+            for key, content in dumped.items():
+                if key.endswith(":fence"):
+                    assert int(content.pop(b"token")) > 0
+        assert len(dumps[0]) > 30 and dumps[0] == dumps[1]
+        warnings = [r.getMessage() for r in caplog.records if "replicas asked" in r.getMessage()]
+        assert warnings == ["a round on Redis was acknowledged by 0 of the 1 replicas asked within 20 ms; "
+                            "going on (warned once until they catch up): a failover now may lose the last "
+                            "rounds, which the worker then applies again from the fence"]
     finally:
         await client.aclose()
 

@@ -246,3 +246,28 @@ def test_the_stack_redis_keeps_an_aof_and_rewrites_it_only_past_a_gigabyte(
         assert size == {"auto-aof-rewrite-min-size": str(1 << 30)}
     finally:
         client.close()
+
+
+def test_demo_on_a_redis_cluster_starts_it_runs_on_it_and_stops_it(stack_settings: Settings) -> None:
+    kafka_port, redis_port = stack.free_port_pair(), stack.free_ports(6)
+    settings = stack_settings.with_(kafka=f"127.0.0.1:{kafka_port}", redis=f"redis://127.0.0.1:{redis_port}/0",
+                                    redis_cluster=True)
+    env = {**env_for(settings.kafka, settings.redis, settings.stack_dir), "COLUMNS": "160"}
+    try:
+        done = msgstate("demo", "--redis-cluster", "3", env=env, timeout=480)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        out = done.stdout
+        # The six nodes it started, the run's outcome read back, the tallies read from the cluster.
+        assert all(f"Redis:{redis_port + i}" in out for i in range(6)), out[:3000]
+        accepted = re.search(r"accepted +([\d,]+) records", out)
+        assert accepted and number(accepted[1]) == 4002, out[-3000:]
+        assert "Final tallies of the 5 busiest messages" in out and "poll_choice" in out
+        assert "MSGSTATE_REDIS_CLUSTER=true" in out
+        assert "msgstate stack up --redis-cluster 3 " in out
+        # It stopped what it started.
+        assert not any(row.pid or row.answers for row in stack.status(settings)), stack.status(settings)
+    finally:
+        nodes = stack.cluster_nodes(settings)
+        stack.down(settings, echo=lambda _line: None)
+        if nodes:
+            shutil.rmtree(nodes[0].home.parent, ignore_errors=True)

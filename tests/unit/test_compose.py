@@ -69,12 +69,52 @@ def test_every_msgstate_service_runs_a_real_command_from_the_image(compose: dict
 
     services = compose["services"]
     ours = {name: s for name, s in services.items() if s.get("build") == "."}
-    assert {"state-worker", "apps-worker", "analytics", "http-api"} <= set(ours)
+    single = {name: s for name, s in ours.items() if "profiles" not in s}
+    assert set(single) == {"state-worker", "apps-worker", "analytics", "http-api"}
+    assert set(ours) - set(single) == {f"cluster-{name}" for name in single}
     for name, service in ours.items():
         program, command, *_ = service["command"]
         assert program == "msgstate" and command in cli.commands, name
+    for name, service in single.items():
         assert service["environment"]["MSGSTATE_KAFKA"] == "kafka:9092", name
         assert set(service["depends_on"]) == {"kafka", "redis"}, name
+
+
+def test_the_cluster_profile_runs_three_redis_masters_with_a_replica_each_and_three_brokers(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    cluster = {name: s for name, s in services.items() if "profiles" in s}
+    assert all(s["profiles"] == ["cluster"] for s in cluster.values())
+    nodes = [f"cluster-redis-{n}" for n in range(1, 7)]
+    for node in nodes:
+        command = " ".join(cluster[node]["command"])
+        assert "--cluster-enabled yes" in command and "--appendonly yes" in command, node
+    create = cluster["cluster-redis-create"]
+    script = " ".join(create["command"])
+    assert "--cluster create --cluster-replicas 1" in script
+    assert "for n in 1 2 3 4 5 6" in script and set(create["depends_on"]) == set(nodes)
+    brokers = [f"cluster-kafka-{n}" for n in range(1, 4)]
+    voters = ",".join(f"{n}@cluster-kafka-{n}:9093" for n in range(1, 4))
+    for n, broker in enumerate(brokers, start=1):
+        env = cluster[broker]["environment"]
+        assert env["KAFKA_NODE_ID"] == n and env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{broker}:9092"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3 and env["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+    assert len({cluster[b]["environment"]["CLUSTER_ID"] for b in brokers}) == 1
+    workers = {name: s for name, s in cluster.items() if s.get("build") == "."}
+    assert len(workers) == 4
+    for name, worker in workers.items():
+        env = worker["environment"]
+        assert env["MSGSTATE_REDIS_CLUSTER"] == "true" and env["MSGSTATE_REPLICATION"] == "3", name
+        assert env["MSGSTATE_KAFKA"] == ",".join(f"{b}:9092" for b in brokers), name
+        assert {u.split("//")[1].split(":")[0] for u in env["MSGSTATE_REDIS"].split(",")} <= set(nodes)
+        created = {"condition": "service_completed_successfully"}
+        assert worker["depends_on"] == {**{b: {"condition": "service_healthy"} for b in brokers},
+                                        "cluster-redis-create": created}
+    # Nothing of the single-node system depends on the cluster, or the other way round.
+    for name, service in services.items():
+        assert all((dep in cluster) == (name in cluster) for dep in service.get("depends_on", {})), name
 
 
 def test_the_api_and_analytics_have_health_checks_on_their_ports(compose: dict[str, Any]) -> None:

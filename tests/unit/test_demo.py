@@ -20,6 +20,7 @@ from msgstate.workers.tools.demo import (
     next_steps,
     outcome_lines,
     sample_workload,
+    stack_settings,
     workload_lines,
 )
 
@@ -108,3 +109,19 @@ def test_next_steps_name_the_run_s_prefixes_and_commands() -> None:
     lines = plain(next_steps(elsewhere, run.with_(kafka=elsewhere.kafka), "m", Path("f"), stopped=True))
     assert any("MSGSTATE_KAFKA=127.0.0.1:19092" in line for line in lines)
     assert lines[3].startswith("  msgstate stack up ")
+
+
+def test_on_a_cluster_the_demo_runs_where_stack_up_would_and_says_how_to_get_back() -> None:
+    base = Settings(kafka="127.0.0.1:19092", redis="redis://127.0.0.1:17000/0")
+    assert stack_settings(base, 0, 0) == base
+    cluster = stack_settings(base, 3, 3)
+    assert cluster.redis_cluster and cluster.redis == base.redis
+    assert cluster.kafka == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094" and cluster.replication == 3
+    assert stack_settings(base, 3, 0) == base.with_(redis_cluster=True)
+    run = cluster.with_(topics=Topics("msgstate.demo-8"), key_prefix="ms-demo-8")
+    lines = plain(next_steps(cluster, run, "m", Path("f"), stopped=True))
+    assert lines[1] == ("  export MSGSTATE_TOPIC_PREFIX=msgstate.demo-8 MSGSTATE_KEY_PREFIX=ms-demo-8 "
+                        "MSGSTATE_KAFKA=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094 "
+                        "MSGSTATE_REDIS=redis://127.0.0.1:17000/0 MSGSTATE_REDIS_CLUSTER=true "
+                        "MSGSTATE_REPLICATION=3")
+    assert lines[3].startswith("  msgstate stack up --redis-cluster 3 --kafka-brokers 3 ")

@@ -33,7 +33,7 @@ from msgstate.streams.rounds.outbox import EVENT, OutRecord
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.client import async_client
-from msgstate.streams.storage.redis_round_store import RedisRoundStore
+from msgstate.streams.storage.redis_round_store import RedisRoundStore, ReplicaWait
 from msgstate.workers.config import Settings
 from msgstate.workers.partitioner import CachedPartitioner
 from msgstate.workers.services.metrics import WorkerMetrics
@@ -82,7 +82,8 @@ class StateWorker:
         self.engine = Engine(registry)
         self.client = async_client(settings.redis, cluster=settings.redis_cluster, socket_timeout=10,
                                    socket_connect_timeout=5)
-        self.store = RedisRoundStore(self.client, settings.keys)
+        self.store = RedisRoundStore(self.client, settings.keys, ReplicaWait(
+            settings.redis_wait_replicas, settings.redis_wait_timeout_ms))
         self.outputs = {EVENT: settings.topics.summary_changes}
         self.rejections = settings.topics.rejections
         self.consumer = AIOKafkaConsumer(

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import click
 import orjson
+import redis
 from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console, Group
 from rich.live import Live
@@ -32,12 +33,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from msgstate.schemas.exceptions import ConfigError
 from msgstate.schemas.records import decode_response
 from msgstate.schemas.wording import count
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.memory_store import MemoryStore
 from msgstate.streams.storage.reader import SummaryReader
-from msgstate.workers.config import Settings, Topics
+from msgstate.workers.config import Settings, Topics, environment, split_host_port
 from msgstate.workers.services import probes
 from msgstate.workers.tools import stack as local_stack
 from msgstate.workers.topics import ensure_topics
@@ -242,13 +244,29 @@ def outcome_lines(published: int, seen: Seen) -> list[str]:
     ]
 
 
+def stack_settings(base: Settings, redis_masters: int, kafka_brokers: int) -> Settings:
+    """The settings of the stack the demo runs on: with `redis_masters`, a Redis Cluster from
+    MSGSTATE_REDIS's port; with more than one of `kafka_brokers`, that many brokers from
+    MSGSTATE_KAFKA's, and topics replicated as `msgstate stack up` would."""
+    settings = base.with_(redis_cluster=True) if redis_masters else base
+    if kafka_brokers > 1:
+        first = split_host_port(base.kafka_servers[0], "MSGSTATE_KAFKA")[1]
+        settings = settings.with_(kafka=local_stack.kafka_addresses(first, kafka_brokers),
+                                  replication=local_stack.replication_for(kafka_brokers)[0])
+    return settings
+
+
 def next_steps(base: Settings, settings: Settings, busiest: str, replay_file: Path,
                stopped: bool) -> list[str]:
     """The commands that show this run's outputs: its topics and keys have their own prefixes."""
     env = {"MSGSTATE_TOPIC_PREFIX": settings.topics.prefix, "MSGSTATE_KEY_PREFIX": settings.key_prefix}
-    for name, value, default in (("MSGSTATE_KAFKA", base.kafka, Settings().kafka),
-                                 ("MSGSTATE_REDIS", base.redis, Settings().redis)):
-        if value != default:
+    default = Settings()
+    for name, value, usual in (("MSGSTATE_KAFKA", settings.kafka, default.kafka),
+                               ("MSGSTATE_REDIS", settings.redis, default.redis),
+                               ("MSGSTATE_REDIS_CLUSTER", str(settings.redis_cluster).lower(),
+                                str(default.redis_cluster).lower()),
+                               ("MSGSTATE_REPLICATION", str(settings.replication), str(default.replication))):
+        if value != usual:
             env[name] = value
     live = f"http://{base.http_host}:{base.http_port}/live?message={quote(busiest, safe='/')}"
     steps = [
@@ -259,7 +277,12 @@ def next_steps(base: Settings, settings: Settings, busiest: str, replay_file: Pa
          "every summary again, from the records alone (no Kafka, no Redis)"),
     ]
     if stopped:
-        steps.insert(0, ("msgstate stack up", "first: the demo stopped the stack it started (its data stay)"))
+        up = "msgstate stack up"
+        if settings.redis_cluster:
+            up += f" --redis-cluster {len(local_stack.cluster_nodes(settings)) // 2 or 3}"
+        if len(settings.kafka_servers) > 1:
+            up += f" --kafka-brokers {len(settings.kafka_servers)}"
+        steps.insert(0, (up, "first: the demo stopped the stack it started (its data stay)"))
     width = max(len(command) for command, _ in steps)
     export = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     lines = ["[bold]Where to look next[/]: this run's topics and Redis keys have prefixes of their own, so",
@@ -273,7 +296,13 @@ def next_steps(base: Settings, settings: Settings, busiest: str, replay_file: Pa
 @click.command()
 @click.option("--workers", "worker_count", default=2, show_default=True, type=click.IntRange(1, 8),
               help="State workers to run; they share the partitions.")
-def demo(worker_count: int) -> None:
+@click.option("--redis-cluster", "redis_masters", type=click.IntRange(3, 16), default=None,
+              help="Run on a Redis Cluster of this many masters, each with a replica, from "
+                   "MSGSTATE_REDIS's port (started as `msgstate stack up --redis-cluster` would).")
+@click.option("--kafka-brokers", "kafka_brokers", type=click.IntRange(1, 5), default=None,
+              help="Run on this many Kafka brokers from MSGSTATE_KAFKA's port, topics replicated "
+                   "min(M, 3) times (as `msgstate stack up --kafka-brokers` would).")
+def demo(worker_count: int, redis_masters: int | None, kafka_brokers: int | None) -> None:
     """Run the pipeline on the local stack with a sample workload, live.
 
     It says what it publishes (records, messages, identities, states, the records bad on
@@ -282,18 +311,21 @@ def demo(worker_count: int) -> None:
     further. It uses the stack that runs, or starts one and stops it at the end.
     """
     console = Console()
-    base = Settings.from_env()
+    base = stack_settings(Settings.from_env(), redis_masters or 0, kafka_brokers or 0)
     run = f"demo-{int(time.time())}"
     settings = base.with_(topics=Topics(f"{base.topics.prefix}.{run}"), key_prefix=f"{base.key_prefix}-{run}",
                           app_id=f"{base.app_id}-{run}")
     started = not (probes.kafka_answers(settings.kafka) and probes.redis_answers(settings.redis))
     if started:
         console.print("[bold]Starting the local stack[/] (Kafka + Redis)…")
-        local_stack.up(settings, echo=lambda line: console.print("  " + line))
+        local_stack.up(settings, echo=lambda line: console.print("  " + line),
+                       redis_masters=redis_masters or 0, kafka_brokers=kafka_brokers or 0)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
         probes.require_redis(settings.redis)
+        if settings.redis_cluster:
+            _require_cluster(settings)
         ensure_topics(settings)
         logs = settings.stack_dir.resolve() / "demo-logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -323,6 +355,18 @@ def demo(worker_count: int) -> None:
     _say(console, next_steps(base, settings, busiest[0], replay_file, stopped=started))
 
 
+def _require_cluster(settings: Settings) -> None:
+    """A single Redis already on the cluster's first port would fail every worker: say so."""
+    client = redis.Redis.from_url(settings.redis.split(",")[0], socket_timeout=5)
+    try:
+        enabled = client.info("cluster").get("cluster_enabled") == 1
+    finally:
+        client.close()
+    if not enabled:
+        raise ConfigError(f"{settings.redis.split(',')[0]} is a Redis that is not a cluster: stop it "
+                          "(msgstate stack down) or set MSGSTATE_REDIS to another port for the cluster")
+
+
 def _say(console: Console, lines: Iterable[str]) -> None:
     console.print()
     for line in lines:
@@ -330,11 +374,7 @@ def _say(console: Console, lines: Iterable[str]) -> None:
 
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update({"MSGSTATE_KAFKA": settings.kafka, "MSGSTATE_REDIS": settings.redis,
-                "MSGSTATE_TOPIC_PREFIX": settings.topics.prefix,
-                "MSGSTATE_KEY_PREFIX": settings.key_prefix, "MSGSTATE_APP_ID": settings.app_id,
-                "MSGSTATE_PARTITIONS": str(settings.partitions)})
+    env = {**os.environ, **environment(settings)}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "msgstate.workers", "worker"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
