@@ -57,7 +57,7 @@ def throughput_table(figures: Figures) -> Table:
         ratio = {"worker": (figures.ratio("bare_pipeline"), figures.ratio("bare_consumer")),
                  "bare_pipeline": (Spread(1, 1, 1, 1), figures.ratio("bare_consumer", "bare_pipeline")),
                  "bare_consumer": (None, Spread(1, 1, 1, 1))}.get(run.system, (None, None)) \
-            if run.scenario == "zipf" and run.workers == 1 else (None, None)
+            if run.scenario == "zipf" and run.workers == 1 and not run.store else (None, None)
         notes = "; ".join(filter(None, [run.note, *{d.note for d in run.drains}]))
         cpu = run.cpu_us("system") if run.system != "bare_consumer" else run.cpu_us("harness")
         out.add_row(label(run), _text(run.throughput), _text(ratio[0], "{:.2f}"), _text(ratio[1], "{:.2f}"),

@@ -111,6 +111,14 @@ def test_the_report_and_the_files_carry_the_comparison(tmp_path: Path) -> None:
     text = console.export_text()
     assert "single Redis and on a Redis Cluster of 3 masters" in text
     assert "0.70 (0.50-0.90)" in text and "master:7002" in text and "replica:7005" in text
+    # Beside a main run, the comparison's workers are not given the main worker's ratios.
+    main = Run("worker", "zipf", 1, 1000, drains=[_drain(5_000, redis=0.01), _drain(5_000, redis=0.01)])
+    bare = Run("bare_pipeline", "zipf", 1, 1000, drains=[_drain(10_000), _drain(10_000)])
+    figures.runs += [main, bare]
+    console = Console(record=True, width=250)
+    print_report(console, figures)
+    ratios = [line for line in console.export_text().splitlines() if "0.50 (0.50-0.50)" in line]
+    assert len(ratios) == 1 and "msgstate worker " in ratios[0] and "Redis" not in ratios[0], ratios
     json_path, csv_path, _ = write(tmp_path, figures)
     assert b'"cluster_per_single_redis"' in json_path.read_bytes()
     assert ",cluster," in csv_path.read_text()
