@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -45,20 +46,25 @@ def _numbers(text: str, what: str, kind: type[float] | type[int]) -> list[float]
               help="Peers to run: naive, table, quix, or none.")
 @click.option("--peer-responses", type=click.IntRange(min=100), default=3_000, show_default=True,
               help="Responses in each drain of a peer (they drain tens of times slower).")
+@click.option("--redis-cluster", "masters", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also drain with a worker on a Redis Cluster of this many masters, a replica each "
+                   "(started on free ports for the run), in turns with one on the stack's Redis; 0: not.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results"), show_default=True,
               help="Figures go to a new <timestamp> folder in here.")
 @click.option("--quick", is_flag=True,
               help="A short run (≤ 2 min): zipf only, 1 worker, no peers, 10,000 responses, 5,000/s for 3 s.")
 def bench(scenario: str, workers_text: str, loads_text: str, count: int, repeats: int, warm_up: int,
-          duration: float, peers_text: str, peer_responses: int, results_dir: Path, quick: bool) -> None:
+          duration: float, peers_text: str, peer_responses: int, masters: int, results_dir: Path,
+          quick: bool) -> None:
     """Benchmark the installed worker on the local stack against ceilings and peers.
 
     Each throughput figure is the median of --repeats drains of a backlog, the worker's taken
     pair by pair against a bare pipeline that does the same reads and writes; each latency
     figure the median of --repeats phases. Uses the stack at MSGSTATE_KAFKA / MSGSTATE_REDIS
-    (started, and stopped at the end, when nothing answers there). Prints tables and writes
-    figures.json, figures.csv and a PNG plot.
+    (started, and stopped at the end, when nothing answers there). With --redis-cluster, a
+    worker on the cluster and one on the stack's single Redis drain the same backlogs in turns.
+    Prints tables and writes figures.json, figures.csv and a PNG plot.
     """
     try:
         from rich.console import Console
@@ -83,10 +89,12 @@ def bench(scenario: str, workers_text: str, loads_text: str, count: int, repeats
         plan.responses, plan.duration, plan.timeout = min(count, 10_000), min(duration, 3.0), 45.0
         plan.warm_up = min(warm_up, 1)
 
+    base = Settings.from_env()
+    if masters and base.redis_cluster:
+        raise ConfigError("--redis-cluster compares with a single Redis: unset MSGSTATE_REDIS_CLUSTER")
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 180))  # the table is wide: do not fold it in logs
-    base = Settings.from_env()
     started = not (probes.kafka_answers(base.kafka) and probes.redis_answers(base.redis))
     if started:
         local_stack.up(base, echo=console.print)
@@ -94,13 +102,17 @@ def bench(scenario: str, workers_text: str, loads_text: str, count: int, repeats
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("benchmark", total=stages(plan))
+        with contextlib.ExitStack() as cleanup:
+            if masters:
+                console.print(f"starting a Redis Cluster of {masters} masters, a replica each")
+                plan.cluster = cleanup.enter_context(local_stack.private_redis_cluster(base, masters)).redis
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("benchmark", total=stages(plan))
 
-            def say(text: str) -> None:
-                progress.update(task, description=text)
+                def say(text: str) -> None:
+                    progress.update(task, description=text)
 
-            figures = run_all(base, plan, logs, say, lambda: progress.advance(task))
+                figures = run_all(base, plan, logs, say, lambda: progress.advance(task))
     finally:
         if started:
             local_stack.down(base, echo=console.print)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from msgstate.workers.config import Settings
+from msgstate.workers.config import environment as deployment
 from msgstate.workers.tools import stack as local_stack
 
 WORKER = ("-m", "msgstate.workers", "worker", "-l", "warn")
@@ -30,17 +31,7 @@ def peer_argv(system: str, *args: str) -> Sequence[str]:
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "MSGSTATE_KAFKA": settings.kafka,
-        "MSGSTATE_REDIS": settings.redis,
-        "MSGSTATE_STACK_DIR": str(settings.stack_dir.resolve()),
-        "MSGSTATE_PARTITIONS": str(settings.partitions),
-        "MSGSTATE_TOPIC_PREFIX": settings.topics.prefix,
-        "MSGSTATE_KEY_PREFIX": settings.key_prefix,
-        "MSGSTATE_APP_ID": settings.app_id,
-    })
-    return env
+    return {**os.environ, **deployment(settings), "MSGSTATE_STACK_DIR": str(settings.stack_dir.resolve())}
 
 
 class Measured:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ LABELS = {"worker": "msgstate worker", "bare_pipeline": "ceiling: bare pipeline 
           "bare_consumer": "ceiling: bare consumer (decode only)",
           "naive": "naive (faust + Redis GET/SET per record)", "table": "faust Table",
           "quix": "quix-streams State"}
+STORES = {"redis": "single Redis", "cluster": "Redis Cluster"}
 PROCESS_NAMES = {"system": "the system itself", "redis": "Redis", "broker": "Kafka broker",
                  "harness": "benchmark harness (waiting)"}
 TARGET_SHARE = 0.60  # of the bare pipeline: the figure the worker is judged on
@@ -34,6 +35,8 @@ def label(run: Run) -> str:
     extra = [f"×{run.workers}"] if run.workers > 1 else []
     if run.scenario != "zipf":
         extra.append(f"{run.scenario} message")
+    if run.store:
+        extra.append(STORES.get(run.store, run.store))
     return f"{name} ({', '.join(extra)})" if extra else name
 
 
@@ -54,7 +57,7 @@ def throughput_table(figures: Figures) -> Table:
         ratio = {"worker": (figures.ratio("bare_pipeline"), figures.ratio("bare_consumer")),
                  "bare_pipeline": (Spread(1, 1, 1, 1), figures.ratio("bare_consumer", "bare_pipeline")),
                  "bare_consumer": (None, Spread(1, 1, 1, 1))}.get(run.system, (None, None)) \
-            if run.scenario == "zipf" and run.workers == 1 else (None, None)
+            if run.scenario == "zipf" and run.workers == 1 and not run.store else (None, None)
         notes = "; ".join(filter(None, [run.note, *{d.note for d in run.drains}]))
         cpu = run.cpu_us("system") if run.system != "bare_consumer" else run.cpu_us("harness")
         out.add_row(label(run), _text(run.throughput), _text(ratio[0], "{:.2f}"), _text(ratio[1], "{:.2f}"),
@@ -108,6 +111,105 @@ def cpu_table(figures: Figures) -> Table | None:
             for r in (worker_run, bare_run)]
     out.add_row("events produced per response", *(_text(x, "{:.2f}") for x in per), "")
     out.add_row("bytes per event", *(_text(x) for x in size), "")
+    return out
+
+
+def redis_nodes(run: Run) -> list[str]:
+    """The Redis processes a run's drains read: "redis", or a cluster's masters then replicas."""
+    found = {name for d in run.drains for name in d.cpu if name.startswith(("master:", "replica:"))}
+    return sorted(found, key=lambda n: (n.startswith("replica"), int(n.partition(":")[2]))) or ["redis"]
+
+
+def cpu_us_together(run: Run, names: list[str]) -> Spread | None:
+    """CPU µs per response of several processes together, drain by drain (µs per response is
+    ms per 1,000 responses)."""
+    return Spread.of(sum(d.cpu.get(n, 0.0) for n in names) / run.responses * 1e6 if d.rate and d.cpu else None
+                     for d in run.drains)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRow:
+    """The worker on one Redis setup, in the comparison."""
+
+    run: Run
+    on_single: Spread | None  # its drains over the single Redis's, pair by pair
+    worker_cpu: Spread | None  # µs per response
+    masters_cpu: Spread | None
+    replicas_cpu: Spread | None
+    per_live_value: float | None  # bytes of used_memory, summed over the masters
+
+
+def store_rows(figures: Figures) -> list[StoreRow]:
+    rows = []
+    for store in STORES:
+        run = figures.find("worker", store=store)
+        if run is None:
+            continue
+        nodes = redis_nodes(run)
+        masters = [n for n in nodes if not n.startswith("replica:")]
+        replicas = [n for n in nodes if n.startswith("replica:")]
+        on_single = Spread.of(figures.on_cluster()) if store == "cluster" else Spread(1, 1, 1, 1)
+        rows.append(StoreRow(run, on_single, run.cpu_us("system"), cpu_us_together(run, masters),
+                             cpu_us_together(run, replicas) if replicas else None,
+                             run.redis.get("used_memory_per_live_value")))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRow:
+    node: str
+    cpu: Spread | None  # µs per response
+    partitions: int | None = None  # a master's: input partitions whose slot it serves
+    keys: int | None = None
+    used_memory: int | None = None
+
+
+def shard_rows(run: Run) -> list[ShardRow]:
+    """A row per Redis process of the run: its CPU, and for a master what the keys hold on it."""
+    loads = {shard.node: shard for shard in run.shards}
+    rows = []
+    for node in redis_nodes(run):
+        load = loads.get(node)
+        rows.append(ShardRow(node, run.cpu_us(node), *((load.partitions, load.keys, load.used_memory)
+                                                        if load else ())))
+    return rows
+
+
+def store_table(figures: Figures) -> Table | None:
+    rows = store_rows(figures)
+    if len(rows) < 2:
+        return None
+    masters = len(rows[1].run.shards)
+    out = Table(title=f"The worker on a single Redis and on a Redis Cluster of {masters} masters, a "
+                      f"replica each: paired drains of the same records, median (min-max) of "
+                      f"{figures.plan['repeats']}")
+    for column in ("Redis", "responses/s", "× single Redis", "worker CPU ms / 1,000 responses",
+                   "Redis CPU ms / 1,000 (masters)", "replicas", "used_memory bytes / live value", "note"):
+        out.add_column(column, justify="left" if column in ("Redis", "note") else "right")
+    for row in rows:
+        notes = "; ".join(filter(None, [row.run.note, *{d.note for d in row.run.drains}]))
+        out.add_row(STORES[row.run.store], _text(row.run.throughput), _text(row.on_single, "{:.2f}"),
+                    _text(row.worker_cpu, "{:.1f}"), _text(row.masters_cpu, "{:.1f}"),
+                    _text(row.replicas_cpu, "{:.1f}"),
+                    "—" if row.per_live_value is None else f"{row.per_live_value:.0f}", notes)
+    return out
+
+
+def shard_table(figures: Figures) -> Table | None:
+    runs = [r for r in (figures.find("worker", store=s) for s in STORES) if r is not None]
+    if len(runs) < 2:
+        return None
+    out = Table(title="Per Redis process: CPU during the worker's drains, and what its keys hold at the end")
+    for column in ("Redis", "process", "input partitions", "keys", "used_memory MB",
+                   "CPU ms / 1,000 responses"):
+        out.add_column(column, justify="left" if column in ("Redis", "process") else "right")
+    for run in runs:
+        for n, row in enumerate(shard_rows(run)):
+            out.add_row(STORES[run.store] if n == 0 else "", row.node,
+                        "" if row.partitions is None else str(row.partitions),
+                        "" if row.keys is None else f"{row.keys:,}",
+                        "" if row.used_memory is None else f"{row.used_memory / 2**20:.1f}",
+                        _text(row.cpu, "{:.1f}"))
     return out
 
 
@@ -239,6 +341,9 @@ def print_report(console: Console, figures: Figures) -> None:
         gap = gap_line(figures)
         if gap:
             console.print(gap)
+    for table in (store_table(figures), shard_table(figures)):
+        if table is not None:
+            console.print(table)
     console.print(latency_table(figures))
     for name, figure, met in targets(figures):
         verdict = "" if met is None else ("[green]met[/]" if met else "[red]missed[/]")
@@ -263,12 +368,14 @@ def summary(figures: Figures) -> dict[str, Any]:
                                      "repeats": figures.ratios("bare_consumer")},
         "throughput": {label(r): spread(r.throughput) for r in figures.runs},
         "cpu_us_per_response": {label(r): {p: spread(r.cpu_us(p)) for p in PROCESSES} for r in figures.runs},
+        "cluster_per_single_redis": {**(spread(Spread.of(figures.on_cluster())) or {}),
+                                     "repeats": figures.on_cluster()},
         "p99_ms": {label(r): {f"{lat.offered:.0f}": spread(lat.spread()) for lat in r.latencies}
                    for r in figures.runs if r.latencies},
     }
 
 
-CSV_HEAD = ["kind", "system", "scenario", "workers", "repeat", "offered_per_s", "responses_per_s",
+CSV_HEAD = ["kind", "system", "scenario", "workers", "redis", "repeat", "offered_per_s", "responses_per_s",
             *(f"cpu_s_{p}" for p in PROCESSES), "p50_ms", "p95_ms", "p99_ms", "max_ms", "p99_from_call_ms",
             "events", "note"]
 
@@ -286,7 +393,7 @@ def write(folder: Path, figures: Figures) -> list[Path]:
         rows = csv.writer(out)
         rows.writerow(CSV_HEAD)
         for run in figures.runs:
-            who = [run.system, run.scenario, run.workers]
+            who = [run.system, run.scenario, run.workers, run.store]
             for n, d in enumerate(run.drains):
                 rows.writerow(["drain", *who, n + 1, None, d.rate, *(d.cpu.get(p) for p in PROCESSES),
                                None, None, None, None, None, None, d.note or run.note])
@@ -342,7 +449,8 @@ def plot(figures: Figures, path: Path) -> None:
     right.set_xlabel("offered load, responses/s")
     right.set_ylabel("produce → summary-change event, ms")
     right.set_title("Latency against offered load: median, min-max bars")
-    right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if right.get_legend_handles_labels()[0]:  # no latency measured: no legend
+        right.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(f"msgstate benchmark, {figures.started} — {figures.machine}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")

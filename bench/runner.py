@@ -33,6 +33,7 @@ from typing import Any
 from msgstate.bench import kafka_io
 from msgstate.bench.baselines import bare_consumer_rate
 from msgstate.bench.procs import Measured, cpu_of, stack_pids
+from msgstate.bench.shards import ShardLoad, cpu_by_node, nodes, release
 from msgstate.bench.spread import Spread
 from msgstate.schemas.exceptions import MsgstateError
 from msgstate.streams.engine.replay import Replayer
@@ -112,6 +113,8 @@ class Run:
     top_message_share: float = 0.0
     busiest_partition_share: float = 0.0
     redis: dict[str, float] = field(default_factory=dict)
+    store: str = ""  # "" for the stack's Redis; in the comparison, "redis" or "cluster"
+    shards: list[ShardLoad] = field(default_factory=list)  # its keys on each master, at the end
     note: str = ""
 
     @property
@@ -139,6 +142,7 @@ class Plan:
     repeats: int = 3
     warm_up: int = 2  # unmeasured drains per system before the first measured one
     peer_responses: int = 3_000
+    cluster: str = ""  # a node of the Redis Cluster to compare the stack's Redis with
 
 
 class Source:
@@ -181,12 +185,15 @@ class Batch:
 class System:
     """One system reading the session's input topic: its processes, its output topic."""
 
-    def __init__(self, session: Session, name: str, workers: int, tag: str, run: Run | None = None) -> None:
-        base = session.settings
+    def __init__(self, session: Session, name: str, workers: int, tag: str, run: Run | None = None,
+                 store: str = "") -> None:
+        base = session.stores[store]
         self.name = name
+        self.store = store
         # Its own Redis keys and group. The worker or peer writes the session's output topics;
         # the bare pipeline, beside it on the same input, topics of its own.
         self.settings = base.with_(key_prefix=tag, app_id=tag)
+        self.nodes = nodes(self.settings)
         args: tuple[str, ...] = ()
         if name == "bare_pipeline":
             self.settings = self.settings.with_(topics=Topics(tag))
@@ -195,7 +202,7 @@ class System:
         self.topic = self.settings.topics.summary_changes
         self.procs = [Measured(self.settings, name, session.logs / f"{tag}-{name}-{n}.log", *args)
                       for n in range(workers)]
-        self.run = run or Run(name, session.scenario, workers)
+        self.run = run or Run(name, session.scenario, workers, store=store)
         self.counter = kafka_io.Counter(self.settings, self.topic)
         self.suspended_at: float | None = None
 
@@ -234,9 +241,15 @@ class System:
 class Session:
     """One scenario's input topic, its records, and the systems that read it."""
 
-    def __init__(self, base: Settings, scenario: str, logs: Path, timeout: float, say: Say) -> None:
+    def __init__(self, base: Settings, scenario: str, logs: Path, timeout: float, say: Say,
+                 cluster: str = "") -> None:
         self.tag = f"bench-{uuid.uuid4().hex[:8]}"
         self.settings = base.with_(topics=Topics(self.tag), key_prefix=self.tag, app_id=self.tag)
+        # The Redis a system may write to: the stack's, or, compared with it, a single Redis
+        # (the same) and a cluster.
+        self.stores = {"": self.settings, "redis": self.settings}
+        if cluster:
+            self.stores["cluster"] = self.settings.with_(redis=cluster, redis_cluster=True)
         self.scenario = scenario
         self.logs = logs
         self.timeout = timeout
@@ -248,9 +261,10 @@ class Session:
         kafka_io.create_topics(self.settings)
         self.input = kafka_io.Counter(self.settings, self.settings.topics.responses)
 
-    def add(self, name: str, workers: int = 1, run: Run | None = None) -> System:
-        """Start a system on the session's input; its figures go to `run` when given."""
-        system = System(self, name, workers, f"{self.tag}-{len(self.systems)}", run)
+    def add(self, name: str, workers: int = 1, run: Run | None = None, store: str = "") -> System:
+        """Start a system on the session's input, on the Redis `store` names; its figures go
+        to `run` when given."""
+        system = System(self, name, workers, f"{self.tag}-{len(self.systems)}", run, store)
         self.systems.append(system)
         return system
 
@@ -279,7 +293,9 @@ class Session:
                 raise BenchError(f"{system.name} did not start in time:\n{system.procs[0].output()}")
 
     def _cpu(self, system: System) -> dict[str, float]:
-        return {"system": system.cpu(), "redis": cpu_of(self.stack["redis"]),
+        """CPU seconds so far of the system, the broker, the harness, and its Redis: "redis"
+        (its masters, for a cluster) and, on a cluster, each master and replica by port."""
+        return {"system": system.cpu(), **cpu_by_node(system.nodes, cpu_of),
                 "broker": cpu_of(self.stack["broker"]), "harness": cpu_of(self.harness)}
 
     def _await(self, system: System, batch: Batch, since: dict[int, int], timeout: float,
@@ -330,7 +346,7 @@ class Session:
         done = count / expected
         drain.rate = len(batch.records) * done / drain.seconds
         after = after or self._cpu(system)  # not all came: the CPU until the deadline
-        drain.cpu = {name: after[name] - before[name] for name in PROCESSES}
+        drain.cpu = {name: after[name] - before[name] for name in after}
         drain.events, drain.event_bytes = len(sizes), sum(sizes)
         if done < 1:
             drain.note = f"only {done:.0%} of the events within {2 * self.timeout:.0f} s"
@@ -387,14 +403,24 @@ class Session:
                             "bytes_per_live_value": state / max(live, 1),
                             "dedupe_ids": seen, "bytes_per_dedupe_id": sizes["ids"] / max(seen, 1)}
 
+    def release(self, system: System) -> None:
+        """What the system's keys hold on each master of its Redis, found by deleting them."""
+        run = system.run
+        run.shards = release(system.settings, system.nodes, system.settings.key_prefix)
+        live = self.source.replayer.store.live_values()
+        held = sum(shard.used_memory for shard in run.shards)
+        run.redis.update({"live_values": live, "used_memory": held,
+                          "used_memory_per_live_value": held / max(live, 1)})
+
     def close(self) -> None:
         """Stop every system, then drop the session's topics and Redis keys."""
         for system in list(self.systems):
             self.remove(system)
         self.input.close()
         kafka_io.delete_topics(self.settings, self.tag)
-        client = self.settings.redis_client()
-        keys = list(client.scan_iter(match=f"{self.tag}*", count=5000))
-        for at in range(0, len(keys), 1000):
-            client.delete(*keys[at:at + 1000])
-        client.close()
+        for store in ({"", "cluster"} & self.stores.keys()):
+            client = self.stores[store].redis_client()
+            keys = list(client.scan_iter(match=f"{self.tag}*", count=5000))
+            for at in range(0, len(keys), 1000):  # a cluster client splits them by slot
+                client.delete(*keys[at:at + 1000])
+            client.close()

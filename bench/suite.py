@@ -29,9 +29,14 @@ class Figures:
     broker_age: float = 0.0  # seconds since the broker started, at the start of the run
     stack_warm_up: float = 0.0  # seconds of drains before the first session, for a young broker
 
-    def find(self, system: str, scenario: str = "zipf", workers: int = 1) -> Run | None:
-        wanted = (system, scenario, workers)
-        return next((r for r in self.runs if (r.system, r.scenario, r.workers) == wanted), None)
+    def find(self, system: str, scenario: str = "zipf", workers: int = 1, store: str = "") -> Run | None:
+        wanted = (system, scenario, workers, store)
+        return next((r for r in self.runs if (r.system, r.scenario, r.workers, r.store) == wanted), None)
+
+    def on_cluster(self) -> list[float]:
+        """The worker's drains on the cluster over its drains on the single Redis, pair by pair."""
+        single, cluster = self.find("worker", store="redis"), self.find("worker", store="cluster")
+        return [] if single is None or cluster is None else paired(cluster.rates(), single.rates())
 
     def ratios(self, ceiling: str, system: str = "worker") -> list[float]:
         """The system's drains over the ceiling's, repeat by repeat (the same session)."""
@@ -66,12 +71,14 @@ class Part:
     drains: bool = True
     latency_rounds: int = 0  # rounds of latency phases, one phase per load each
     bare_consumer: bool = False
+    stores: list[str] = field(default_factory=list)  # each system's Redis (Session.stores); "" for all
 
     @property
     def label(self) -> str:
         name, workers = self.systems[0]
         extra = f" ×{workers}" if workers > 1 else ""
-        return f"{name}{extra}, {self.scenario}"
+        where = ", single Redis against the cluster" if self.stores else ""
+        return f"{name}{extra}, {self.scenario}{where}"
 
 
 def parts(plan: Plan) -> list[Part]:
@@ -89,6 +96,10 @@ def parts(plan: Plan) -> list[Part]:
         # about what it keeps up with (quix at 2,500/s) only grew a backlog, for minutes.
         found += [Part("zipf", [(peer, 1)], plan.peer_responses) for peer in plan.peers]
         found += [Part("zipf", [("worker", n)], plan.responses) for n in plan.workers if n != 1]
+    if plan.cluster:
+        # A worker on the single Redis and one on the cluster, on the same records in turns.
+        found.append(Part("zipf", [("worker", 1), ("worker", 1)], plan.responses,
+                          stores=["redis", "cluster"]))
     return found
 
 
@@ -105,10 +116,11 @@ def measure(base: Settings, plan: Plan, part: Part, logs: Path, say: Say, step: 
     `into`: the run of the first system from an earlier session (its drains tell which loads it
     can be offered), where this session's latencies go.
     """
-    session = Session(base, part.scenario, logs, plan.timeout, say)
+    session = Session(base, part.scenario, logs, plan.timeout, say, plan.cluster)
     runs: list[Run] = []
     try:
-        systems = [session.add(name, workers, into if n == 0 else None)
+        systems = [session.add(name, workers, into if n == 0 else None,
+                               part.stores[n] if part.stores else "")
                    for n, (name, workers) in enumerate(part.systems)]
         runs = [s.run for s in systems]
         say(f"{part.label}: starting")
@@ -130,6 +142,11 @@ def measure(base: Settings, plan: Plan, part: Part, logs: Path, say: Say, step: 
             _latencies(session, main, plan, part.latency_rounds, say, step)
         if part.drains and main.name == "worker" and main.run.workers == 1:
             session.redis_memory(main)
+        if part.stores:
+            for system in systems:  # stopped first: a running worker's outbox holds its last round
+                if system in session.systems:
+                    session.remove(system)
+                session.release(system)
     except BenchError as exc:
         if runs:
             runs[0].note = "; ".join(filter(None, [runs[0].note, str(exc).splitlines()[0]]))

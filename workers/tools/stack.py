@@ -228,6 +228,29 @@ def private_stack(base: Settings, partitions: int, redis_masters: int = 0,
                 shutil.rmtree(group[0].home.parent, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_redis_cluster(base: Settings, masters: int) -> Iterator[Settings]:
+    """A Redis Cluster of `masters`, a replica each, of its own on free ports beside the stack
+    `base` names (its Kafka is left alone); stopped and removed after."""
+    settings = base.with_(redis=f"redis://127.0.0.1:{free_ports(2 * masters)}/0", redis_cluster=True)
+    try:
+        start_redis_cluster(settings, masters)
+        # Every slot is served before each replica has taken its master: wait for them too.
+        nodes = cluster_nodes(settings)
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        while sum(replica_of(node) is not None for node in nodes) < masters:
+            if time.monotonic() > deadline:
+                raise StackError(f"the replicas of the Redis Cluster at {settings.redis} did not follow "
+                                 f"their masters within {CLUSTER_START_TIMEOUT:.0f} s")
+            time.sleep(0.25)
+        yield settings
+    finally:
+        nodes = cluster_nodes(settings)
+        _stop_nodes(nodes)
+        if nodes:
+            shutil.rmtree(nodes[0].home.parent, ignore_errors=True)
+
+
 def _stop_nodes(nodes: list[Service], kill: bool = False) -> list[tuple[Service, int]]:
     """Stop the running ones of `nodes` all at once (a KRaft broker whose quorum is gone would
     otherwise wait for it), then wait for each; returns the ones stopped and their pids."""
