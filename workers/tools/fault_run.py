@@ -153,6 +153,7 @@ class Fleet:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.crashes = 0
         self.kills = 0  # workers that died of a SIGKILL sent while they ran
+        self.most = 0  # workers running at once, at most
         self._expected_exits: set[int] = set()
         self._count = 0
 
@@ -164,6 +165,7 @@ class Fleet:
             [sys.executable, "-m", "msgstate.workers", "worker", "-l", "info"], env=env, stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         log.close()
+        self.most = max(self.most, sum(1 for p in self.procs if p.poll() is None))
 
     def running(self) -> list[subprocess.Popen[bytes]]:
         """Live workers; a worker that exited by itself counts as a crash and is replaced."""
@@ -593,7 +595,7 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
                 failover.finish(client)
             else:
                 failover.finish(last)
-        evidence.update(worker_log_counts(logs), worker_kills=fleet.kills)
+        evidence.update(worker_log_counts(logs), worker_kills=fleet.kills, workers_at_most=fleet.most)
         return Figures(scenario=scenario, published=len(values), acknowledged=len(acked),
                        in_topic=len(topic), faults=faults, worker_kills=fleet.kills,
                        worker_crashes=fleet.crashes,
