@@ -62,14 +62,17 @@ HELP = ("Run fault SCENARIOS (default: all) on a private local stack and print w
 @click.option("--rate", default=400.0, show_default=True, help="Responses per second offered.")
 @click.option("--partitions", default=4, show_default=True, help="Partitions of the topics.")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--runs", default=20, show_default=True, type=click.IntRange(min=1),
-              help="soak: how many short runs.")
+@click.option("--runs", type=click.IntRange(min=1), default=None,
+              help="soak: how many short runs.  [default: 20]")
 @click.option("--cluster", is_flag=True,
               help="soak: run on a cluster stack (three Redis masters with a replica each, three "
                    "Kafka brokers) instead of a single Kafka and Redis.")
 def reliability(scenarios: tuple[str, ...], records: int, rate: float, partitions: int,
-                seed: int, runs: int, cluster: bool) -> None:
+                seed: int, runs: int | None, cluster: bool) -> None:
     chosen = list(SCENARIOS) if not scenarios or "all" in scenarios else list(dict.fromkeys(scenarios))
+    for name, given in (("--runs", runs is not None), ("--cluster", cluster)):
+        if given and "soak" not in chosen:
+            raise click.UsageError(f"{name} is an option of the soak scenario, which is not chosen")
     console = Console(stderr=True)
     logs = Path(tempfile.mkdtemp(prefix="msgstate-faults-"))
     figures: list[Figures] = []
@@ -87,7 +90,7 @@ def reliability(scenarios: tuple[str, ...], records: int, rate: float, partition
                 tag = f"faults-{name}-{int(time.time())}"
                 console.print(f"[bold]{name}[/]: {SCENARIOS[name]}")
                 if name == "soak":
-                    figures.append(total(soak(settings, runs, records, rate, logs / name, tag, seed,
+                    figures.append(total(soak(settings, runs or 20, records, rate, logs / name, tag, seed,
                                               progress=lambda line: console.print(f"  {line}"))))
                     continue
                 figures.append(run(settings.with_(topics=Topics(tag), key_prefix=tag, app_id=tag),
