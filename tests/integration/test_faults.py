@@ -74,6 +74,7 @@ def test_a_short_soak_is_clean_and_its_kills_happened(own_stack: Settings, tmp_p
     assert summed.passed
     assert (summed.evidence["runs"], summed.evidence["runs_not_clean"]) == (3, 0)
     assert summed.worker_kills == summed.evidence["kills_planned"] == 3 * SOAK_KILLS
+    assert summed.evidence["workers_at_most"] == 2
     assert summed.published == 3600
     # A kill that missed its worker does not pass.
     assert not fault_met("soak", {**summed.evidence, "worker_kills": 3 * SOAK_KILLS - 1})

@@ -34,8 +34,8 @@ def soak(settings: Settings, runs: int, records: int, rate: float, logs: Path, t
 
 
 def total(figures: list[Figures]) -> Figures:
-    """The runs' figures added up (counts and seconds; evidence counts too); fault met when it
-    was in every run."""
+    """The runs' figures added up (counts and seconds; evidence counts too, but the most workers
+    at once is the most of any run); fault met when it was in every run."""
     sums: dict[str, Any] = {}
     for f in dataclasses.fields(Figures):
         values = [getattr(one, f.name) for one in figures]
@@ -45,6 +45,7 @@ def total(figures: list[Figures]) -> Figures:
             keys = dict.fromkeys(k for one in figures for k, v in one.evidence.items()
                                  if isinstance(v, int))
             sums[f.name] = {k: sum(one.evidence.get(k, 0) for one in figures) for k in keys}
+            sums[f.name]["workers_at_most"] = max(one.evidence.get("workers_at_most", 0) for one in figures)
             sums[f.name]["runs"] = len(figures)
             sums[f.name]["runs_not_clean"] = sum(1 for one in figures if not one.clean)
         elif f.name == "fault_met":
