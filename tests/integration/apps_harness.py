@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 
@@ -83,7 +82,7 @@ class AppsDeployment:
 
     def records(self, app: str, association: AssociationRecord | None = None) -> list[AppRecord]:
         async def read() -> list[AppRecord]:
-            client = aioredis.from_url(self.settings.redis)
+            client = self.settings.async_redis_client()
             try:
                 store = AppPersistence(client, self.settings.key_prefix, app)
                 return await (store.read_records_by_association(association) if association

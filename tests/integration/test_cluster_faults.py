@@ -137,6 +137,23 @@ def test_kafka_leader_killed_loses_nothing_and_shows_the_new_leader(
     assert e["broker_unreachable"] + e["fetch_failed"] > 0
 
 
+@pytest.mark.timeout(600)
+def test_cluster_chaos_loses_nothing_and_shows_every_fault(cluster: Settings, tmp_path: Path) -> None:
+    """Both failovers, two worker SIGKILLs and a scale from one worker to three and back, in one
+    run."""
+    figures = run(fresh(cluster), "cluster-chaos", records=RECORDS, rate=RATE, logs=tmp_path)
+    print("\n".join(evidence_lines(figures)))
+    assert_clean(figures, tmp_path)
+    e = figures.evidence
+    assert e["redis_new_master"] != e["redis_killed_master"]
+    assert e["redis_master_at_end"] == e["redis_old_master_replicates"] == e["redis_new_master"]
+    assert e["redis_fence_at_kill"] < e["redis_fence_at_end"]
+    assert e["kafka_leader_after"] not in (-1, e["kafka_leader_before"])
+    assert e["kafka_leader_before"] in e["kafka_isr_after"]
+    assert e["kafka_end_at_kill"] <= e["kafka_last_offset"]
+    assert figures.worker_kills == 2 and e["workers_at_most"] == 3
+
+
 def test_a_failover_scenario_refuses_a_stack_that_is_not_a_cluster(tmp_path: Path) -> None:
     single = Settings(stack_dir=tmp_path, kafka=f"127.0.0.1:{stack.free_port_pair()}",
                       redis=f"redis://127.0.0.1:{stack.free_port_pair()}/0")

@@ -1,33 +1,46 @@
 """The pipeline on a real Redis Cluster (three masters, a replica each): every partition's keys
 in one slot, the partitions spread evenly over the masters, the same end as replay, and nothing
-lost when the master holding the busiest partition dies mid-run."""
+lost when the master holding the busiest partition dies mid-run; apps persistence and analytics
+exact there with several workers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import redis
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
+from msgstate.schemas.exceptions import AppUpdateConflict
+from msgstate.streams.apps.message_counter import COUNT
+from msgstate.streams.apps.persistence import AppPersistence
+from msgstate.streams.apps.persistence_model import AssociationModel, AssociationRecord
 from msgstate.streams.sdk import CHANGE, ChangeEvent
 from msgstate.workers.config import Settings, Topics
+from msgstate.workers.services.analytics_store import AnalyticsStore, value_member, values_set
 from msgstate.workers.tools import stack
 from msgstate.workers.topics import ensure_topics
 
 from ..conftest import ROOT, worker_env
 from ..waiting import wait_for
+from .apps_harness import AppsDeployment, chat_message
 from .http_helpers import running_http
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
 from .processes import WorkerProcess
+from .test_analytics import change
 from .test_repartition import check_repartition
 from .test_sdk import PollModel, client_for
 
@@ -189,3 +202,147 @@ def _serving(client: redis.Redis | redis.RedisCluster, key: str) -> int | None:
     except redis.RedisError:
         return None
     return owner(client, key)
+
+
+async def test_app_persistence_on_the_cluster_is_exact_under_concurrency(cluster: Settings) -> None:
+    """An app's keys share one slot: its scripts run whole on the master serving it."""
+    settings = fresh(cluster)
+    client = settings.async_redis_client()
+    other = settings.redis_client()
+    try:
+        store = AppPersistence(client, settings.key_prefix, "counter")
+        total = AssociationRecord(AssociationModel.MISC, "total")
+
+        async def bump(n: int) -> None:
+            for _ in range(n):
+                await store.increment_by_association(total, "count")
+
+        async def add(n: int) -> None:
+            for _ in range(n):
+                await store.modify(rid, lambda data: {"count": data["count"] + 1})
+
+        rid = await store.create({"count": 0})
+        await asyncio.gather(*(bump(100) for _ in range(8)), *(add(20) for _ in range(6)))
+        assert await store.read_by_association(total) == [{"count": 800}]
+        assert await store.read(rid) == {"count": 120}
+        for _ in range(3):  # one event handled three times
+            await store.scoped("messages:m1:counter").increment_by_association(total, "count")
+        assert await store.read_by_association(total) == [{"count": 801}]
+
+        def spoiled(data: dict[str, Any]) -> dict[str, Any]:
+            other.hincrby(store.keys.revisions, rid, 1)
+            return {"count": -1}
+
+        with pytest.raises(AppUpdateConflict):
+            await store.modify(rid, spoiled, attempts=3)
+        assert await store.read(rid) == {"count": 120}
+    finally:
+        await client.aclose()
+        other.close()
+
+
+APPS_MESSAGES = 6000
+
+
+@pytest.mark.timeout(480)
+def test_apps_on_the_cluster_count_exactly_with_three_workers_one_killed(
+        cluster: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSGSTATE_APPS", "msgstate.streams.apps.message_counter:MessageCounter")
+    deployment = AppsDeployment(fresh(cluster))
+    half = APPS_MESSAGES // 2
+    try:
+        victim = deployment.start_worker()
+        for _ in range(2):
+            deployment.start_worker()
+        deployment.publish_messages([chat_message(i, rooms=64) for i in range(half)])
+        wait_for(lambda: sum(deployment.committed().values()), lambda n: n > 0, timeout=180,
+                 what=lambda: "the apps workers handling messages\n" + victim.output())
+        # A worker killed while messages flow: what it handled and did not commit is handled
+        # again by the others, and the once tokens keep its writes from counting twice.
+        victim.kill()
+        deployment.workers.remove(victim)
+        assert victim.stop() == -signal.SIGKILL
+        deployment.publish_messages([chat_message(i, rooms=64) for i in range(half, APPS_MESSAGES)])
+        deployment.await_done(timeout=360)
+        [counter] = deployment.records("message-counter", COUNT)
+        assert counter.data == {"count": APPS_MESSAGES}
+    finally:
+        deployment.close()
+
+
+@pytest.mark.timeout(300)
+def test_analytics_on_the_cluster_count_exactly_with_two_consumers(cluster: Settings) -> None:
+    settings = fresh(cluster)
+    ensure_topics(settings)
+    now_ms = int(time.time() * 1000)
+    names = ("reactions", "poll_choice", "colors")
+    events = [change(f"m{i % 97}", f"r{i}", names[i % 3], None, [f"v{i % 5}"] if i % 3 != 1 else f"c{i % 4}",
+                     "Set" if i % 3 != 1 else "FWW")
+              for i in range(3000)]
+    repeated = events[::10]  # a state worker that took a partition over produces these again
+    ports = [stack.free_port_pair() for _ in range(2)]
+    consumers = [WorkerProcess(settings, ["-m", "msgstate.workers", "analytics", "--metrics-port", str(port)],
+                               name="analytics") for port in ports]
+    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=20)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka)
+    client = settings.redis_client()
+    group = f"{settings.app_id}-analytics"
+
+    def members() -> tuple[str, int]:
+        for consumer in consumers:
+            consumer.check()
+        try:
+            described = admin.describe_groups([group])[group]
+        except KafkaError:  # no coordinator until a consumer joined
+            return "", 0
+        return described["group_state"], len(described["members"])
+
+    try:
+        # Both consumers in the group first, so that each is assigned a share of the partitions.
+        wait_for(members, lambda seen: seen == ("Stable", 2), timeout=120,
+                 what=lambda: "\n".join(c.output() for c in consumers))
+        sent = [producer.send(settings.topics.summary_changes, key=e["message_id"].encode(),
+                              value=orjson.dumps(e), timestamp_ms=now_ms) for e in [*events, *repeated]]
+        producer.flush(timeout=60)
+        ends: dict[TopicPartition, int] = {}
+        for future in sent:
+            meta = future.get(timeout=30)
+            tp = TopicPartition(meta.topic, meta.partition)
+            ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+        def committed() -> dict[TopicPartition, int]:
+            for consumer in consumers:
+                consumer.check()
+            try:
+                offsets = admin.list_group_offsets(group).get(group, {})
+            except KafkaError:  # no coordinator until a consumer joined
+                return {}
+            return {tp: meta.offset for tp, meta in offsets.items()}
+
+        wait_for(committed, lambda seen: all(seen.get(tp) == end for tp, end in ends.items()),
+                 timeout=240, what=lambda: "\n".join(c.output() for c in consumers))
+        # Both consumers counted a share.
+        for port in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                metrics = dict(line.split(" ", 1) for line in answer.read().decode().splitlines()
+                               if not line.startswith("#"))
+            assert float(metrics["msgstate_analytics_events_counted_total"]) > 0, metrics
+    finally:
+        for consumer in consumers:
+            assert consumer.stop() == 0, consumer.output()
+        producer.close(timeout=5)
+        admin.close()
+
+    store = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention)
+    minute = now_ms // 60_000
+
+    def zset(key: str) -> Counter[bytes]:
+        return Counter({m: int(n) for m, n in client.zrange(key, 0, -1, withscores=True)})
+
+    # Each distinct event counted once, whichever consumer read it and however often.
+    try:
+        assert zset(store.keys.names(minute)) == Counter(e["name"].encode() for e in events)
+        assert zset(store.keys.messages(minute)) == Counter(e["message_id"].encode() for e in events)
+        assert zset(store.keys.values(minute)) == Counter(
+            value_member(e["name"], v) for e in events for v in values_set(e))
+    finally:
+        client.close()

@@ -85,3 +85,31 @@ def test_http_and_analytics_name_an_unreachable_service(settings: Settings) -> N
         assert done.returncode == 1, command
         assert done.stderr.strip().startswith("msgstate: "), done.stderr
         assert "127.0.0.1:1" in done.stderr, command
+
+
+def test_tail_drops_repeated_changes_and_rejections(settings: Settings) -> None:
+    """A worker that takes a partition over produces again what the last holder left unacknowledged:
+    tail prints each event id and each (partition, offset, change_index) once."""
+    publish(settings)
+    later = {**REJECTION, "offset": 8, "detail": "another"}
+    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    t = settings.topics
+    for topic, key, record in [
+        (t.summary_changes, A, change(A, "r1", "reactions", None, ["👍"])),  # repeats
+        (t.rejections, A, REJECTION),
+        (t.summary_changes, A, change(A, "r4", "reactions", ["👍"], [])),  # new, after them
+        (t.rejections, A, later),
+    ]:
+        producer.send(topic, key=key.encode(), value=orjson.dumps(record))
+    producer.flush(timeout=30)
+    producer.close()
+    # Seven distinct records of nine: reaching the last of A's partition of each topic means
+    # passing its repeat.
+    done = run_tail(settings, "--json", "--count", "7")
+    assert done.returncode == 0, done.stderr
+    seen = [orjson.loads(line) for line in done.stdout.splitlines()]
+    changes = [s["event_id"] for s in seen if s["kind"] == "change"]
+    assert sorted(changes) == [f"{A}/r1/reactions", f"{A}/r3/poll_choice", f"{A}/r4/reactions",
+                               f"{B}/r2/reactions"]
+    assert sorted((s["partition"], s["offset"]) for s in seen if s["kind"] == "reject") == [
+        (0, 7), (0, 8), (1, 3)]

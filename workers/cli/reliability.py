@@ -13,12 +13,15 @@ from rich.table import Table
 
 from msgstate.workers.config import Settings, Topics
 from msgstate.workers.tools.fault_run import SCENARIOS, Figures, evidence_lines, run, stack_for
+from msgstate.workers.tools.soak import soak, total
 from msgstate.workers.tools.stack import private_stack
 
-ROWS = ("published", "acknowledged", "in_topic", "faults", "worker_crashes", "parts",
+ROWS = ("published", "acknowledged", "in_topic", "faults", "worker_kills", "worker_crashes", "parts",
         "parts_differing", "events_expected", "events_missing", "events_unexpected",
-        "events_conflicting", "rejections_expected", "rejections_missing", "rejections_unexpected",
-        "acknowledged_not_in_topic", "lost", "applied_twice", "seconds")
+        "events_conflicting", "events_repeated", "rejections_expected", "rejections_missing",
+        "rejections_unexpected", "rejections_repeated", "acknowledged_not_in_topic", "lost",
+        "applied_twice", "seconds")
+CLUSTER = (3, 3)  # the stack of `soak --cluster`
 
 
 def table(figures: list[Figures]) -> Table:
@@ -59,21 +62,37 @@ HELP = ("Run fault SCENARIOS (default: all) on a private local stack and print w
 @click.option("--rate", default=400.0, show_default=True, help="Responses per second offered.")
 @click.option("--partitions", default=4, show_default=True, help="Partitions of the topics.")
 @click.option("--seed", default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=None,
+              help="soak: how many short runs.  [default: 20]")
+@click.option("--cluster", is_flag=True,
+              help="soak: run on a cluster stack (three Redis masters with a replica each, three "
+                   "Kafka brokers) instead of a single Kafka and Redis.")
 def reliability(scenarios: tuple[str, ...], records: int, rate: float, partitions: int,
-                seed: int) -> None:
+                seed: int, runs: int | None, cluster: bool) -> None:
     chosen = list(SCENARIOS) if not scenarios or "all" in scenarios else list(dict.fromkeys(scenarios))
+    for name, given in (("--runs", runs is not None), ("--cluster", cluster)):
+        if given and "soak" not in chosen:
+            raise click.UsageError(f"{name} is an option of the soak scenario, which is not chosen")
     console = Console(stderr=True)
     logs = Path(tempfile.mkdtemp(prefix="msgstate-faults-"))
     figures: list[Figures] = []
+
+    def need(name: str) -> tuple[int, int]:
+        return CLUSTER if cluster and name == "soak" else stack_for(name)
+
     # One private stack per kind the chosen scenarios need, in the order they come.
-    for need in dict.fromkeys(stack_for(name) for name in chosen):
-        masters, brokers = need
+    for kind in dict.fromkeys(need(name) for name in chosen):
+        masters, brokers = kind
         console.print(f"[dim]starting a private stack: {_stack_name(masters, brokers)}[/]")
         with private_stack(Settings.from_env(), partitions, redis_masters=masters,
                            kafka_brokers=brokers) as settings:
-            for name in (n for n in chosen if stack_for(n) == need):
+            for name in (n for n in chosen if need(n) == kind):
                 tag = f"faults-{name}-{int(time.time())}"
                 console.print(f"[bold]{name}[/]: {SCENARIOS[name]}")
+                if name == "soak":
+                    figures.append(total(soak(settings, runs or 20, records, rate, logs / name, tag, seed,
+                                              progress=lambda line: console.print(f"  {line}"))))
+                    continue
                 figures.append(run(settings.with_(topics=Topics(tag), key_prefix=tag, app_id=tag),
                                    name, records, rate, logs / name, seed=seed,
                                    progress=lambda line: console.print(f"  {line}")))

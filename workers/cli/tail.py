@@ -17,6 +17,35 @@ from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
 
 ABSENT = "-"
+# Identities remembered to drop repeats: a worker repeats outputs when it takes a partition over,
+# seconds after the first ones.
+REMEMBERED = 100_000
+
+
+class Repeats:
+    """Whether a record was printed already: an event by its `event_id`, a rejection by
+    (`partition`, `offset`, `change_index`). Both are at least once (a worker killed before Kafka
+    acknowledged a round's outputs leaves them to the next holder, which produces them again)."""
+
+    def __init__(self, size: int = REMEMBERED) -> None:
+        self.size = size
+        self._seen: dict[tuple[Any, ...], None] = {}
+
+    def seen(self, kind: str, record: dict[str, Any]) -> bool:
+        if kind == "change":
+            named = record.get("event_id") is not None
+            identity: tuple[Any, ...] = (kind, record.get("event_id"))
+        else:
+            named = record.get("partition") is not None and record.get("offset") is not None
+            identity = (kind, record.get("partition"), record.get("offset"), record.get("change_index"))
+        if not named:  # not from a state worker: nothing tells its repeats
+            return False
+        if identity in self._seen:
+            return True
+        self._seen[identity] = None
+        if len(self._seen) > self.size:
+            del self._seen[next(iter(self._seen))]
+        return False
 
 
 def describe(topic_kind: str, record: dict[str, Any]) -> str:
@@ -43,7 +72,8 @@ def describe(topic_kind: str, record: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print each record as one JSON line.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Exit after printing N records.")
 def tail(message_id: str | None, from_beginning: bool, as_json: bool, count: int | None) -> None:
-    """Follow summary-change events and rejections as they are published."""
+    """Follow summary-change events and rejections as they are published; a repeat of one
+    (after a worker restarted) is dropped."""
     settings = Settings.from_env()
     probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -56,6 +86,7 @@ def tail(message_id: str | None, from_beginning: bool, as_json: bool, count: int
         raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
     console = Console(highlight=False, soft_wrap=True)
     printed = 0
+    repeats = Repeats()
     try:
         for message in consumer:
             try:
@@ -67,6 +98,8 @@ def tail(message_id: str | None, from_beginning: bool, as_json: bool, count: int
             if message_id is not None and record.get("message_id") != message_id:
                 continue
             kind = kinds[message.topic]
+            if repeats.seen(kind, record):
+                continue
             if as_json:
                 click.echo(orjson.dumps({"kind": kind, **record}).decode())
             else:

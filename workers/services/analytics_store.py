@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.layout import AnalyticsKeys
@@ -54,6 +55,16 @@ class AnalyticsStore:
 
     def count(self, events: list[tuple[int, dict[str, Any]]]) -> int:
         """Count (timestamp ms, event) pairs not counted before; returns how many were new."""
+        try:
+            return self._count_piped(events)
+        except NoScriptError:
+            # A cluster pipeline sends EVALSHA without loading the script first (a plain one
+            # loads it), and a new or promoted master lacks it: load it on every master and count
+            # again (all keys share one slot, so the failed pipeline applied nothing).
+            self.client.script_load(self._count.script)
+            return self._count_piped(events)
+
+    def _count_piped(self, events: list[tuple[int, dict[str, Any]]]) -> int:
         pipe = self.client.pipeline(transaction=False)
         for timestamp_ms, event in events:
             minute = timestamp_ms // 60_000

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
+import mode
 
 from msgstate.streams.apps.host import MESSAGE_SENT, STATE_CHANGED, AppsHost, HostEvent, load_apps
 from msgstate.workers.config import Settings
@@ -27,6 +28,18 @@ def apps_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
     if raw is None:
         return load_apps(None)
     return load_apps([spec for spec in raw.split(",") if spec.strip()])
+
+
+class ActorSupervisor(mode.OneForOneSupervisor):
+    """Restarts the actors a rebalance stopped, paced instead of exiting the worker.
+
+    mode's restart rate limit holds a single token (its capacity is `over`, one second), so when
+    a rebalance (another worker joining or dying) cancels two partitions' actors at once, the
+    second restart found no token and the worker exited with MaxRestartsExceeded. Without
+    `raises`, the limit waits for its next token instead."""
+
+    def __init__(self, *services: Any, **options: Any) -> None:
+        super().__init__(*services, **{**options, "raises": None})
 
 
 def group_id(settings: Settings) -> str:
@@ -63,7 +76,8 @@ def build_app(settings: Settings, apps: dict[str, object]) -> faust.App:
                 await handle([HostEvent(e.message.topic, e.message.partition, e.message.offset, e.value)
                               for e in events])
 
-        app.agent(topic, name=name, concurrency=1, isolated_partitions=True)(agent)
+        app.agent(topic, name=name, concurrency=1, isolated_partitions=True,
+                  supervisor_strategy=ActorSupervisor)(agent)
 
     # Only the topics some installed app has a handler for.
     if host.handles(MESSAGE_SENT):

@@ -5,7 +5,9 @@ partition-offset order with the engine gives the summaries, events and rejection
 pipeline must end with. Comparing them with Redis and the output topics counts what was
 lost (an acknowledged record missing from the topic, an event or rejection never produced,
 a summary behind) and what was applied twice (a record applied again shows up as an extra
-`duplicate` rejection or as a second, different payload for one event id).
+`duplicate` rejection or as a second, different payload for one event id). Events and rejections
+are at least once: a repeat with the same payload is dropped, by event id and by (partition,
+offset, change_index), and counted apart.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ class Differences:
     events_missing: int = 0
     events_unexpected: int = 0
     events_conflicting: int = 0
+    events_repeated: int = 0
     rejections_expected: int = 0
     rejections_missing: int = 0
     rejections_unexpected: int = 0
+    rejections_repeated: int = 0
 
 
 def read_topic(settings: Settings, topic: str) -> list[Record]:
@@ -124,8 +128,12 @@ def compare(settings: Settings, client: SyncRedis, expected: Expected,
 
     seen: dict[str, dict[str, Any]] = {}
     for event in events:
-        known = seen.setdefault(event["event_id"], event)
-        if known != event:
+        known = seen.get(event["event_id"])
+        if known is None:
+            seen[event["event_id"]] = event
+        elif known == event:
+            diff.events_repeated += 1
+        else:
             diff.events_conflicting += 1
     for event_id, event in seen.items():
         if event_id not in expected.events:
@@ -136,14 +144,24 @@ def compare(settings: Settings, client: SyncRedis, expected: Expected,
 
     got: dict[tuple[int, int, int | None], dict[str, Any]] = {}
     for rejection in rejections:
-        key = (rejection["partition"], rejection["offset"], rejection["change_index"])
-        if got.setdefault(key, rejection) != rejection:
+        identity = rejection_identity(rejection)
+        known = got.get(identity)
+        if known is None:
+            got[identity] = rejection
+        elif known == rejection:
+            diff.rejections_repeated += 1
+        else:
             diff.rejections_unexpected += 1
     for key, rejection in got.items():
         if expected.rejections.get(key) != rejection:
             diff.rejections_unexpected += 1
     diff.rejections_missing = sum(1 for key in expected.rejections if key not in got)
     return diff
+
+
+def rejection_identity(rejection: dict[str, Any]) -> tuple[int, int, int | None]:
+    """What names one refusal of one input record: a repeat of a rejection has the same."""
+    return rejection["partition"], rejection["offset"], rejection["change_index"]
 
 
 def json_values(records: Iterable[Record]) -> list[dict[str, Any]]:

@@ -55,6 +55,8 @@ SCENARIOS: dict[str, str] = {
                     "start it again later",
     "cluster-chaos": "both failovers, two worker SIGKILLs and a scale from one worker to three and "
                      "back, in one run",
+    "soak": "many short runs (--runs), each SIGKILLing one of two workers at three random moments; "
+            "totals over the runs",
 }
 # What each scenario runs on: (Redis Cluster masters, 0 for one Redis; Kafka brokers).
 STACKS: dict[str, tuple[int, int]] = {
@@ -63,6 +65,7 @@ STACKS: dict[str, tuple[int, int]] = {
     "cluster-chaos": (3, 3),
 }
 CHUNKS = 20
+SOAK_KILLS = 3  # per run of the soak
 # How long a failover may take to show: a Redis replica's promotion takes about the cluster's
 # node timeout (2 s here) plus an election; a Kafka leader moves once the controller fenced the
 # dead broker (broker.session.timeout.ms, 9 s).
@@ -77,6 +80,8 @@ RETRY_LINES = {
     "broker_unreachable": "Unable connect to node",
     "fetch_failed": "Failed fetch messages from",
     "produce_retried": "Got error produce response",
+    # A worker taking a partition over produced what a killed holder left in its outbox.
+    "outbox_taken_over": "left by an earlier holder of partition",
 }
 
 
@@ -96,6 +101,7 @@ class Figures:
     acknowledged: int
     in_topic: int
     faults: int
+    worker_kills: int
     worker_crashes: int
     parts: int
     parts_differing: int
@@ -103,9 +109,11 @@ class Figures:
     events_missing: int
     events_unexpected: int
     events_conflicting: int
+    events_repeated: int
     rejections_expected: int
     rejections_missing: int
     rejections_unexpected: int
+    rejections_repeated: int
     acknowledged_not_in_topic: int
     seconds: float
     # What shows the fault was met (failover scenarios): see `evidence_lines`.
@@ -144,6 +152,8 @@ class Fleet:
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
         self.crashes = 0
+        self.kills = 0  # workers that died of a SIGKILL sent while they ran
+        self.most = 0  # workers running at once, at most
         self._expected_exits: set[int] = set()
         self._count = 0
 
@@ -152,9 +162,10 @@ class Fleet:
         log = (self.logs / f"worker-{self._count}.log").open("wb")
         env = {**os.environ, **environment(self.settings)}
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "msgstate.workers", "worker", "-l", "warn"], env=env, stdout=log,
+            [sys.executable, "-m", "msgstate.workers", "worker", "-l", "info"], env=env, stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         log.close()
+        self.most = max(self.most, sum(1 for p in self.procs if p.poll() is None))
 
     def running(self) -> list[subprocess.Popen[bytes]]:
         """Live workers; a worker that exited by itself counts as a crash and is replaced."""
@@ -167,7 +178,10 @@ class Fleet:
         return [p for p in self.procs if p.poll() is None]
 
     def kill(self, rng: random.Random) -> None:
-        self._end(rng.choice(self.running()), signal.SIGKILL)
+        proc = rng.choice(self.running())
+        self._end(proc, signal.SIGKILL)
+        if proc.returncode == -signal.SIGKILL:
+            self.kills += 1
 
     def stop_one(self) -> None:
         self._end(self.running()[-1], signal.SIGTERM)
@@ -390,6 +404,13 @@ def plan(scenario: str, fleet: Fleet, settings: Settings, rng: random.Random, bu
         return 1, {6: [stop("redis")], 8: [lambda: fleet.kill(rng)], 10: [start("redis"), fleet.start]}
     if scenario == "fuzz":
         return 1, {}
+    if scenario == "soak":
+        facts["kills_planned"] = SOAK_KILLS
+        # One kill at a random moment of each stretch of the run, so a restarted worker has
+        # joined before the next.
+        stretch = (CHUNKS - 2) // SOAK_KILLS
+        return 2, {1 + i * stretch + rng.randrange(stretch): [kill_and_restart]
+                   for i in range(SOAK_KILLS)}
     if scenario == "scale":
         return 1, {5: [fleet.start, fleet.start], 12: [fleet.stop_one], 15: [fleet.stop_one]}
     if scenario == "redis-failover":
@@ -450,6 +471,8 @@ def fault_met(scenario: str, evidence: dict[str, Any]) -> bool:
     apply, and applied them; another broker took the partition's lead over while records were
     still published to it, the workers' clients found the broker gone, and it caught up again."""
     checks: list[bool] = []
+    if scenario == "soak":
+        checks.append(evidence.get("worker_kills", 0) >= evidence.get("kills_planned", 1))
     if scenario in ("redis-failover", "cluster-chaos"):
         killed = evidence.get("redis_killed_master")
         fence = evidence.get("redis_fence_at_kill", -1)
@@ -501,6 +524,12 @@ def evidence_lines(figures: Figures) -> list[str]:
         lines.append(f"workers, Kafka: {count(e.get('broker_unreachable', 0), 'failed connection')} to "
                      f"a broker; {count(e.get('fetch_failed', 0), 'fetch', 'fetches')} and "
                      f"{count(e.get('produce_retried', 0), 'produce request')} failed and retried")
+    if "kills_planned" in e:
+        lines.append(f"{count(e.get('runs', 1), 'run')}: {e.get('worker_kills', 0)} of "
+                     f"{e['kills_planned']} SIGKILLs hit a running worker; "
+                     f"{count(e.get('outbox_taken_over', 0), 'outbox', 'outboxes')} a killed worker "
+                     f"left produced by the next holder; "
+                     f"{count(e.get('runs_not_clean', 0), 'run')} not clean")
     if not figures.fault_met:
         lines.append("the fault was NOT met: this run tested nothing")
     return lines
@@ -566,9 +595,10 @@ def run(settings: Settings, scenario: str, records: int, rate: float, logs: Path
                 failover.finish(client)
             else:
                 failover.finish(last)
-        evidence.update(worker_log_counts(logs))
+        evidence.update(worker_log_counts(logs), worker_kills=fleet.kills, workers_at_most=fleet.most)
         return Figures(scenario=scenario, published=len(values), acknowledged=len(acked),
-                       in_topic=len(topic), faults=faults, worker_crashes=fleet.crashes,
+                       in_topic=len(topic), faults=faults, worker_kills=fleet.kills,
+                       worker_crashes=fleet.crashes,
                        acknowledged_not_in_topic=missing, seconds=time.monotonic() - started,
                        evidence=evidence, fault_met=fault_met(scenario, evidence), **asdict(diff))
     finally:
