@@ -33,6 +33,7 @@ from msgstate.schemas.limits import (
     MAX_RESPONSE_ID,
     MAX_STATUS_TEXT,
     MAX_VALUE_BYTES,
+    MAX_VALUE_DEPTH,
     NAME_CHARS,
 )
 from msgstate.schemas.records import OPERATIONS, STATE_TYPES
@@ -43,6 +44,11 @@ DIRECTORY = Path(__file__).parent / "json"
 _INTEGER_NOTE = (
     "Integers are written without fraction or exponent: 1.0 and 1e2 are not integers, "
     "and booleans are never integers."
+)
+_CONTAINER_NOTE = (
+    " An array or object value's limits are on its nesting (x-maxDepth, the value itself "
+    "being level 1) and on the bytes of its canonical encoding (x-maxCanonicalBytes: JSON "
+    "with no whitespace, object keys sorted by code point, as orjson writes it)."
 )
 Schema = dict[str, Any]
 
@@ -71,18 +77,48 @@ def _defs() -> dict[str, Schema]:
         },
         "value": {
             "description": (
-                f"A state value: a string of at most {MAX_VALUE_BYTES} UTF-8 bytes, "
-                "an integer in the 64-bit signed range, or a boolean"
+                "A state value (v1.1): any JSON value but null. A string of at most "
+                f"{MAX_VALUE_BYTES} UTF-8 bytes, an integer in the 64-bit signed range, a "
+                "boolean, a float below 2^63 in magnitude, or an array or object of JSON data "
+                f"(null allowed inside) nesting at most {MAX_VALUE_DEPTH} levels, whose "
+                f"canonical encoding is at most {MAX_VALUE_BYTES} bytes"
             ),
-            "$comment": _INTEGER_NOTE,
+            "$comment": _INTEGER_NOTE + _CONTAINER_NOTE,
             "anyOf": [
                 {
                     "type": "string",
                     "maxLength": MAX_VALUE_BYTES,
                     "x-maxUtf8Bytes": MAX_VALUE_BYTES,
                 },
-                _int64(),
+                {"$ref": "#/$defs/number"},
                 {"type": "boolean"},
+                {
+                    "type": ["array", "object"],
+                    "x-maxDepth": MAX_VALUE_DEPTH,
+                    "x-maxCanonicalBytes": MAX_VALUE_BYTES,
+                    "items": {"$ref": "#/$defs/data"},
+                    "additionalProperties": {"$ref": "#/$defs/data"},
+                },
+            ],
+        },
+        "number": {
+            "description": "An integer in the 64-bit signed range, or a float below 2^63 in "
+            "magnitude",
+            "anyOf": [
+                _int64(),
+                {"type": "number", "exclusiveMinimum": INT_MIN, "exclusiveMaximum": -INT_MIN},
+            ],
+        },
+        "data": {
+            "description": "JSON data inside an array or object value",
+            "anyOf": [
+                {"type": ["null", "boolean", "string"]},
+                {"$ref": "#/$defs/number"},
+                {
+                    "type": ["array", "object"],
+                    "items": {"$ref": "#/$defs/data"},
+                    "additionalProperties": {"$ref": "#/$defs/data"},
+                },
             ],
         },
         "members": {
@@ -90,7 +126,11 @@ def _defs() -> dict[str, Schema]:
             "type": "array",
             "minItems": 1,
             "maxItems": MAX_MEMBERS,
-            "uniqueItems": True,
+            "x-uniqueEncodings": True,
+            "$comment": (
+                "Members are distinct by their canonical encodings (x-uniqueEncodings): 1, "
+                "1.0 and true are three members, which uniqueItems would not allow."
+            ),
             "items": {"$ref": "#/$defs/value"},
         },
         "state_type": {"enum": list(STATE_TYPES)},
@@ -155,7 +195,7 @@ def change_schema() -> Schema:
         "Change",
         "One change of a Response Message (SPEC section 2). A change that breaks this "
         "schema is rejected invalid_change; the other changes of its response still apply.",
-        ["name", "value", "state_type"],
+        ["name", "value", "number", "data", "state_type"],
     )
     return {**schema, **_change_body()}
 
@@ -166,7 +206,7 @@ def response_message_schema() -> Schema:
         "Response Message",
         "A record of the msgstate.responses topic whose changes are all well formed "
         "(SPEC section 2). Unknown fields are ignored.",
-        ["name", "value", "state_type"],
+        ["name", "value", "number", "data", "state_type"],
     )
     schema["$defs"]["change"] = _change_body()
     schema["$comment"] = _INTEGER_NOTE
@@ -234,7 +274,7 @@ def response_summary_schema() -> Schema:
         "Response Summary",
         "The read model of one (message, part) (SPEC section 4). Tally order: count "
         "descending, then false, true, integers ascending, strings by code point.",
-        ["name", "value", "members", "state_type"],
+        ["name", "value", "number", "data", "members", "state_type"],
     )
     schema["$defs"]["state"] = _state()
     schema.update(
@@ -264,7 +304,7 @@ def summary_change_event_schema() -> Schema:
         "Summary-change event",
         "One (response, state name) whose value for the author changed (SPEC section 5). "
         "old and new are the author's value: a list for a Set, null for none.",
-        ["name", "value", "members", "state_type"],
+        ["name", "value", "number", "data", "members", "state_type"],
     )
     scalar = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/value"}]}
     members = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/members"}]}

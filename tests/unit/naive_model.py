@@ -2,8 +2,9 @@
 
 It shares no code with `schemas/` or `streams/`: the stdlib json parser, plain
 dicts, one record at a time, and every summary recomputed from scratch. Values
-are tagged tuples (("str", "1"), ("int", 1), ("bool", True)) so that Python's
-1 == True cannot blur them. Property tests compare the engine with it.
+are tagged tuples (("str", "1"), ("int", 1), ("bool", True), ("float", "1.0"),
+("object", '{"a":1}')) so that Python's 1 == 1.0 == True cannot blur them.
+Property tests compare the engine with it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a double")
+    return value
+
+
 def _has_surrogate(data: Any) -> bool:
     if isinstance(data, str):
         return any(0xD800 <= ord(ch) <= 0xDFFF for ch in data)
@@ -31,6 +39,36 @@ def _has_surrogate(data: Any) -> bool:
         return any(_has_surrogate(item) for item in data)
     if isinstance(data, dict):
         return any(_has_surrogate(k) or _has_surrogate(v) for k, v in data.items())
+    return False
+
+
+def _float_text(value: float) -> str:
+    """A float as orjson writes it: Python's shortest repr, exponent digits unpadded."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(value))
+
+
+def canonical(data: Any) -> str:
+    """JSON with no whitespace and object keys sorted (stdlib escaping matches orjson's)."""
+    if isinstance(data, float):
+        return _float_text(data)
+    if isinstance(data, list):
+        return "[" + ",".join(canonical(item) for item in data) + "]"
+    if isinstance(data, dict):
+        return "{" + ",".join(json.dumps(key, ensure_ascii=False) + ":" + canonical(data[key])
+                              for key in sorted(data)) + "}"
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _data_ok(data: Any, depth: int) -> bool:
+    if data is None or isinstance(data, bool | str):
+        return True
+    if isinstance(data, int):
+        return INT_LO <= data <= INT_HI
+    if isinstance(data, float):
+        return abs(data) < 2.0**63
+    if isinstance(data, list | dict):
+        items = data.values() if isinstance(data, dict) else data
+        return depth <= 16 and all(_data_ok(item, depth + 1) for item in items)
     return False
 
 
@@ -42,11 +80,33 @@ def tag(value: Any) -> Tagged | None:
         return ("int", value) if INT_LO <= value <= INT_HI else None
     if isinstance(value, str):
         return ("str", value) if len(value.encode("utf-8")) <= 1024 else None
+    if isinstance(value, float):
+        return ("float", _float_text(value)) if abs(value) < 2.0**63 else None
+    if isinstance(value, list | dict):
+        text = canonical(value)
+        if not _data_ok(value, 1) or len(text.encode()) > 1024:
+            return None
+        return ("array" if isinstance(value, list) else "object", text)
     return None
 
 
 def untag(tagged: Tagged) -> Any:
-    return tagged[1]
+    kind, payload = tagged
+    return json.loads(payload) if kind in ("float", "array", "object") else payload
+
+
+def tally_order(tagged: Tagged) -> tuple[int, Any]:
+    """The tie order of SPEC section 4 (v1.1), after the count."""
+    kind, payload = tagged
+    if kind == "bool":
+        return (1 if payload else 0, 0)
+    if kind == "int":
+        return (2, (payload, 0, ""))
+    if kind == "float":
+        return (2, (float(payload), 1, payload.encode()))
+    if kind == "str":
+        return (3, payload)
+    return (4 if kind == "array" else 5, payload.encode())
 
 
 def plain(held: Any) -> Any:
@@ -95,7 +155,8 @@ class NaiveModel:
             self.reject("too_large")
             return
         try:
-            record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+            record = json.loads(line.decode("utf-8"), parse_constant=_reject_constant,
+                                parse_float=_finite_float)
             if _has_surrogate(record):
                 raise ValueError("lone surrogate")
         except ValueError:
@@ -247,10 +308,8 @@ class NaiveModel:
                 for value in (held if isinstance(held, list) else [held]):
                     counts[value] = counts.get(value, 0) + 1
 
-            def order(entry: tuple[Tagged, int]) -> tuple[int, int, Any]:
-                (kind_of, value), count = entry
-                rank = {"bool": 0 if value is False else 1, "int": 2, "str": 3}[kind_of]
-                return (-count, rank, value if kind_of != "bool" else 0)
+            def order(entry: tuple[Tagged, int]) -> tuple[int, tuple[int, Any]]:
+                return (-entry[1], tally_order(entry[0]))
 
             states[name] = {
                 "type": kind,

@@ -19,11 +19,15 @@ IDENTITIES = ["alice", "bob", "layer:///identities/FrodoTheDodo", 'q"\\\t\u0001\
 NAMES = ["color", "poll", "tags", "rsvp", "a.b:c-d_1"]
 TYPES = ["Set", "FWW", "LWW", "LWWN"]
 GOOD_VALUES: list[Any] = ["red", "blue", "1", "", "é" * 512, 1, 0, -1, True, False,
-                          2**63 - 1, -(2**63), 'q"\\/\b\f\n\r\u001f\u007f\u2028\U0001f600']
+                          2**63 - 1, -(2**63), 'q"\\/\b\f\n\r\u001f\u007f\u2028\U0001f600',
+                          # v1.1: floats, arrays and objects (equal ones written apart)
+                          1.0, 100.0, -0.5, -0.0, 0.0, 1e-7, 1e16, [], {}, ["red"], [1, 1.0],
+                          {"v": 1}, {"a": 1, "b": [None, 2.5]}, {"b": [None, 2.5], "a": 1},
+                          {"type": "choice", "choices": ["x"], "selected": "x"}, [[[True]]]]
 # Not valid values, but all of them survive a JSON round trip unchanged.
-BAD_VALUES: list[Any] = [1.0, 100.0, -0.5, 2**63, 2**64 - 1, None, [], {}, ["red"],
-                         {"v": 1}, "x" * 1025, "é" * 513, 1e300, -0.0,
-                         {"b": {"a": [1.5, None, 2**64 - 1]}}, [[[True]]]]
+BAD_VALUES: list[Any] = [2**63, 2**64 - 1, None, "x" * 1025, "é" * 513, 1e300, -1e19,
+                         {"b": {"a": [1.5, None, 2**64 - 1]}}, ["x" * 1100],
+                         [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]
 
 _absent = object()
 

@@ -149,7 +149,9 @@ def test_output_schemas_are_not_vacuous() -> None:
     assert not is_valid("summary-change-event", {**event, "new": "x"})
     assert not is_valid("summary-change-event", {**event, "new": []})
     assert not is_valid("summary-change-event", {**event, "new": [1, 1]})
-    assert is_valid("summary-change-event", {**event, "type": "LWW", "new": 1.0}) is False
+    assert is_valid("summary-change-event", {**event, "new": [1, 1.0, True, {"a": [None]}]})
+    assert not is_valid("summary-change-event", {**event, "type": "LWW", "new": 2.0**63})
+    assert not is_valid("summary-change-event", {**event, "type": "LWW", "new": ["x" * 1100]})
     summary = {
         "message_id": "m",
         "part_id": "root",
