@@ -36,7 +36,7 @@ from msgstate.schemas.limits import (
     MAX_VALUE_DEPTH,
     NAME_CHARS,
 )
-from msgstate.schemas.records import OPERATIONS, STATE_TYPES
+from msgstate.schemas.records import CAUSES, KIND_DELETE, KIND_ERASE, KIND_RESPONSE, OPERATIONS, STATE_TYPES
 from msgstate.schemas.rejections import CHANGE_REASONS, MALFORMED, REASONS, RESPONSE_REASONS, TOO_LARGE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -227,6 +227,11 @@ def response_message_schema() -> Schema:
                 },
                 "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
                 "sent_at": {"anyOf": [_int64(), {"type": "null"}]},
+                "kind": {
+                    "description": "v1.1: absent or \"response\"; the other kinds are the "
+                    "delete-message and erase-identity records",
+                    "const": KIND_RESPONSE,
+                },
             },
         }
     )
@@ -273,7 +278,9 @@ def response_summary_schema() -> Schema:
         "response-summary",
         "Response Summary",
         "The read model of one (message, part) (SPEC section 4). Tally order: count "
-        "descending, then false, true, integers ascending, strings by code point.",
+        "descending, then false, true, numbers ascending (an integer before a float of equal "
+        "value), strings by code point, arrays, objects (by canonical encoding). A part of a "
+        "deleted message (SPEC section 3a) has no states and deleted: true.",
         ["name", "value", "number", "data", "members", "state_type"],
     )
     schema["$defs"]["state"] = _state()
@@ -291,7 +298,10 @@ def response_summary_schema() -> Schema:
                     "propertyNames": {"$ref": "#/$defs/name"},
                     "additionalProperties": {"$ref": "#/$defs/state"},
                 },
+                "deleted": {"const": True},
             },
+            "if": {"required": ["deleted"]},
+            "then": {"properties": {"states": {"maxProperties": 0}}},
             "additionalProperties": False,
         }
     )
@@ -302,8 +312,9 @@ def summary_change_event_schema() -> Schema:
     schema = _base(
         "summary-change-event",
         "Summary-change event",
-        "One (response, state name) whose value for the author changed (SPEC section 5). "
-        "old and new are the author's value: a list for a Set, null for none.",
+        "One (response, state name) whose value for the author changed (SPEC section 5), "
+        "or one holding removed by a deletion or an erasure (SPEC section 3a). old and new "
+        "are the holder's value: a list for a Set, null for none.",
         ["name", "value", "number", "data", "members", "state_type"],
     )
     scalar = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/value"}]}
@@ -323,11 +334,14 @@ def summary_change_event_schema() -> Schema:
                 "new",
                 "version",
                 "status_text",
+                "cause",
             ],
             "properties": {
                 "event_id": {
                     "type": "string",
-                    "description": 'message_id + "/" + response_id + "/" + name',
+                    "description": 'message_id + "/" + response_id + "/" + name; for a '
+                    'deletion or an erasure, message_id + "/" + response_id + "/" + part_id + '
+                    '"/" + name + "/" + identity_id',
                 },
                 "message_id": _text(1, MAX_MESSAGE_ID),
                 "part_id": _text(1, MAX_PART_ID),
@@ -339,6 +353,11 @@ def summary_change_event_schema() -> Schema:
                 "new": True,
                 "version": _int64(1),
                 "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
+                "cause": {
+                    "description": "What made the change (v1.1): a response, or the record "
+                    "of a deletion or an erasure (then new is null)",
+                    "enum": list(CAUSES),
+                },
             },
             "if": {"properties": {"type": {"const": "Set"}}},
             "then": {"properties": {"old": members, "new": members}},
@@ -443,8 +462,57 @@ def chat_message_event_schema() -> Schema:
     return schema
 
 
+def _removal_schema(name: str, title: str, description: str, kind: str,
+                    ids: dict[str, Schema]) -> Schema:
+    schema = _base(name, title, description, [])
+    schema["$comment"] = _INTEGER_NOTE
+    schema.update(
+        {
+            "type": "object",
+            "required": ["kind", *ids],
+            "properties": {
+                "kind": {"const": kind},
+                **ids,
+                "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
+                "sent_at": {"anyOf": [_int64(), {"type": "null"}]},
+            },
+        }
+    )
+    return schema
+
+
+def delete_message_schema() -> Schema:
+    return _removal_schema(
+        "delete-message",
+        "Deletion of a message",
+        "A record of the msgstate.responses topic, keyed by message_id (SPEC section 3a): "
+        "every holding of the message is removed, and every later record for it is rejected "
+        "message_deleted. identity_id is who deleted it. Unknown fields are ignored.",
+        KIND_DELETE,
+        {
+            "id": _text(1, MAX_RESPONSE_ID),
+            "message_id": _text(1, MAX_MESSAGE_ID),
+            "identity_id": _text(1, MAX_IDENTITY_ID),
+        },
+    )
+
+
+def erase_identity_schema() -> Schema:
+    return _removal_schema(
+        "erase-identity",
+        "Erasure of an identity",
+        "A record of the msgstate.responses topic with an empty key, published once to every "
+        "partition with the same id (SPEC section 3a): the identity's every value is removed "
+        "from every message not deleted. Unknown fields are ignored.",
+        KIND_ERASE,
+        {"id": _text(1, MAX_RESPONSE_ID), "identity_id": _text(1, MAX_IDENTITY_ID)},
+    )
+
+
 SCHEMAS = {
     "response-message": response_message_schema,
+    "delete-message": delete_message_schema,
+    "erase-identity": erase_identity_schema,
     "change": change_schema,
     "response-summary": response_summary_schema,
     "summary-change-event": summary_change_event_schema,

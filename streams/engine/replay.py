@@ -66,7 +66,7 @@ class Replayer:
     def __init__(
         self,
         *,
-        registry: Mapping[str, str] | None = None,
+        registry: Mapping[str, Any] | None = None,
         on_event: EventSink | None = None,
         on_rejection: RejectionSink | None = None,
         store: MemoryStore | None = None,
@@ -93,7 +93,7 @@ class Replayer:
 def replay(
     records: Iterable[bytes],
     *,
-    registry: Mapping[str, str] | None = None,
+    registry: Mapping[str, Any] | None = None,
     on_event: EventSink | None = None,
     on_rejection: RejectionSink | None = None,
     store: MemoryStore | None = None,
@@ -132,7 +132,7 @@ def replay_lines(
     records: Iterable[bytes],
     *,
     engine: str = "native",
-    registry: Mapping[str, str] | None = None,
+    registry: Mapping[str, Any] | None = None,
     on_event: LineSink | None = None,
     on_rejection: LineSink | None = None,
     batch: int = BATCH,

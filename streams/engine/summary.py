@@ -158,6 +158,17 @@ def render_summary(
     return SummaryRenderer().render(message_id, part_id, meta, holdings, tallies, clip)
 
 
+def deleted_summary(message_id: str, part_id: str, version: int) -> dict[str, Any]:
+    """The summary of a part of a deleted message (SPEC section 3a)."""
+    return {
+        "message_id": message_id,
+        "part_id": part_id,
+        "version": version,
+        "states": {},
+        "deleted": True,
+    }
+
+
 def render_tally(counts: Mapping[bytes, int]) -> list[dict[str, Any]]:
     """Tally entries: count descending, then false, true, numbers, strings, arrays, objects."""
     return SummaryRenderer()._tally(counts)

@@ -250,6 +250,7 @@ class NaiveModel:
                 "new": plain(new),
                 "version": part["version"],
                 "status_text": r.get("status_text"),
+                "cause": "response",
             })
 
     def rule(self, part: dict[str, Any], ident: str, c: Any) -> str | None:

@@ -144,8 +144,10 @@ def test_output_schemas_are_not_vacuous() -> None:
         "new": ["x", 1, True],
         "version": 1,
         "status_text": None,
+        "cause": "response",
     }
     assert is_valid("summary-change-event", event)
+    assert not is_valid("summary-change-event", {**event, "cause": "other"})
     assert not is_valid("summary-change-event", {**event, "new": "x"})
     assert not is_valid("summary-change-event", {**event, "new": []})
     assert not is_valid("summary-change-event", {**event, "new": [1, 1]})

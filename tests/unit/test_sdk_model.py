@@ -96,8 +96,8 @@ def test_the_exported_registry_is_what_the_workers_read_and_enforce() -> None:
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda r: r.add_state("nope", "x"), "not registered for PollModel"),
-    (lambda r: r.add_state("latest", 1.5), "not an integer value"),
-    (lambda r: r.add_state("latest", {"a": 1}), "not an object"),
+    (lambda r: r.add_state("latest", 2.0**63), r"below 2\^63"),
+    (lambda r: r.add_state("latest", {"a": [2**64]}), "64-bit signed range"),
     (lambda r: r.add_state("latest", 2**63), "64-bit signed range"),
     (lambda r: r.add_state("latest", "é" * 600), "1024 UTF-8 bytes"),
     (lambda r: r.add_state("latest", None), "bad value"),
