@@ -476,15 +476,14 @@ def _delete(
     values = out.delta.values
     # The message's holdings whole: the view's, under this batch's writes.
     written = [(key, held) for key, held in values.items() if key[0] == mid]
-    part_ids = set(view.parts_of(mid))
-    part_ids.update(pid for (m, pid) in parts if m == mid)
-    part_ids.update(key[1] for key, _ in written)
+    stored = set(view.parts_of(mid))
+    part_ids = stored | {pid for (m, pid) in parts if m == mid} | {key[1] for key, _ in written}
     removals: list[tuple[str, str, str, Held]] = []  # (part, name, identity, holding)
     for pid in part_ids:
         work(mid, pid)  # marks the part as deleted below
         now = {
             (name, ident): held
-            for name, held_by in view.part_holdings(mid, pid).items()
+            for name, held_by in (view.part_holdings(mid, pid) if pid in stored else {}).items()
             for ident, held in held_by.items()
         }
         for key, held in written:

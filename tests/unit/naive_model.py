@@ -123,8 +123,13 @@ def text_ok(value: Any, low: int, high: int) -> bool:
 
 
 class NaiveModel:
-    def __init__(self, registry: dict[str, str] | None = None) -> None:
-        self.registry = dict(registry or {})
+    def __init__(self, registry: dict[str, Any] | None = None) -> None:
+        entries = dict(registry or {})
+        self.registry = {n: e if isinstance(e, str) else e["type"] for n, e in entries.items()}
+        self.caps = {n: e["max_values"] for n, e in entries.items()
+                     if isinstance(e, dict) and "max_values" in e}
+        self.deleted: set[str] = set()
+        self.erasures: set[str] = set()
         # (message, part) -> {"version", "types" (ordered), "held": {name: {identity: holding}}}
         self.parts: dict[tuple[str, str], dict[str, Any]] = {}
         self.taken: dict[str, list[str]] = {}
@@ -167,18 +172,90 @@ class NaiveModel:
         if malformed:
             self.reject("malformed", raw=base64.b64encode(line).decode())
             return
-        if not self.valid_record(record):
+        kind = record.get("kind", "response")
+        if kind == "delete_message":
+            valid = self.valid_removal(record, ("id", "message_id", "identity_id"))
+        elif kind == "erase_identity":
+            valid = self.valid_removal(record, ("id", "identity_id"))
+        else:
+            valid = kind == "response" and self.valid_record(record)
+        if not valid:
             self.reject("invalid", record)
             return
         if not authentic:
             self.reject("unauthenticated", record)
             return
+        if kind == "erase_identity":
+            if record["id"] not in self.erasures:
+                self.erasures.add(record["id"])
+                self.erase(record)
+            return
         mid = record["message_id"]
         if record["id"] in self.taken.get(mid, []):
             self.reject("duplicate", record)
             return
+        if mid in self.deleted:
+            self.reject("message_deleted", record)
+            return
         self.taken.setdefault(mid, []).append(record["id"])
-        self.apply(record)
+        if kind == "delete_message":
+            self.delete(record)
+        else:
+            self.apply(record)
+
+    def valid_removal(self, r: dict[str, Any], ids: tuple[str, ...]) -> bool:
+        limits = {"id": 128, "message_id": 256, "identity_id": 256}
+        if not all(text_ok(r.get(key), 1, limits[key]) for key in ids):
+            return False
+        if r.get("status_text") is not None and not text_ok(r["status_text"], 0, 4096):
+            return False
+        sent_at = r.get("sent_at")
+        return sent_at is None or (
+            isinstance(sent_at, int) and not isinstance(sent_at, bool)
+            and INT_LO <= sent_at <= INT_HI
+        )
+
+    # -- deletions and erasures ----------------------------------------------------
+
+    def delete(self, r: dict[str, Any]) -> None:
+        mid = r["message_id"]
+        self.deleted.add(mid)
+        for pid in sorted(pid for m, pid in self.parts if m == mid):
+            self.remove_from((mid, pid), r, "delete_message", None)
+
+    def erase(self, r: dict[str, Any]) -> None:
+        for key in sorted(self.parts):
+            if key[0] not in self.deleted:
+                self.remove_from(key, r, "erase_identity", r["identity_id"])
+
+    def remove_from(self, key: tuple[str, str], r: dict[str, Any], cause: str,
+                    only: str | None) -> None:
+        part = self.parts[key]
+        removed = sorted(
+            (name, ident, held)
+            for name, holders in part["held"].items()
+            for ident, held in holders.items()
+            if only is None or ident == only
+        )
+        if not removed:
+            return
+        part["version"] += 1
+        for name, ident, held in removed:
+            del part["held"][name][ident]
+            self.events.append({
+                "event_id": f"{key[0]}/{r['id']}/{key[1]}/{name}/{ident}",
+                "message_id": key[0],
+                "part_id": key[1],
+                "response_id": r["id"],
+                "identity_id": ident,
+                "name": name,
+                "type": part["types"][name],
+                "old": plain(held),
+                "new": None,
+                "version": part["version"],
+                "status_text": r.get("status_text"),
+                "cause": cause,
+            })
 
     def valid_record(self, r: dict[str, Any]) -> bool:
         if not (text_ok(r.get("id"), 1, 128) and text_ok(r.get("message_id"), 1, 256)
@@ -275,6 +352,10 @@ class NaiveModel:
         if kind == "Set" and op == "add" and value not in (current or []) and \
                 len(current or []) >= 256:
             return "limit_exceeded"
+        if op == "add" and name in self.caps:
+            held = [v for h in holders.values() for v in (h if isinstance(h, list) else [h])]
+            if value not in held and len(set(held)) >= self.caps[name]:
+                return "limit_exceeded"
         # accepted
         types.setdefault(name, kind)
         holders = part["held"].setdefault(name, {})
@@ -301,6 +382,9 @@ class NaiveModel:
 
     def summary(self, mid: str, pid: str) -> dict[str, Any]:
         part = self.parts.get((mid, pid), {"version": 0, "types": {}, "held": {}})
+        if mid in self.deleted:
+            return {"message_id": mid, "part_id": pid, "version": part["version"], "states": {},
+                    "deleted": True}
         states = {}
         for name, kind in part["types"].items():
             holders = part["held"].get(name, {})

@@ -125,11 +125,31 @@ def encode(record: Any) -> bytes:
 
 
 @st.composite
+def removals(draw: st.DrawFn, ids: list[str] | None = None) -> dict[str, Any]:
+    """A deletion or an erasure (SPEC section 3a); sometimes with one bad field."""
+    record: dict[str, Any] = {"id": draw(st.sampled_from(ids or ["d1", "d2", "e1", "e2", "r1"]))}
+    if draw(st.booleans()):
+        record.update(kind="delete_message", message_id=draw(st.sampled_from(MESSAGES)),
+                      identity_id="mod")
+    else:
+        record.update(kind="erase_identity", identity_id=draw(st.sampled_from(IDENTITIES)))
+    if draw(st.booleans()):
+        record["status_text"] = draw(st.sampled_from([None, "gone"]))
+    if draw(st.integers(0, 9)) == 0:
+        record[draw(st.sampled_from(["kind", "id", "identity_id", "message_id", "sent_at"]))] = (
+            draw(st.sampled_from([None, "", 1.5, "other"]))
+        )
+    return record
+
+
+@st.composite
 def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
     """One record value, as it would be a line of a replay file."""
     roll = draw(st.integers(0, 29))
     if roll == 0:
         return draw(st.sampled_from(MALFORMED_LINES))
+    if roll in (2, 3):
+        return encode(draw(removals(ids)))
     if roll == 1:
         # Over the size limit, yet otherwise a valid record.
         record = draw(records(ids))
@@ -141,7 +161,13 @@ def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
 workloads = st.lists(lines(), min_size=1, max_size=40)
 registries = st.one_of(
     st.just({}),
-    st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
+    st.dictionaries(
+        st.sampled_from(NAMES),
+        st.sampled_from(TYPES)
+        | st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
+                    st.sampled_from(TYPES), st.integers(1, 3)),
+        max_size=3,
+    ),
 )
 
 
