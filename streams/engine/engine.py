@@ -235,8 +235,13 @@ class Engine:
             rid, mid, pid, ident, changes, status, _ = item
             part_key = (mid, pid)
             part = parts.get(part_key)
-            if part is None:
-                part = work(mid, pid, True)
+            if part is None:  # `work(mid, pid, True)`, inline on the hot path
+                if part_state is None:
+                    part = _PartWork(part_meta(mid, pid), None, _SeenFor(seen, mid))
+                else:
+                    part = _PartWork(*part_state(mid, pid))
+                part.deleted = mid in deleted_now or view_deleted(mid)
+                parts[part_key] = part
             id_key = (mid, rid)
             if id_key in taken or rid in part.taken:
                 refused.append((index, _whole(item, DUPLICATE, _duplicate_detail(rid))))

@@ -150,7 +150,8 @@ def replay_lines(
             on_rejection=None if on_rejection is None else _encoded(on_rejection),
             batch=batch,
         )
-        return [dumps_line(summary) for summary in store.summaries()]
+        with gc_paused():  # rendering makes many small objects; the store is not garbage
+            return [dumps_line(summary) for summary in store.summaries()]
     if engine != "native":
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     # Imported here so that the Python engine runs even where the extension is missing.
