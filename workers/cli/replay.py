@@ -83,6 +83,8 @@ def replay(
             types = parse_registry(registry.read_bytes())
         except OSError as exc:
             raise click.ClickException(f"cannot read {registry}: {exc.strerror or exc}") from exc
+        except ConfigError as exc:
+            raise click.ClickException(f"{registry}: {exc}") from exc
     with contextlib.ExitStack() as stack:
         source = reading(_open_input(stack, input_name), f"replaying {input_name}", stack)
         events_out = _open_output(stack, changes)
