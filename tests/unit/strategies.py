@@ -143,12 +143,12 @@ def removals(draw: st.DrawFn, ids: list[str] | None = None) -> dict[str, Any]:
 
 
 @st.composite
-def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
+def lines(draw: st.DrawFn, ids: list[str] | None = None, with_removals: bool = True) -> bytes:
     """One record value, as it would be a line of a replay file."""
     roll = draw(st.integers(0, 29))
     if roll == 0:
         return draw(st.sampled_from(MALFORMED_LINES))
-    if roll in (2, 3):
+    if roll in (2, 3) and with_removals:
         return encode(draw(removals(ids)))
     if roll == 1:
         # Over the size limit, yet otherwise a valid record.
@@ -159,6 +159,12 @@ def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
 
 
 workloads = st.lists(lines(), min_size=1, max_size=40)
+# Without deletions, erasures and caps: what the state workers apply so far.
+workloads_without_removals = st.lists(lines(with_removals=False), min_size=1, max_size=40)
+type_registries = st.one_of(
+    st.just({}),
+    st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
+)
 registries = st.one_of(
     st.just({}),
     st.dictionaries(

