@@ -33,9 +33,10 @@ from msgstate.schemas.limits import (
     MAX_RESPONSE_ID,
     MAX_STATUS_TEXT,
     MAX_VALUE_BYTES,
+    MAX_VALUE_DEPTH,
     NAME_CHARS,
 )
-from msgstate.schemas.records import OPERATIONS, STATE_TYPES
+from msgstate.schemas.records import CAUSES, KIND_DELETE, KIND_ERASE, KIND_RESPONSE, OPERATIONS, STATE_TYPES
 from msgstate.schemas.rejections import CHANGE_REASONS, MALFORMED, REASONS, RESPONSE_REASONS, TOO_LARGE
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -43,6 +44,11 @@ DIRECTORY = Path(__file__).parent / "json"
 _INTEGER_NOTE = (
     "Integers are written without fraction or exponent: 1.0 and 1e2 are not integers, "
     "and booleans are never integers."
+)
+_CONTAINER_NOTE = (
+    " An array or object value's limits are on its nesting (x-maxDepth, the value itself "
+    "being level 1) and on the bytes of its canonical encoding (x-maxCanonicalBytes: JSON "
+    "with no whitespace, object keys sorted by code point, as orjson writes it)."
 )
 Schema = dict[str, Any]
 
@@ -71,18 +77,48 @@ def _defs() -> dict[str, Schema]:
         },
         "value": {
             "description": (
-                f"A state value: a string of at most {MAX_VALUE_BYTES} UTF-8 bytes, "
-                "an integer in the 64-bit signed range, or a boolean"
+                "A state value (v1.1): any JSON value but null. A string of at most "
+                f"{MAX_VALUE_BYTES} UTF-8 bytes, an integer in the 64-bit signed range, a "
+                "boolean, a float below 2^63 in magnitude, or an array or object of JSON data "
+                f"(null allowed inside) nesting at most {MAX_VALUE_DEPTH} levels, whose "
+                f"canonical encoding is at most {MAX_VALUE_BYTES} bytes"
             ),
-            "$comment": _INTEGER_NOTE,
+            "$comment": _INTEGER_NOTE + _CONTAINER_NOTE,
             "anyOf": [
                 {
                     "type": "string",
                     "maxLength": MAX_VALUE_BYTES,
                     "x-maxUtf8Bytes": MAX_VALUE_BYTES,
                 },
-                _int64(),
+                {"$ref": "#/$defs/number"},
                 {"type": "boolean"},
+                {
+                    "type": ["array", "object"],
+                    "x-maxDepth": MAX_VALUE_DEPTH,
+                    "x-maxCanonicalBytes": MAX_VALUE_BYTES,
+                    "items": {"$ref": "#/$defs/data"},
+                    "additionalProperties": {"$ref": "#/$defs/data"},
+                },
+            ],
+        },
+        "number": {
+            "description": "An integer in the 64-bit signed range, or a float below 2^63 in "
+            "magnitude",
+            "anyOf": [
+                _int64(),
+                {"type": "number", "exclusiveMinimum": INT_MIN, "exclusiveMaximum": -INT_MIN},
+            ],
+        },
+        "data": {
+            "description": "JSON data inside an array or object value",
+            "anyOf": [
+                {"type": ["null", "boolean", "string"]},
+                {"$ref": "#/$defs/number"},
+                {
+                    "type": ["array", "object"],
+                    "items": {"$ref": "#/$defs/data"},
+                    "additionalProperties": {"$ref": "#/$defs/data"},
+                },
             ],
         },
         "members": {
@@ -90,7 +126,11 @@ def _defs() -> dict[str, Schema]:
             "type": "array",
             "minItems": 1,
             "maxItems": MAX_MEMBERS,
-            "uniqueItems": True,
+            "x-uniqueEncodings": True,
+            "$comment": (
+                "Members are distinct by their canonical encodings (x-uniqueEncodings): 1, "
+                "1.0 and true are three members, which uniqueItems would not allow."
+            ),
             "items": {"$ref": "#/$defs/value"},
         },
         "state_type": {"enum": list(STATE_TYPES)},
@@ -155,7 +195,7 @@ def change_schema() -> Schema:
         "Change",
         "One change of a Response Message (SPEC section 2). A change that breaks this "
         "schema is rejected invalid_change; the other changes of its response still apply.",
-        ["name", "value", "state_type"],
+        ["name", "value", "number", "data", "state_type"],
     )
     return {**schema, **_change_body()}
 
@@ -166,7 +206,7 @@ def response_message_schema() -> Schema:
         "Response Message",
         "A record of the msgstate.responses topic whose changes are all well formed "
         "(SPEC section 2). Unknown fields are ignored.",
-        ["name", "value", "state_type"],
+        ["name", "value", "number", "data", "state_type"],
     )
     schema["$defs"]["change"] = _change_body()
     schema["$comment"] = _INTEGER_NOTE
@@ -187,6 +227,11 @@ def response_message_schema() -> Schema:
                 },
                 "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
                 "sent_at": {"anyOf": [_int64(), {"type": "null"}]},
+                "kind": {
+                    "description": "v1.1: absent or \"response\"; the other kinds are the "
+                    "delete-message and erase-identity records",
+                    "const": KIND_RESPONSE,
+                },
             },
         }
     )
@@ -233,8 +278,10 @@ def response_summary_schema() -> Schema:
         "response-summary",
         "Response Summary",
         "The read model of one (message, part) (SPEC section 4). Tally order: count "
-        "descending, then false, true, integers ascending, strings by code point.",
-        ["name", "value", "members", "state_type"],
+        "descending, then false, true, numbers ascending (an integer before a float of equal "
+        "value), strings by code point, arrays, objects (by canonical encoding). A part of a "
+        "deleted message (SPEC section 3a) has no states and deleted: true.",
+        ["name", "value", "number", "data", "members", "state_type"],
     )
     schema["$defs"]["state"] = _state()
     schema.update(
@@ -251,7 +298,10 @@ def response_summary_schema() -> Schema:
                     "propertyNames": {"$ref": "#/$defs/name"},
                     "additionalProperties": {"$ref": "#/$defs/state"},
                 },
+                "deleted": {"const": True},
             },
+            "if": {"required": ["deleted"]},
+            "then": {"properties": {"states": {"maxProperties": 0}}},
             "additionalProperties": False,
         }
     )
@@ -262,9 +312,10 @@ def summary_change_event_schema() -> Schema:
     schema = _base(
         "summary-change-event",
         "Summary-change event",
-        "One (response, state name) whose value for the author changed (SPEC section 5). "
-        "old and new are the author's value: a list for a Set, null for none.",
-        ["name", "value", "members", "state_type"],
+        "One (response, state name) whose value for the author changed (SPEC section 5), "
+        "or one holding removed by a deletion or an erasure (SPEC section 3a). old and new "
+        "are the holder's value: a list for a Set, null for none.",
+        ["name", "value", "number", "data", "members", "state_type"],
     )
     scalar = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/value"}]}
     members = {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/members"}]}
@@ -283,11 +334,14 @@ def summary_change_event_schema() -> Schema:
                 "new",
                 "version",
                 "status_text",
+                "cause",
             ],
             "properties": {
                 "event_id": {
                     "type": "string",
-                    "description": 'message_id + "/" + response_id + "/" + name',
+                    "description": 'message_id + "/" + response_id + "/" + name; for a '
+                    'deletion or an erasure, message_id + "/" + response_id + "/" + part_id + '
+                    '"/" + name + "/" + identity_id',
                 },
                 "message_id": _text(1, MAX_MESSAGE_ID),
                 "part_id": _text(1, MAX_PART_ID),
@@ -299,6 +353,11 @@ def summary_change_event_schema() -> Schema:
                 "new": True,
                 "version": _int64(1),
                 "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
+                "cause": {
+                    "description": "What made the change (v1.1): a response, or the record "
+                    "of a deletion or an erasure (then new is null)",
+                    "enum": list(CAUSES),
+                },
             },
             "if": {"properties": {"type": {"const": "Set"}}},
             "then": {"properties": {"old": members, "new": members}},
@@ -403,8 +462,57 @@ def chat_message_event_schema() -> Schema:
     return schema
 
 
+def _removal_schema(name: str, title: str, description: str, kind: str,
+                    ids: dict[str, Schema]) -> Schema:
+    schema = _base(name, title, description, [])
+    schema["$comment"] = _INTEGER_NOTE
+    schema.update(
+        {
+            "type": "object",
+            "required": ["kind", *ids],
+            "properties": {
+                "kind": {"const": kind},
+                **ids,
+                "status_text": _text(0, MAX_STATUS_TEXT, nullable=True),
+                "sent_at": {"anyOf": [_int64(), {"type": "null"}]},
+            },
+        }
+    )
+    return schema
+
+
+def delete_message_schema() -> Schema:
+    return _removal_schema(
+        "delete-message",
+        "Deletion of a message",
+        "A record of the msgstate.responses topic, keyed by message_id (SPEC section 3a): "
+        "every holding of the message is removed, and every later record for it is rejected "
+        "message_deleted. identity_id is who deleted it. Unknown fields are ignored.",
+        KIND_DELETE,
+        {
+            "id": _text(1, MAX_RESPONSE_ID),
+            "message_id": _text(1, MAX_MESSAGE_ID),
+            "identity_id": _text(1, MAX_IDENTITY_ID),
+        },
+    )
+
+
+def erase_identity_schema() -> Schema:
+    return _removal_schema(
+        "erase-identity",
+        "Erasure of an identity",
+        "A record of the msgstate.responses topic with an empty key, published once to every "
+        "partition with the same id (SPEC section 3a): the identity's every value is removed "
+        "from every message not deleted. Unknown fields are ignored.",
+        KIND_ERASE,
+        {"id": _text(1, MAX_RESPONSE_ID), "identity_id": _text(1, MAX_IDENTITY_ID)},
+    )
+
+
 SCHEMAS = {
     "response-message": response_message_schema,
+    "delete-message": delete_message_schema,
+    "erase-identity": erase_identity_schema,
     "change": change_schema,
     "response-summary": response_summary_schema,
     "summary-change-event": summary_change_event_schema,

@@ -20,12 +20,15 @@ MAX_CHANGE_DEPTH = 64
 
 MAX_NAME = 128  # a state name, ASCII A-Z a-z 0-9 _ . : -
 NAME_CHARS = "A-Za-z0-9_.:-"  # as a regex character class body
-MAX_VALUE_BYTES = 1024  # a string value, UTF-8 bytes
+MAX_VALUE_BYTES = 1024  # a string value (UTF-8 bytes), an array's or object's canonical encoding
+MAX_VALUE_DEPTH = 16  # levels of arrays and objects in a value, the value itself being level 1
+FLOAT_LIMIT = 2.0**63  # a float value's magnitude is below it
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 MAX_NAMES = 64  # state names per (message, part)
 MAX_MEMBERS = 256  # Set members per identity
+MAX_VALUES_CAP = 10_000  # the highest `max_values` a registry may give a state
 
 DEDUPE_WINDOW = 10_000  # response ids remembered per message, at least
 

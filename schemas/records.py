@@ -1,9 +1,10 @@
-"""Response Messages (SPEC section 2): the typed model and its decoder.
+"""Records of msgstate.responses (SPEC sections 2, 3a): the typed models and their decoder.
 
 `decode_response` makes the whole-response checks of SPEC section 3 in their
-order (too_large, malformed, invalid, unauthenticated) and returns either a
-`Response` or a rejection. Each change is checked on its own (`invalid_change`
-is decided here, once); the rules that need state are the engine's.
+order (too_large, malformed, invalid, unauthenticated) and returns a `Response`,
+a `Deletion` or an `Erasure` (told apart by the record's `kind`), or a
+rejection. Each change is checked on its own (`invalid_change` is decided here,
+once); the rules that need state are the engine's.
 
 The checks are written by hand, not with a schema library: this is the hot
 path of every worker and of `msgstate replay`.
@@ -116,6 +117,34 @@ class Response(NamedTuple):
             "status_text": self.status_text,
             "sent_at": self.sent_at,
         }
+
+
+class Deletion(NamedTuple):
+    """A `delete_message` record (SPEC section 3a) that passed the whole-record checks."""
+
+    id: str
+    message_id: str
+    identity_id: str  # who deleted it
+    status_text: str | None = None
+    sent_at: int | None = None
+
+
+class Erasure(NamedTuple):
+    """An `erase_identity` record (SPEC section 3a) that passed the whole-record checks."""
+
+    id: str
+    identity_id: str  # whose values are erased
+    status_text: str | None = None
+    sent_at: int | None = None
+
+
+Record = Response | Deletion | Erasure
+KIND_RESPONSE: Final = "response"
+KIND_DELETE: Final = "delete_message"
+KIND_ERASE: Final = "erase_identity"
+KINDS: Final = (KIND_RESPONSE, KIND_DELETE, KIND_ERASE)
+# An event's `cause` (SPEC section 5): the kind of the record that made it.
+CAUSES: Final = KINDS
 
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
@@ -267,11 +296,13 @@ def _too_deep_change(changes: list[Any]) -> int | None:
     return None
 
 
-def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejection:
-    """Decode one record value: a Response, or the rejection of the whole record.
+def decode_response(raw: bytes, *, authentic: bool = True) -> Record | Rejection:
+    """Decode one record value: a Response, Deletion or Erasure, or the rejection of the
+    whole record.
 
     `authentic` is the signature verdict, decided by the caller (True when
-    signing is off). `duplicate` needs state and is the engine's to decide.
+    signing is off). `duplicate` and `message_deleted` need state and are the
+    engine's to decide.
     """
     size = len(raw)
     if size > MAX_RECORD_BYTES:
@@ -284,6 +315,8 @@ def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejecti
         return rejections.malformed(
             bytes(raw), f"the record is {json_kind(record)}, not a JSON object"
         )
+    if "kind" in record and record["kind"] != KIND_RESPONSE:
+        return _decode_other(record, authentic)
     try:
         rid, mid, ident, changes = _required_fields(record)
     except KeyError:
@@ -331,6 +364,50 @@ def decode_response(raw: bytes, *, authentic: bool = True) -> Response | Rejecti
     )
 
 
+_OPTIONAL_FIELDS = (
+    ("status_text", 0, MAX_STATUS_TEXT, True),
+)
+
+
+def _decode_other(record: dict[str, Any], authentic: bool) -> Record | Rejection:
+    """A record whose `kind` is not "response": a deletion, an erasure, or invalid."""
+    kind = record["kind"]
+    if kind == KIND_DELETE:
+        fields: tuple[tuple[str, int, int, bool], ...] = (
+            ("id", 1, MAX_RESPONSE_ID, False),
+            ("message_id", 1, MAX_MESSAGE_ID, False),
+            ("identity_id", 1, MAX_IDENTITY_ID, False),
+        )
+    elif kind == KIND_ERASE:
+        fields = (("id", 1, MAX_RESPONSE_ID, False), ("identity_id", 1, MAX_IDENTITY_ID, False))
+    else:
+        shown = orjson.dumps(kind).decode() if type(kind) is str else json_kind(kind)
+        return rejections.of_record(
+            record, rejections.INVALID,
+            f'"kind" is {shown}; it must be one of {", ".join(KINDS)} (or absent)',
+        )
+    for key, low, high, optional in fields + _OPTIONAL_FIELDS:
+        problem = _text_problem(record, key, low, high, optional)
+        if problem:
+            return rejections.of_record(record, rejections.INVALID, problem)
+    sent_at = record.get("sent_at")
+    if sent_at is not None and not (type(sent_at) is int and INT_MIN <= sent_at <= INT_MAX):
+        return rejections.of_record(record, rejections.INVALID, _sent_at_problem(sent_at))
+    if not authentic:
+        return rejections.of_record(
+            record, rejections.UNAUTHENTICATED, "the record's signature is missing or wrong"
+        )
+    status = record.get("status_text")
+    if kind == KIND_DELETE:
+        return Deletion(record["id"], record["message_id"], record["identity_id"], status, sent_at)
+    return Erasure(record["id"], record["identity_id"], status, sent_at)
+
+
+def _sent_at_problem(sent_at: Any) -> str:
+    what = "out of range" if type(sent_at) is int else json_kind(sent_at)
+    return f'"sent_at" is {what}; it must be an integer in the 64-bit signed range or null'
+
+
 def _text_problem(record: dict[str, Any], key: str, low: int, high: int, optional: bool) -> str:
     value = record.get(key)
     if value is None and optional:
@@ -372,6 +449,5 @@ def _invalid_detail(record: dict[str, Any]) -> str:
         return problem
     sent_at = record.get("sent_at")
     if sent_at is not None and not (type(sent_at) is int and INT_MIN <= sent_at <= INT_MAX):
-        what = "out of range" if type(sent_at) is int else json_kind(sent_at)
-        return f'"sent_at" is {what}; it must be an integer in the 64-bit signed range or null'
+        return _sent_at_problem(sent_at)
     return "the record breaks the Response Message rules"

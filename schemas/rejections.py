@@ -13,7 +13,10 @@ MALFORMED: Final = "malformed"
 INVALID: Final = "invalid"
 UNAUTHENTICATED: Final = "unauthenticated"
 DUPLICATE: Final = "duplicate"
-RESPONSE_REASONS: Final = (TOO_LARGE, MALFORMED, INVALID, UNAUTHENTICATED, DUPLICATE)
+MESSAGE_DELETED: Final = "message_deleted"  # v1.1 (SPEC section 3a)
+RESPONSE_REASONS: Final = (
+    TOO_LARGE, MALFORMED, INVALID, UNAUTHENTICATED, DUPLICATE, MESSAGE_DELETED
+)
 
 # Change reasons, in the order they are checked.
 INVALID_CHANGE: Final = "invalid_change"

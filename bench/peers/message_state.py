@@ -14,8 +14,16 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.limits import DEDUPE_WINDOW
-from msgstate.streams.engine.state import Held, PartMeta, StateDelta, ValueKey
-from msgstate.streams.engine.summary import render_summary
+from msgstate.streams.engine.state import (
+    Held,
+    Holdings,
+    PartMeta,
+    StateDelta,
+    StateKey,
+    TallyKey,
+    ValueKey,
+)
+from msgstate.streams.engine.summary import count_tallies, render_summary
 
 _EMPTY = PartMeta()
 
@@ -40,6 +48,39 @@ class MessageState:
 
     def seen(self, message_id: str, response_id: str) -> bool:
         return response_id in self.seen_ids
+
+    # The v1.1 reads, from this message's holdings. The peers are measured on v1
+    # workloads: they keep no deletion mark and no erasure ids.
+
+    def deleted(self, message_id: str) -> bool:
+        return False
+
+    def tally_count(self, key: TallyKey) -> int:
+        return count_tallies(self.holdings_of(key[1], key[2])).get(key[3], 0)
+
+    def distinct(self, key: StateKey) -> int:
+        return len(count_tallies(self.holdings_of(key[1], key[2])))
+
+    def parts_of(self, message_id: str) -> list[str]:
+        return list(self.metas)
+
+    def part_holdings(self, message_id: str, part_id: str) -> Holdings:
+        by_name: dict[str, dict[str, Held]] = defaultdict(dict)
+        for (pid, name, identity), held in self.holdings.items():
+            if pid == part_id:
+                by_name[name][identity] = held
+        return by_name
+
+    def identity_index(self, identity_id: str) -> list[StateKey]:
+        return [("", pid, name) for (pid, name, identity) in self.holdings
+                if identity == identity_id]
+
+    def erasure_taken(self, erasure_id: str) -> bool:
+        return False
+
+    def holdings_of(self, part_id: str, name: str) -> dict[str, Held]:
+        return {identity: held for (pid, n, identity), held in self.holdings.items()
+                if pid == part_id and n == name}
 
     # -- writes ----------------------------------------------------------------
 

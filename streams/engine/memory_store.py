@@ -3,8 +3,11 @@
 Replay and the unit tests use it; the Redis store is its persistent twin.
 Holdings are nested per part and per name, so the strings of a key are held
 once, and equal value encodings are shared: a live value costs one dict
-entry. Tallies are not kept but counted from the holdings when a summary is
-rendered (the Redis store keeps them, from `StateDelta.tallies`).
+entry. Tallies are counted from the holdings when a summary is rendered; the
+store keeps only those the deltas carry (with replay's engine, the capped
+states', whose cap reads them). v1.1: it also keeps the deletion marks, each
+message's part ids, each identity's index of where it holds values, and the
+erasure ids taken (see state.py).
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ from types import MappingProxyType
 from typing import Any
 
 from msgstate.schemas.limits import DEDUPE_WINDOW
-from msgstate.streams.engine.state import Held, Holdings, PartKey, PartMeta, StateDelta, ValueKey
-from msgstate.streams.engine.summary import SummaryRenderer
+from msgstate.streams.engine.state import (
+    Held,
+    Holdings,
+    PartKey,
+    PartMeta,
+    StateDelta,
+    StateKey,
+    TallyKey,
+    ValueKey,
+)
+from msgstate.streams.engine.summary import SummaryRenderer, deleted_summary
 
 _EMPTY = PartMeta()
 _NO_HOLDINGS: Holdings = MappingProxyType({})
 
 
 class _Part:
-    __slots__ = ("holdings", "meta")
+    __slots__ = ("holdings", "meta", "mid", "pid")
 
-    def __init__(self) -> None:
+    def __init__(self, mid: str = "", pid: str = "") -> None:
+        self.mid = mid  # interned: the identity index shares them
+        self.pid = pid
         self.meta = _EMPTY
         self.holdings: dict[str, dict[str, Held]] = {}  # name -> identity -> holding
 
@@ -40,7 +54,10 @@ _NONE_TAKEN: _Taken = {}
 class MemoryStore:
     """All state in process memory; `window` response ids are remembered per message."""
 
-    __slots__ = ("_encodings", "_parts", "_seen", "_window")
+    __slots__ = (
+        "_deleted", "_encodings", "_erasures", "_index", "_message_parts", "_parts", "_seen",
+        "_tallies", "_window",
+    )
 
     def __init__(self, window: int = DEDUPE_WINDOW) -> None:
         if window < 1:
@@ -49,6 +66,12 @@ class MemoryStore:
         self._parts: dict[PartKey, _Part] = {}
         self._seen: dict[str, _Taken] = {}
         self._encodings: dict[bytes, bytes] = {}  # shares equal value encodings
+        self._message_parts: dict[str, list[str]] = {}  # message -> its part ids
+        self._deleted: set[str] = set()
+        # identity -> where it holds a value, (message, part, name) -> None (an ordered set)
+        self._index: dict[str, dict[StateKey, None]] = {}
+        self._tallies: dict[StateKey, dict[bytes, int]] = {}  # the counts the deltas carry
+        self._erasures: set[str] = set()
 
     def parts(self) -> list[PartKey]:
         """Every (message, part) that was written."""
@@ -80,6 +103,29 @@ class MemoryStore:
     def seen(self, message_id: str, response_id: str) -> bool:
         return response_id in self._seen.get(message_id, _NONE_TAKEN)
 
+    def deleted(self, message_id: str) -> bool:
+        return message_id in self._deleted
+
+    def tally_count(self, key: TallyKey) -> int:
+        counts = self._tallies.get((key[0], key[1], key[2]))
+        return 0 if counts is None else counts.get(key[3], 0)
+
+    def distinct(self, key: StateKey) -> int:
+        return len(self._tallies.get(key, ()))
+
+    def parts_of(self, message_id: str) -> list[str]:
+        return self._message_parts.get(message_id, [])
+
+    def part_holdings(self, message_id: str, part_id: str) -> Holdings:
+        part = self._parts.get((message_id, part_id))
+        return _NO_HOLDINGS if part is None else part.holdings
+
+    def identity_index(self, identity_id: str) -> list[StateKey]:
+        return list(self._index.get(identity_id, ()))
+
+    def erasure_taken(self, erasure_id: str) -> bool:
+        return erasure_id in self._erasures
+
     # -- writes ----------------------------------------------------------------
 
     def apply(self, delta: StateDelta) -> None:
@@ -90,12 +136,16 @@ class MemoryStore:
         intern = sys.intern
         for key, meta in delta.parts.items():
             (parts.get(key) or new_part(key)).meta = meta
+        index = self._index
         for (mid, pid, name, ident), held in delta.values.items():
             part = parts.get((mid, pid)) or new_part((mid, pid))
             held_by = part.holdings.get(name)
             if held is None:
-                if held_by is not None:
-                    held_by.pop(ident, None)
+                if held_by is not None and held_by.pop(ident, None) is not None:
+                    held_at = index[ident]
+                    del held_at[(mid, pid, name)]
+                    if not held_at:
+                        del index[ident]
                 continue
             if held_by is None:
                 held_by = part.holdings[intern(name)] = {}
@@ -109,7 +159,16 @@ class MemoryStore:
             if ident in held_by:
                 held_by[ident] = held
             else:
-                held_by[intern(ident)] = held
+                ident = intern(ident)
+                held_by[ident] = held
+                where = index.get(ident)
+                if where is None:
+                    where = index[ident] = {}
+                where[(part.mid, part.pid, name)] = None
+        if delta.tallies:
+            self._count(delta.tallies)
+        self._deleted.update(delta.deleted)
+        self._erasures.update(delta.erasures)
         seen = self._seen
         size = self._window
         for mid, rid in delta.taken:
@@ -123,21 +182,41 @@ class MemoryStore:
     def _part(self, key: PartKey) -> _Part:
         part = self._parts.get(key)
         if part is None:
-            part = self._parts[(sys.intern(key[0]), sys.intern(key[1]))] = _Part()
+            mid, pid = sys.intern(key[0]), sys.intern(key[1])
+            part = self._parts[(mid, pid)] = _Part(mid, pid)
+            self._message_parts.setdefault(mid, []).append(pid)
         return part
+
+    def _count(self, changes: dict[TallyKey, int]) -> None:
+        tallies = self._tallies
+        for (mid, pid, name, value), change in changes.items():
+            counts = tallies.get((mid, pid, name))
+            if counts is None:
+                counts = tallies[(mid, pid, name)] = {}
+            now = counts.get(value, 0) + change
+            if now > 0:
+                counts[value] = now
+            else:
+                counts.pop(value, None)
+                if not counts:
+                    del tallies[(mid, pid, name)]
 
     # -- reads -----------------------------------------------------------------
 
     def summary(self, message_id: str, part_id: str, clip: int | None = None) -> dict[str, Any]:
         """The part's summary; a part nobody wrote has version 0 and no states."""
         part = self._parts.get((message_id, part_id)) or _Part()
+        if message_id in self._deleted:
+            return deleted_summary(message_id, part_id, part.meta.version)
         return SummaryRenderer().render(message_id, part_id, part.meta, part.holdings, None, clip)
 
     def summaries(self, clip: int | None = None) -> list[dict[str, Any]]:
         """Every summary of a part with at least one fixed name, by (message_id, part_id)."""
         render = SummaryRenderer().render
         parts = self._parts
+        deleted = self._deleted
         return [
+            deleted_summary(mid, pid, parts[(mid, pid)].meta.version) if mid in deleted else
             render(mid, pid, parts[(mid, pid)].meta, parts[(mid, pid)].holdings, None, clip)
             for mid, pid in sorted(parts)
             if parts[(mid, pid)].meta.types

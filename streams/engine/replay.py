@@ -66,7 +66,7 @@ class Replayer:
     def __init__(
         self,
         *,
-        registry: Mapping[str, str] | None = None,
+        registry: Mapping[str, Any] | None = None,
         on_event: EventSink | None = None,
         on_rejection: RejectionSink | None = None,
         store: MemoryStore | None = None,
@@ -93,7 +93,7 @@ class Replayer:
 def replay(
     records: Iterable[bytes],
     *,
-    registry: Mapping[str, str] | None = None,
+    registry: Mapping[str, Any] | None = None,
     on_event: EventSink | None = None,
     on_rejection: RejectionSink | None = None,
     store: MemoryStore | None = None,
@@ -132,7 +132,7 @@ def replay_lines(
     records: Iterable[bytes],
     *,
     engine: str = "native",
-    registry: Mapping[str, str] | None = None,
+    registry: Mapping[str, Any] | None = None,
     on_event: LineSink | None = None,
     on_rejection: LineSink | None = None,
     batch: int = BATCH,
@@ -150,7 +150,8 @@ def replay_lines(
             on_rejection=None if on_rejection is None else _encoded(on_rejection),
             batch=batch,
         )
-        return [dumps_line(summary) for summary in store.summaries()]
+        with gc_paused():  # rendering makes many small objects; the store is not garbage
+            return [dumps_line(summary) for summary in store.summaries()]
     if engine != "native":
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     # Imported here so that the Python engine runs even where the extension is missing.

@@ -15,7 +15,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 
-from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, StateNeeds, ValueKey
+from msgstate.streams.engine.state import (
+    Held,
+    Holdings,
+    PartKey,
+    PartMeta,
+    StateDelta,
+    StateKey,
+    StateNeeds,
+    TallyKey,
+    ValueKey,
+)
 
 _EMPTY = PartMeta()
 # Entries (parts, values, remembered ids) a worker's cache holds before it starts again empty
@@ -54,6 +64,30 @@ class StateCache:
 
     def seen(self, message_id: str, response_id: str) -> bool:
         return response_id in self.seen_ids[message_id]
+
+    # The v1.1 reads (deletions, erasures, caps): the workers do not load that state
+    # from Redis yet, so they answer as for a store that never had any.
+
+    def deleted(self, message_id: str) -> bool:
+        return False
+
+    def tally_count(self, key: TallyKey) -> int:
+        return 0
+
+    def distinct(self, key: StateKey) -> int:
+        return 0
+
+    def parts_of(self, message_id: str) -> list[str]:
+        return []
+
+    def part_holdings(self, message_id: str, part_id: str) -> Holdings:
+        return {}
+
+    def identity_index(self, identity_id: str) -> list[StateKey]:
+        return []
+
+    def erasure_taken(self, erasure_id: str) -> bool:
+        return False
 
     # -- upkeep ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.exceptions import ValidationError
-from msgstate.schemas.values import Value, tally_key
+from msgstate.schemas.values import TallyPayload, Value, tally_key
 from msgstate.streams.engine.state import Held, PartMeta
 
 Tallies = Mapping[str, Mapping[bytes, int]]  # name -> encoded value -> identities holding it
@@ -53,7 +53,7 @@ class SummaryRenderer:
     def __init__(self) -> None:
         self._scalars: dict[bytes, Value] = {}
         self._sets: dict[tuple[bytes, ...], tuple[Value, ...]] = {}
-        self._keys: dict[bytes, tuple[int, int | str, Value]] = {}
+        self._keys: dict[bytes, tuple[int, TallyPayload, Value]] = {}
 
     def render(
         self,
@@ -158,6 +158,17 @@ def render_summary(
     return SummaryRenderer().render(message_id, part_id, meta, holdings, tallies, clip)
 
 
+def deleted_summary(message_id: str, part_id: str, version: int) -> dict[str, Any]:
+    """The summary of a part of a deleted message (SPEC section 3a)."""
+    return {
+        "message_id": message_id,
+        "part_id": part_id,
+        "version": version,
+        "states": {},
+        "deleted": True,
+    }
+
+
 def render_tally(counts: Mapping[bytes, int]) -> list[dict[str, Any]]:
-    """Tally entries: count descending, then false, true, integers, strings by code point."""
+    """Tally entries: count descending, then false, true, numbers, strings, arrays, objects."""
     return SummaryRenderer()._tally(counts)

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.codec import dumps
-from msgstate.schemas.records import decode_response
+from msgstate.schemas.records import Deletion, Erasure, decode_response
+from msgstate.schemas.rejections import INVALID, Rejection, of_record
 from msgstate.streams.engine.engine import Engine, Item
 from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, ValueKey
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES, StateCache
@@ -32,6 +33,16 @@ from msgstate.streams.storage.layout import (
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 _VERSION = VERSION_FIELD.decode()
+# The records of SPEC section 3a need state the workers do not keep in Redis yet (deletion
+# marks, the identity index, erasure ids): refused plainly rather than applied in part.
+_NOT_YET = (Deletion, Erasure)
+
+
+def _not_yet(record: Deletion | Erasure) -> Rejection:
+    kind = "delete_message" if type(record) is Deletion else "erase_identity"
+    return of_record(record._asdict(), INVALID,
+                     f"the state workers do not apply {kind} records yet")
+
 _TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
 
 
@@ -52,10 +63,11 @@ class PythonDecider:
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is None:
-            self._items = [decode_response(value) for value in values]
+            items = [decode_response(value) for value in values]
         else:
-            self._items = [decode_response(value, authentic=ok)
-                           for value, ok in zip(values, authentic, strict=True)]
+            items = [decode_response(value, authentic=ok)
+                     for value, ok in zip(values, authentic, strict=True)]
+        self._items = [_not_yet(item) if isinstance(item, _NOT_YET) else item for item in items]
         self._delta = None
         needs = self.cache.missing(self.engine.needs(self._items))
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from msgstate.schemas.limits import DEFAULT_PART
+from msgstate.schemas.registry import Entry
 from msgstate.streams.sdk import validation
 from msgstate.streams.sdk.events import CHANGE, ChangeEvent, Emitter
 from msgstate.streams.sdk.responses import Responses, Wiring
@@ -45,14 +46,15 @@ class MessageTypeModel(Emitter):
     # -- class-level ------------------------------------------------------------------------
 
     @classmethod
-    def registered_states(cls) -> dict[str, str]:
-        """The states `register_all_states` registers (without custom_states), no client needed."""
+    def registered_states(cls) -> dict[str, Entry]:
+        """The states `register_all_states` registers (without custom_states), no client
+        needed, in the registry's written form (a type, or the type with its max_values)."""
         probe = cls.__new__(cls)
         Emitter.__init__(probe)
         probe.message_id, probe.identity_id, probe.part_id = "", "", DEFAULT_PART
         probe.responses = Responses(probe, None)
         probe.register_all_states()
-        return probe.responses.own_states
+        return probe.responses.own_entries
 
     # -- events -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from msgstate.schemas.exceptions import ValidationError
 from msgstate.schemas.limits import INT_MIN, MAX_CHANGES, MAX_STATUS_TEXT
+from msgstate.schemas.registry import Entry
 from msgstate.schemas.values import encode_value
 from msgstate.streams.engine.state import Held
 from msgstate.streams.engine.summary import count_tallies, render_tally
@@ -57,13 +58,14 @@ class Responses:
 
     # -- registration ---------------------------------------------------------------------
 
-    def register_state(self, name: str, kind: str) -> None:
-        """Register a state of this message type (call it from `register_all_states`)."""
+    def register_state(self, name: str, kind: str, max_values: int | None = None) -> None:
+        """Register a state of this message type (call it from `register_all_states`);
+        `max_values` caps its distinct values in one part."""
         known = custom_states.get(name)
         if known is not None and known != str(kind):
             raise ValidationError(f"state {name} is a custom state of type {known}; "
                                   f"it cannot be registered as {kind}")
-        self._own.register_state(name, kind)
+        self._own.register_state(name, kind, max_values)
 
     @property
     def registry(self) -> dict[str, str]:
@@ -73,6 +75,11 @@ class Responses:
     @property
     def own_states(self) -> dict[str, str]:
         return dict(self._own)
+
+    @property
+    def own_entries(self) -> dict[str, Entry]:
+        """`own_states` in the registry's written form, with each state's max_values."""
+        return self._own.entries()
 
     # -- operations -----------------------------------------------------------------------
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
-from msgstate.schemas.exceptions import ValidationError
+from msgstate.schemas.exceptions import ConfigError, ValidationError
 from msgstate.schemas.records import STATE_TYPES, is_state_name
-from msgstate.schemas.registry import check_registry
+from msgstate.schemas.registry import Entry, normalized_registry
 
 
 class CRDT_TYPES(StrEnum):
@@ -33,33 +34,60 @@ def wire_type(kind: str) -> str:
 
 
 class StateRegistry(Mapping[str, str]):
-    """State name → wire type; a name keeps the type it was first registered with."""
+    """State name → wire type; a name keeps the type (and the cap on its distinct values,
+    `max_values`) it was first registered with."""
 
-    def __init__(self, states: Mapping[str, str] | None = None) -> None:
+    def __init__(self, states: Mapping[str, Any] | None = None) -> None:
         self._types: dict[str, str] = {}
+        self._caps: dict[str, int] = {}
         self._lock = threading.Lock()
-        for name, kind in (states or {}).items():
-            self.register_state(name, kind)
+        self.update(states.entries() if isinstance(states, StateRegistry) else states or {})
 
-    def register_state(self, name: str, kind: str) -> None:
-        """Register `name` as a state of type `kind` (a CRDT_TYPES member)."""
+    def register_state(self, name: str, kind: str, max_values: int | None = None) -> None:
+        """Register `name` as a state of type `kind` (a CRDT_TYPES member); `max_values`
+        caps its distinct values in one message part (SPEC section 3)."""
         if not is_state_name(name):
             raise ValidationError(f"{name!r} is not a valid state name: 1-128 characters of "
                                   "A-Z a-z 0-9 _ . : -")
         wire = wire_type(kind)
+        if max_values is not None:
+            try:
+                normalized_registry({name: {"type": wire, "max_values": max_values}})
+            except ConfigError as exc:
+                raise ValidationError(str(exc)) from exc
         with self._lock:
             known = self._types.get(name)
             if known is not None and known != wire:
                 raise ValidationError(f"state {name} is already registered as {known}, not {wire}")
+            cap = self._caps.get(name)
+            if known is not None and cap != max_values:
+                raise ValidationError(f"state {name} is already registered with max_values "
+                                      f"{cap}, not {max_values}")
             self._types[name] = wire
+            if max_values is not None:
+                self._caps[name] = max_values
 
-    def update(self, other: Mapping[str, str]) -> None:
-        for name, kind in other.items():
-            self.register_state(name, kind)
+    def update(self, other: Mapping[str, Any]) -> None:
+        """Register every entry: a type, or {"type": ..., "max_values": ...}."""
+        for name, entry in other.items():
+            if isinstance(entry, Mapping):
+                self.register_state(name, entry.get("type", ""), entry.get("max_values"))
+            else:
+                self.register_state(name, entry)
+
+    def entries(self) -> dict[str, Entry]:
+        """The registry in its written form: a type, or the type with its max_values."""
+        with self._lock:
+            return {
+                name: kind if name not in self._caps
+                else {"type": kind, "max_values": self._caps[name]}
+                for name, kind in self._types.items()
+            }
 
     def clear(self) -> None:
         with self._lock:
             self._types.clear()
+            self._caps.clear()
 
     def __getitem__(self, name: str) -> str:
         return self._types[name]
@@ -79,7 +107,7 @@ custom_states = StateRegistry()
 
 
 def export_registry(models: Iterable[type[object]] = (),
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+                    base: Mapping[str, Any] | None = None) -> dict[str, Entry]:
     """The workers' state-type registry (SPEC section 3) for these model classes.
 
     It holds `custom_states` (or `base`) and every model's `register_all_states()`. A name
@@ -91,10 +119,10 @@ def export_registry(models: Iterable[type[object]] = (),
         if states is None:
             raise ValidationError(f"{model!r} is not a MessageTypeModel class")
         merged.update(states())
-    return check_registry(merged)
+    return normalized_registry(merged.entries())
 
 
 def registry_json(models: Iterable[type[object]] = (),
-                  base: Mapping[str, str] | None = None) -> bytes:
+                  base: Mapping[str, Any] | None = None) -> bytes:
     """`export_registry` as the JSON text that `schemas.registry.parse_registry` reads."""
     return orjson.dumps(export_registry(models, base), option=orjson.OPT_SORT_KEYS)

@@ -10,7 +10,7 @@ import orjson
 
 from msgstate.schemas.exceptions import ValidationError
 from msgstate.schemas.limits import MAX_NAMES, MAX_RECORD_BYTES
-from msgstate.schemas.records import Response, decode_change, decode_response
+from msgstate.schemas.records import decode_change, decode_response
 from msgstate.schemas.rejections import Rejection
 from msgstate.schemas.wording import with_article
 
@@ -65,7 +65,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     """The record's bytes, once the workers' whole-record checks pass."""
     encoded = orjson.dumps(record)
     decoded = decode_response(encoded)
-    if not isinstance(decoded, Response):
+    if isinstance(decoded, dict):
         rejection: Rejection = decoded
         raise ValidationError(f"the response would be rejected {rejection['reason']}: "
                               f"{rejection['detail']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,9 @@ from msgstate.streams.engine.memory_store import MemoryStore
 from msgstate.streams.engine.native_engine import NativeEngine
 
 ABSENT: Any = object()
+# MSGSTATE_TEST_ENGINES=python runs the rule tests on the Python engine alone (while the
+# compiled one lags behind the SPEC); by default every batch goes through both.
+BOTH_ENGINES = os.environ.get("MSGSTATE_TEST_ENGINES", "both") != "python"
 
 
 def change(op: str, kind: str, name: str, value: Any = ABSENT) -> dict[str, Any]:
@@ -64,9 +68,9 @@ class Run:
     bytes: each rule test holds for both engines.
     """
 
-    def __init__(self, registry: Mapping[str, str] | None = None) -> None:
+    def __init__(self, registry: Mapping[str, Any] | None = None) -> None:
         self.engine = Engine(registry)
-        self.native = NativeEngine(registry)
+        self.native = NativeEngine(registry) if BOTH_ENGINES else None
         self.store = MemoryStore()
         self.events: list[dict[str, Any]] = []
         self.rejections: list[dict[str, Any]] = []
@@ -76,9 +80,10 @@ class Run:
         items = [decode_response(value, authentic=authentic) for value in values]
         out = self.engine.apply_batch(items, self.store)
         self.store.apply(out.delta)
-        events, rejections = self.native.feed(values, [authentic] * len(values))
-        assert events == [dumps_line(event) for event in out.events]
-        assert rejections == [dumps_line(rejection) for _, rejection in out.rejections]
+        if self.native is not None:
+            events, rejections = self.native.feed(values, [authentic] * len(values))
+            assert events == [dumps_line(event) for event in out.events]
+            assert rejections == [dumps_line(rejection) for _, rejection in out.rejections]
         self.events += out.events
         self.rejections += [rejection for _, rejection in out.rejections]
         return self
@@ -91,8 +96,9 @@ class Run:
 
     def summary(self, message: str = "m1", part: str = "root") -> dict[str, Any]:
         summary = self.store.summary(message, part)
-        assert self.native.summary(message, part) == summary
-        assert self.native.summary_lines() == [dumps_line(s) for s in self.store.summaries()]
+        if self.native is not None:
+            assert self.native.summary(message, part) == summary
+            assert self.native.summary_lines() == [dumps_line(s) for s in self.store.summaries()]
         return summary
 
     def values(self, name: str, message: str = "m1", part: str = "root") -> dict[str, Any]:
@@ -104,6 +110,6 @@ class Run:
         return [rejection["reason"] for rejection in self.rejections]
 
 
-def run(*raws: bytes | dict[str, Any], registry: Mapping[str, str] | None = None) -> Run:
+def run(*raws: bytes | dict[str, Any], registry: Mapping[str, Any] | None = None) -> Run:
     """Each record in its own batch, in order."""
     return Run(registry).each(*raws)

@@ -19,11 +19,15 @@ IDENTITIES = ["alice", "bob", "layer:///identities/FrodoTheDodo", 'q"\\\t\u0001\
 NAMES = ["color", "poll", "tags", "rsvp", "a.b:c-d_1"]
 TYPES = ["Set", "FWW", "LWW", "LWWN"]
 GOOD_VALUES: list[Any] = ["red", "blue", "1", "", "é" * 512, 1, 0, -1, True, False,
-                          2**63 - 1, -(2**63), 'q"\\/\b\f\n\r\u001f\u007f\u2028\U0001f600']
+                          2**63 - 1, -(2**63), 'q"\\/\b\f\n\r\u001f\u007f\u2028\U0001f600',
+                          # v1.1: floats, arrays and objects (equal ones written apart)
+                          1.0, 100.0, -0.5, -0.0, 0.0, 1e-7, 1e16, [], {}, ["red"], [1, 1.0],
+                          {"v": 1}, {"a": 1, "b": [None, 2.5]}, {"b": [None, 2.5], "a": 1},
+                          {"type": "choice", "choices": ["x"], "selected": "x"}, [[[True]]]]
 # Not valid values, but all of them survive a JSON round trip unchanged.
-BAD_VALUES: list[Any] = [1.0, 100.0, -0.5, 2**63, 2**64 - 1, None, [], {}, ["red"],
-                         {"v": 1}, "x" * 1025, "é" * 513, 1e300, -0.0,
-                         {"b": {"a": [1.5, None, 2**64 - 1]}}, [[[True]]]]
+BAD_VALUES: list[Any] = [2**63, 2**64 - 1, None, "x" * 1025, "é" * 513, 1e300, -1e19,
+                         {"b": {"a": [1.5, None, 2**64 - 1]}}, ["x" * 1100],
+                         [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]
 
 _absent = object()
 
@@ -121,11 +125,31 @@ def encode(record: Any) -> bytes:
 
 
 @st.composite
-def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
+def removals(draw: st.DrawFn, ids: list[str] | None = None) -> dict[str, Any]:
+    """A deletion or an erasure (SPEC section 3a); sometimes with one bad field."""
+    record: dict[str, Any] = {"id": draw(st.sampled_from(ids or ["d1", "d2", "e1", "e2", "r1"]))}
+    if draw(st.booleans()):
+        record.update(kind="delete_message", message_id=draw(st.sampled_from(MESSAGES)),
+                      identity_id="mod")
+    else:
+        record.update(kind="erase_identity", identity_id=draw(st.sampled_from(IDENTITIES)))
+    if draw(st.booleans()):
+        record["status_text"] = draw(st.sampled_from([None, "gone"]))
+    if draw(st.integers(0, 9)) == 0:
+        record[draw(st.sampled_from(["kind", "id", "identity_id", "message_id", "sent_at"]))] = (
+            draw(st.sampled_from([None, "", 1.5, "other"]))
+        )
+    return record
+
+
+@st.composite
+def lines(draw: st.DrawFn, ids: list[str] | None = None, with_removals: bool = True) -> bytes:
     """One record value, as it would be a line of a replay file."""
     roll = draw(st.integers(0, 29))
     if roll == 0:
         return draw(st.sampled_from(MALFORMED_LINES))
+    if roll in (2, 3) and with_removals:
+        return encode(draw(removals(ids)))
     if roll == 1:
         # Over the size limit, yet otherwise a valid record.
         record = draw(records(ids))
@@ -135,9 +159,21 @@ def lines(draw: st.DrawFn, ids: list[str] | None = None) -> bytes:
 
 
 workloads = st.lists(lines(), min_size=1, max_size=40)
-registries = st.one_of(
+# Without deletions, erasures and caps: what the state workers apply so far.
+workloads_without_removals = st.lists(lines(with_removals=False), min_size=1, max_size=40)
+type_registries = st.one_of(
     st.just({}),
     st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
+)
+registries = st.one_of(
+    st.just({}),
+    st.dictionaries(
+        st.sampled_from(NAMES),
+        st.sampled_from(TYPES)
+        | st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
+                    st.sampled_from(TYPES), st.integers(1, 3)),
+        max_size=3,
+    ),
 )
 
 

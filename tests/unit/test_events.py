@@ -16,6 +16,7 @@ KEYS = [
     "new",
     "version",
     "status_text",
+    "cause",
 ]
 
 
@@ -34,6 +35,7 @@ def test_an_event_has_every_key() -> None:
             "new": "red",
             "version": 1,
             "status_text": None,
+            "cause": "response",
         }
     ]
     assert list(r.events[0]) == KEYS

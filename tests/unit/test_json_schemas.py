@@ -144,12 +144,16 @@ def test_output_schemas_are_not_vacuous() -> None:
         "new": ["x", 1, True],
         "version": 1,
         "status_text": None,
+        "cause": "response",
     }
     assert is_valid("summary-change-event", event)
+    assert not is_valid("summary-change-event", {**event, "cause": "other"})
     assert not is_valid("summary-change-event", {**event, "new": "x"})
     assert not is_valid("summary-change-event", {**event, "new": []})
     assert not is_valid("summary-change-event", {**event, "new": [1, 1]})
-    assert is_valid("summary-change-event", {**event, "type": "LWW", "new": 1.0}) is False
+    assert is_valid("summary-change-event", {**event, "new": [1, 1.0, True, {"a": [None]}]})
+    assert not is_valid("summary-change-event", {**event, "type": "LWW", "new": 2.0**63})
+    assert not is_valid("summary-change-event", {**event, "type": "LWW", "new": ["x" * 1100]})
     summary = {
         "message_id": "m",
         "part_id": "root",

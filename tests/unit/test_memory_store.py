@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.schemas.records import decode_response
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.memory_store import MemoryStore
-from msgstate.streams.engine.state import Held, PartMeta, StateDelta, StateNeeds, ValueKey
+from msgstate.streams.engine.state import (
+    Held,
+    Holdings,
+    PartMeta,
+    StateDelta,
+    StateKey,
+    StateNeeds,
+    TallyKey,
+    ValueKey,
+)
 from tests.unit.helpers import add, line
 
 
@@ -75,23 +85,60 @@ class StrictView:
     def __init__(self, store: MemoryStore, needs: StateNeeds) -> None:
         self.store = store
         self.needs = needs
+        # What a whole message's parts or an identity's index let the engine read further.
+        self.whole_parts: set[tuple[str, str]] = set()
+        self.indexed: set[ValueKey] = set()
 
     def part_meta(self, message_id: str, part_id: str) -> PartMeta:
-        assert (message_id, part_id) in self.needs.parts
+        assert (message_id, part_id) in self.needs.parts | self.whole_parts | {
+            key[:2] for key in self.indexed
+        }
         return self.store.part_meta(message_id, part_id)
 
     def held(self, key: ValueKey) -> Held | None:
-        assert key in self.needs.values
+        assert key in self.needs.values | self.indexed
         return self.store.held(key)
 
     def seen(self, message_id: str, response_id: str) -> bool:
         assert (message_id, response_id) in self.needs.response_ids
         return self.store.seen(message_id, response_id)
 
+    def deleted(self, message_id: str) -> bool:
+        assert message_id in self.needs.deleted
+        return self.store.deleted(message_id)
+
+    def tally_count(self, key: TallyKey) -> int:
+        assert key[:3] in self.needs.capped
+        return self.store.tally_count(key)
+
+    def distinct(self, key: StateKey) -> int:
+        assert key in self.needs.capped
+        return self.store.distinct(key)
+
+    def parts_of(self, message_id: str) -> list[str]:
+        assert message_id in self.needs.whole
+        self.whole_parts.update((message_id, pid) for pid in self.store.parts_of(message_id))
+        return self.store.parts_of(message_id)
+
+    def part_holdings(self, message_id: str, part_id: str) -> Holdings:
+        assert (message_id, part_id) in self.whole_parts
+        return self.store.part_holdings(message_id, part_id)
+
+    def identity_index(self, identity_id: str) -> list[StateKey]:
+        assert identity_id in self.needs.identities
+        index = self.store.identity_index(identity_id)
+        self.indexed.update((*where, identity_id) for where in index)
+        return index
+
+    def erasure_taken(self, erasure_id: str) -> bool:
+        assert erasure_id in self.needs.erasures
+        return self.store.erasure_taken(erasure_id)
+
 
 def test_needs_lists_every_key_the_batch_reads() -> None:
-    engine = Engine()
+    engine = Engine({"cap": {"type": "Set", "max_values": 1}})
     store = MemoryStore()
+    reasons: list[str] = []
     for batch in (
         [line("r1", add("LWW", "c", 1), add("Set", "s", "x"))],
         [
@@ -101,8 +148,24 @@ def test_needs_lists_every_key_the_batch_reads() -> None:
             line("r1", add("LWW", "c", 9)),
             line("r4", add("LWW", "c", 3), add("LWW", "c", 4)),
         ],
+        [
+            line("r5", add("Set", "cap", "x"), message="m2"),
+            orjson.dumps({"kind": "erase_identity", "id": "e1", "identity_id": "bob"}),
+            line("r6", add("Set", "cap", "y"), message="m2", identity="bob"),
+        ],
+        [
+            orjson.dumps({"kind": "delete_message", "id": "d1", "message_id": "m2",
+                          "identity_id": "mod"}),
+            line("r7", add("Set", "cap", "z"), message="m2"),
+            orjson.dumps({"kind": "erase_identity", "id": "e2", "identity_id": "alice"}),
+        ],
     ):
         items = [decode_response(raw) for raw in batch]
         out = engine.apply_batch(items, StrictView(store, engine.needs(items)))
+        reasons += [rejection["reason"] for _, rejection in out.rejections]
         store.apply(out.delta)
-    assert store.summary("m1", "root")["states"]["c"]["values"] == {"alice": 4, "bob": 2}
+    # r2's bad change, b"not json", r1 again; r6 over the cap; r7 after the deletion
+    assert reasons == ["invalid_change", "malformed", "duplicate", "limit_exceeded",
+                       "message_deleted"]
+    assert store.summary("m1", "root")["states"]["c"]["values"] == {}  # both erased
+    assert store.summary("m2", "root")["deleted"] is True

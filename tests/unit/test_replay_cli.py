@@ -173,3 +173,41 @@ def test_an_unknown_engine_is_one_line_and_non_zero(tmp_path: Path) -> None:
     code, out, err = invoke(str(source), env={"MSGSTATE_ENGINE": "rust"})
     assert code != 0 and out == b""
     assert "MSGSTATE_ENGINE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_replay_applies_deletions_erasures_and_caps(tmp_path: Path, engine: str) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join([
+        line("r1", add("Set", "reactions", "a"), message="m1"),
+        line("r2", add("Set", "reactions", "b"), message="m1", identity="bob"),
+        line("r3", add("LWW", "c", {"k": [1.5]}), message="m2"),
+        b'{"kind": "delete_message", "id": "d1", "message_id": "m1", "identity_id": "mod"}',
+        b'{"kind": "erase_identity", "id": "e1", "identity_id": "alice"}',
+        line("r4", add("Set", "reactions", "c"), message="m1"),
+    ]))
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(b'{"reactions": {"type": "Set", "max_values": 1}}')
+    changes, rejections = tmp_path / "changes", tmp_path / "rejections"
+    code, out, _ = invoke(str(source), "--registry", str(registry), "--changes", str(changes),
+                          "--rejections", str(rejections))
+    assert code == 0
+    assert [orjson.loads(summary) for summary in out.splitlines()] == [
+        {"message_id": "m1", "part_id": "root", "version": 2, "states": {}, "deleted": True},
+        {"message_id": "m2", "part_id": "root", "version": 2,
+         "states": {"c": {"type": "LWW", "values": {}, "tally": []}}},
+    ]
+    causes = [orjson.loads(event)["cause"] for event in changes.read_bytes().splitlines()]
+    assert causes == ["response", "response", "delete_message", "erase_identity"]
+    assert [orjson.loads(r)["reason"] for r in rejections.read_bytes().splitlines()] == [
+        "limit_exceeded", "message_deleted",
+    ]
+
+
+def test_a_bad_registry_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(line("r1", add("LWW", "c", 1)))
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(b'{"reactions": {"type": "Set", "max_values": 0}}')
+    code, out, err = invoke(str(source), "--registry", str(registry))
+    assert code != 0 and out == b""
+    assert "max_values 0" in err and len(err.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.unit.helpers import ABSENT, add, change, line, remove, run
@@ -40,16 +41,18 @@ from tests.unit.helpers import ABSENT, add, change, line, remove, run
         change("add", "LWWN", "c", None),
         change("remove", "Set", "c"),  # a Set remove needs a value
         change("remove", "Set", "c", None),
-        change("add", "LWW", "c", 1.0),  # a fraction is not an integer
-        change("add", "LWW", "c", 1.5),
+        change("add", "LWW", "c", 2.0**63),  # a float's magnitude is below 2^63
+        change("add", "LWW", "c", -1e19),
         change("add", "LWW", "c", 2**63),
         change("add", "LWW", "c", 2**64 - 1),
         change("add", "LWW", "c", "x" * 1025),
         change("add", "LWW", "c", "\u00e9" * 513),  # 1026 UTF-8 bytes
-        change("add", "LWW", "c", ["red"]),
-        change("add", "LWW", "c", {"v": 1}),
-        change("remove", "LWWN", "c", 1.5),  # present and not null: must be valid
-        change("remove", "LWWN", "c", []),
+        change("add", "LWW", "c", [2**63]),  # numbers inside follow the same ranges
+        change("add", "LWW", "c", {"v": [1e19]}),
+        change("add", "LWW", "c", ["x" * 1100]),  # over 1024 bytes encoded
+        change("add", "LWW", "c", [[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]),  # 17 levels
+        change("remove", "LWWN", "c", 2.0**64),  # present and not null: must be valid
+        change("remove", "LWWN", "c", [2**64 - 1]),
     ],
 )
 def test_invalid_change(bad: Any) -> None:
@@ -85,6 +88,14 @@ def test_numbers_beyond_64_bits_are_read_as_floats() -> None:
         change("add", "LWW", "c", 2**63 - 1),
         change("add", "LWW", "c", -(2**63)),
         change("add", "LWW", "c", False),
+        change("add", "LWW", "c", 1.0),  # v1.1: floats, arrays and objects
+        change("add", "LWW", "c", -1.5e18),
+        change("add", "LWW", "c", ["red", None, {"a": [1.5]}]),
+        change("add", "LWW", "c", {"v": 1, "w": None}),
+        change("add", "LWW", "c", [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]),  # 16 levels
+        change("add", "LWW", "c", []),
+        change("remove", "LWWN", "c", 1.5),
+        change("remove", "LWWN", "c", {}),
         change("remove", "LWWN", "c"),  # no value: fine for an LWWN remove
         change("remove", "LWWN", "c", None),
         {**change("add", "LWW", "c", 1), "extra": "ignored"},
@@ -94,10 +105,34 @@ def test_valid_change_edges(good: dict[str, Any]) -> None:
     assert run(line("r1", good)).rejections == []
 
 
-def test_an_exponent_value_is_not_an_integer() -> None:
+def test_an_exponent_value_is_a_float_apart_from_the_integer() -> None:
     raw = line("r1", add("LWW", "c", 1)).replace(b'"value": 1', b'"value": 1e2')
     assert b"1e2" in raw
-    assert run(raw).reasons() == ["invalid_change"]
+    r = run(raw, line("r2", add("LWW", "d", 100), identity="bob"))
+    assert r.rejections == []
+    assert r.values("c") == {"alice": 100.0}
+    assert r.summary()["states"]["c"]["tally"] == [{"value": 100.0, "count": 1}]
+    assert orjson.dumps(r.events[0]["new"]) == b"100.0"
+
+
+def test_a_number_too_large_for_a_double_is_malformed() -> None:
+    raw = line("r1", add("LWW", "c", [1])).replace(b"[1]", b"[1e400]")
+    assert run(raw).reasons() == ["malformed"]
+
+
+def test_values_equal_by_canonical_encoding() -> None:
+    r = run(
+        line("r1", add("Set", "s", {"a": 1, "b": 2})),
+        line("r2", add("Set", "s", {"b": 2, "a": 1}), identity="bob"),
+        line("r3", add("Set", "s", 1), add("Set", "s", 1.0), add("Set", "s", "1"),
+             add("Set", "s", True), identity="carol"),
+        line("r4", remove("Set", "s", {"b": 2, "a": 1})),
+    )
+    assert r.values("s") == {"bob": [{"a": 1, "b": 2}], "carol": [1, 1.0, "1", True]}
+    tally = r.summary()["states"]["s"]["tally"]
+    assert [orjson.dumps(entry["value"]) for entry in tally] == [
+        b"true", b"1", b"1.0", b'"1"', b'{"a":1,"b":2}'
+    ]
 
 
 @pytest.mark.parametrize("kind", ["FWW", "LWW"])

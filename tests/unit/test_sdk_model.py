@@ -91,13 +91,33 @@ def test_the_exported_registry_is_what_the_workers_read_and_enforce() -> None:
         export_registry([PollModel, Other])
 
 
+def test_a_cap_on_distinct_values_is_exported_in_the_object_form() -> None:
+    custom_states.register_state("reactions", CRDT_TYPES.SET, max_values=20)
+
+    class Capped(MessageTypeModel):
+        def register_all_states(self) -> None:
+            self.responses.register_state("pick", CRDT_TYPES.LAST_WRITER_WINS, max_values=1)
+
+    exported = export_registry([Capped])
+    assert exported == {"reactions": {"type": "Set", "max_values": 20},
+                        "pick": {"type": "LWW", "max_values": 1}}
+    assert parse_registry(registry_json([Capped])) == exported
+    applied = run(record("r1", add("LWW", "pick", "a")),
+                  record("r2", add("LWW", "pick", "b"), identity="bob"), registry=exported)
+    assert applied.reasons() == ["limit_exceeded"]
+    with pytest.raises(ValidationError, match="already registered with max_values 20"):
+        custom_states.register_state("reactions", CRDT_TYPES.SET, max_values=50)
+    with pytest.raises(ValidationError, match="from 1 to 10000"):
+        custom_states.register_state("other", CRDT_TYPES.SET, max_values=0)
+
+
 # -- local validation: raises before anything is sent ---------------------------------------
 
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda r: r.add_state("nope", "x"), "not registered for PollModel"),
-    (lambda r: r.add_state("latest", 1.5), "not an integer value"),
-    (lambda r: r.add_state("latest", {"a": 1}), "not an object"),
+    (lambda r: r.add_state("latest", 2.0**63), r"below 2\^63"),
+    (lambda r: r.add_state("latest", {"a": [2**64]}), "64-bit signed range"),
     (lambda r: r.add_state("latest", 2**63), "64-bit signed range"),
     (lambda r: r.add_state("latest", "é" * 600), "1024 UTF-8 bytes"),
     (lambda r: r.add_state("latest", None), "bad value"),

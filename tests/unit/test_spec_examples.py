@@ -74,7 +74,7 @@ def test_the_response_example_yields_the_event_example() -> None:
         RESPONSE_EXAMPLE,
     )
     assert r.rejections == []
-    assert r.events[-1] == orjson.loads(EVENT_EXAMPLE)
+    assert r.events[-1] == {**orjson.loads(EVENT_EXAMPLE), "cause": "response"}
     assert r.events[-2]["name"] == "favorite_colors"
     assert (r.events[-2]["old"], r.events[-2]["new"]) == (["blue"], None)
 

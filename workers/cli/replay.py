@@ -12,7 +12,7 @@ from typing import BinaryIO
 import click
 
 from msgstate.schemas.exceptions import ConfigError
-from msgstate.schemas.registry import parse_registry
+from msgstate.schemas.registry import Entry, parse_registry
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.replay import ENGINES, read_records, replay_lines
 from msgstate.workers.cli.progress import reading
@@ -62,7 +62,8 @@ def _open_input(stack: contextlib.ExitStack, name: str) -> BinaryIO:
 @click.option(
     "--registry",
     type=click.Path(dir_okay=False, path_type=Path),
-    help='State-type registry: a JSON object of name -> type, e.g. {"poll": "FWW"}.',
+    help='State-type registry: a JSON object of name -> type or {"type", "max_values"}, '
+    'e.g. {"poll": "FWW", "reactions": {"type": "Set", "max_values": 20}}.',
 )
 def replay(
     input_name: str, changes: Path | None, rejections: Path | None, registry: Path | None
@@ -76,12 +77,14 @@ def replay(
         engine = engine_from_env()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    types: dict[str, str] | None = None
+    types: dict[str, Entry] | None = None
     if registry is not None:
         try:
             types = parse_registry(registry.read_bytes())
         except OSError as exc:
             raise click.ClickException(f"cannot read {registry}: {exc.strerror or exc}") from exc
+        except ConfigError as exc:
+            raise click.ClickException(f"{registry}: {exc}") from exc
     with contextlib.ExitStack() as stack:
         source = reading(_open_input(stack, input_name), f"replaying {input_name}", stack)
         events_out = _open_output(stack, changes)
