@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::json;
+use crate::values;
+pub use crate::values::MAX_VALUE_BYTES;
 
 pub const MAX_RECORD_BYTES: usize = 65_536;
 pub const MAX_RESPONSE_ID: isize = 128;
@@ -20,7 +22,6 @@ pub const MAX_CHANGES: isize = 100;
 /// `schemas.limits.MAX_CHANGE_DEPTH`: a rejection echoes its change, which orjson must encode.
 const MAX_CHANGE_DEPTH: usize = 64;
 const MAX_NAME: usize = 128;
-pub const MAX_VALUE_BYTES: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -354,42 +355,6 @@ pub fn is_state_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-/// `schemas.values.checked_encoding`, into `out`; false when the value is not valid.
-unsafe fn encode_value(value: Obj, out: &mut Vec<u8>) -> bool {
-    if let Some(string) = text(value) {
-        if string.len() > MAX_VALUE_BYTES {
-            return false;
-        }
-        json::write_str(out, string);
-        return true;
-    }
-    if ffi::PyBool_Check(value) != 0 {
-        out.extend_from_slice(if value == ffi::Py_True() { b"true" } else { b"false" });
-        return true;
-    }
-    if is_int(value) {
-        if let Some(n) = small_int(value) {
-            json::write_int(out, n);
-            return true;
-        }
-    }
-    false
-}
-
-/// `schemas.values.value_problem` for a value `encode_value` refused.
-unsafe fn value_problem(value: Obj) -> String {
-    if ffi::PyUnicode_CheckExact(value) != 0 {
-        return format!("a string value may hold at most {MAX_VALUE_BYTES} UTF-8 bytes");
-    }
-    if is_int(value) {
-        return "an integer value must be in the 64-bit signed range".into();
-    }
-    if ffi::PyFloat_CheckExact(value) != 0 {
-        return "a number with a fraction or an exponent is not an integer value".into();
-    }
-    format!("a value must be a string, an integer or a boolean, not {}", json_kind(value))
-}
-
 /// `schemas.records.decode_change`.
 unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
     if ffi::PyDict_CheckExact(raw) == 0 {
@@ -423,11 +388,13 @@ unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
             let op = if is_add { "add" } else { "remove" };
             return invalid_change(raw, format!("{} {op} needs a value", kind.with_article()));
         }
-        if !encode_value(value, &mut encoded) {
-            return invalid_change(raw, format!("bad value: {}", value_problem(value)));
+        if let Err(problem) = values::encode(value, &mut encoded) {
+            return invalid_change(raw, format!("bad value: {problem}"));
         }
-    } else if kind == Kind::Lwwn && !is_none(value) && !encode_value(value, &mut encoded) {
-        return invalid_change(raw, format!("bad value: {}", value_problem(value)));
+    } else if kind == Kind::Lwwn && !is_none(value) {
+        if let Err(problem) = values::encode(value, &mut encoded) {
+            return invalid_change(raw, format!("bad value: {problem}"));
+        }
     }
     Change { is_add, kind, name, value: encoded, raw: Raw::Object(raw), error: None }
 }

@@ -10,6 +10,7 @@ mod json;
 mod redis_reads;
 mod redis_writes;
 mod store;
+mod values;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;

@@ -100,6 +100,50 @@ def test_dense_workloads_with_small_windows(lines: list[bytes], sizes: list[int]
     same(lines, {}, sizes, window)
 
 
+# Values of every JSON kind (SPEC v1.1): numbers equal in value but not in kind, floats of any
+# magnitude, nesting, keys in any order, and now and then one over a limit.
+json_values = st.recursive(
+    st.one_of(
+        st.booleans(), st.integers(-2, 2), st.sampled_from(["1", "é\\\"", "", 2**63 - 1]),
+        st.sampled_from([1.0, -0.0, 0.0, 2.5, -2.5, 1e16, 1e-7, 2.0**62, 2.0**63]),
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+    ),
+    lambda inner: st.one_of(
+        st.lists(st.one_of(inner, st.none()), max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "é", "B"]), st.one_of(inner, st.none()),
+                        max_size=3),
+    ),
+    max_leaves=5,
+)
+value_heavy = st.lists(
+    st.builds(
+        lambda rid, ident, part, changes: orjson.dumps({
+            "id": rid, "message_id": "m", "part_id": part, "identity_id": ident,
+            "changes": changes}),
+        st.sampled_from([f"r{n}" for n in range(60)]),
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.sampled_from(["root", "p2"]),
+        st.lists(
+            st.fixed_dictionaries({
+                "operation": st.sampled_from(["add", "add", "remove"]),
+                "type": st.sampled_from(["Set", "LWWN", "LWW"]),
+                "name": st.sampled_from(["s", "t"]),
+                "value": st.one_of(json_values, st.sampled_from(
+                    [[1, 1.0], {"a": 1, "b": [None, 2.5]}, {"b": [None, 2.5], "a": 1}])),
+            }),
+            min_size=1, max_size=4,
+        ),
+    ),
+    min_size=1, max_size=40,
+)
+
+
+@SETTINGS
+@given(value_heavy, st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_value_heavy_workloads(lines: list[bytes], sizes: list[int]) -> None:
+    same(lines, {}, sizes)
+
+
 def test_limits_of_names_and_members() -> None:
     names = [line(f"n{i}", add("LWW", f"name{i}", i)) for i in range(70)]
     members = [line(f"s{i}", add("Set", "tags", f"t{i}")) for i in range(260)]
