@@ -325,7 +325,7 @@ impl Engine {
 fn event_line(store: &Store, r: &Response, touch: &Touch, version: u64) -> Vec<u8> {
     let name = store.strings.text(touch.name);
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"event_id\":");
+    out.extend_from_slice(b"{\"cause\":\"response\",\"event_id\":");
     json::write_str(&mut out, &format!("{}/{}/{}", r.mid, r.rid, name));
     out.extend_from_slice(b",\"identity_id\":");
     json::write_str(&mut out, r.ident);
@@ -472,7 +472,7 @@ mod tests {
     fn event(rid: &str, ident: &str, name: &str, kind: &str, old: &str, new: &str, version: u64) -> String {
         format!(
             concat!(
-                r#"{{"event_id":"m/{rid}/{name}","identity_id":"{ident}","message_id":"m","name":"{name}","#,
+                r#"{{"cause":"response","event_id":"m/{rid}/{name}","identity_id":"{ident}","message_id":"m","name":"{name}","#,
                 r#""new":{new},"old":{old},"part_id":"root","response_id":"{rid}","status_text":null,"#,
                 r#""type":"{kind}","version":{version}}}"#,
                 "\n"
@@ -694,7 +694,7 @@ mod tests {
         assert_eq!(
             events,
             [concat!(
-                r#"{"event_id":"m/r1/l","identity_id":"u1","message_id":"m","name":"l","new":1,"old":null,"#,
+                r#"{"cause":"response","event_id":"m/r1/l","identity_id":"u1","message_id":"m","name":"l","new":1,"old":null,"#,
                 r#""part_id":"root","response_id":"r1","status_text":"hi","type":"LWW","version":1}"#,
                 "\n"
             )]

@@ -173,6 +173,7 @@ def test_a_layer_choice_response_with_custom_response_data() -> None:
     assert rejections == []
     (event,) = [orjson.loads(line) for line in events]
     assert (event["old"], event["new"], event["version"]) == (None, data, 1)
+    assert event["cause"] == "response"
     (summary,) = [orjson.loads(line) for line in engine.summary_lines()]
     held = summary["states"]["custom_response_data"]
     assert held["values"] == {"layer:///identities/FrodoTheDodo": data}
