@@ -17,6 +17,10 @@ pub type DumpChange<'a> = dyn FnMut(&Change) -> PyResult<Vec<u8>> + 'a;
 pub struct Engine {
     pub store: Store,
     registry: FxHashMap<Sym, Kind>,
+    /// The registry's `max_values` of each capped state name.
+    caps: FxHashMap<Sym, usize>,
+    /// (part, name) -> value -> how many identities hold it, for capped states only.
+    counts: FxHashMap<(u32, Sym), FxHashMap<Sym, u32>>,
     pub events: bool,
     /// Records the batch's writes as a `StateDelta` (the workers' use); None in replay.
     pub journal: Option<Journal>,
@@ -69,10 +73,13 @@ pub struct Lines {
 }
 
 impl Engine {
-    pub fn new(registry: &[(String, Kind)], window: usize, events: bool) -> Engine {
+    /// `caps`: the registry's `max_values` per capped state name.
+    pub fn new(registry: &[(String, Kind)], caps: &[(String, usize)], window: usize, events: bool) -> Engine {
         let mut store = Store::new(window);
         let registry = registry.iter().map(|(name, kind)| (store.strings.intern(name), *kind)).collect();
-        Engine { store, registry, events, journal: None, tallies: false }
+        let caps = caps.iter().map(|(name, cap)| (store.strings.intern(name), *cap)).collect();
+        let counts = FxHashMap::default();
+        Engine { store, registry, caps, counts, events, journal: None, tallies: false }
     }
 
     pub fn reject_whole(&self, whole: &Whole, out: &mut Lines) {
@@ -218,6 +225,17 @@ impl Engine {
                     _ => New::Same,
                 },
             };
+            // 5: an add of a value nobody in the part holds, to a capped state already full.
+            let cap = name.and_then(|n| self.caps.get(&n).map(|&cap| (n, cap)));
+            if let (true, Some((n, cap)), false) = (change.is_add, cap, matches!(new, New::Same)) {
+                let counts = part.and_then(|p| self.counts.get(&(p as u32, n)));
+                let held_by_someone = value.is_some_and(|v| counts.is_some_and(|c| c.contains_key(&v)));
+                if !held_by_someone && counts.map_or(0, |c| c.len()) >= cap {
+                    let detail = format!("{} already holds max_values={cap} distinct values in this part", change.name);
+                    refuse(out, dump, "limit_exceeded", &detail)?;
+                    continue;
+                }
+            }
             let old = held.map(|held| store.sets.owned(held));
 
             // Accepted, even when it has no effect: the name is fixed from now on.
@@ -273,6 +291,11 @@ impl Engine {
                     }
                 }
             }
+            if cap.is_some() && !matches!(new, New::Same) {
+                let counts = self.counts.entry((p as u32, name)).or_default();
+                recount(counts, old.as_ref(), false);
+                recount(counts, now.as_ref(), true);
+            }
             match touched.iter_mut().find(|t| t.name == name) {
                 Some(touch) => touch.now = now,
                 None => touched.push(Touch { name, kind, old, now }),
@@ -318,6 +341,25 @@ impl Engine {
             out.events.push(event_line(store, r, touch, version));
         }
         Ok(())
+    }
+}
+
+/// Count a holding's values in or out of a capped state's counts (a count of 0 is no entry).
+fn recount(counts: &mut FxHashMap<Sym, u32>, held: Option<&Held>, add: bool) {
+    let members = match held {
+        None => return,
+        Some(Held::One(one)) => std::slice::from_ref(one),
+        Some(Held::Many(many)) => &many[..],
+    };
+    for member in members {
+        if add {
+            *counts.entry(*member).or_insert(0) += 1;
+        } else if let Some(count) = counts.get_mut(member) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(member);
+            }
+        }
     }
 }
 
@@ -413,7 +455,14 @@ mod tests {
     impl Run {
         fn new(registry: &[(&str, Kind)]) -> Run {
             let registry: Vec<(String, Kind)> = registry.iter().map(|&(n, k)| (n.to_owned(), k)).collect();
-            Run { engine: Engine::new(&registry, 10_000, true), index: 0 }
+            Run { engine: Engine::new(&registry, &[], 10_000, true), index: 0 }
+        }
+
+        /// With the registry's `max_values` for these names.
+        fn capped(registry: &[(&str, Kind)], caps: &[(&str, usize)]) -> Run {
+            let registry: Vec<(String, Kind)> = registry.iter().map(|&(n, k)| (n.to_owned(), k)).collect();
+            let caps: Vec<(String, usize)> = caps.iter().map(|&(n, c)| (n.to_owned(), c)).collect();
+            Run { engine: Engine::new(&registry, &caps, 10_000, true), index: 0 }
         }
 
         /// Apply a decoded response: (event lines, rejection lines).
@@ -778,6 +827,33 @@ mod tests {
         assert!(rejections.is_empty());
         assert_eq!(events.len(), 1);
         assert!(field(&events[0], "new").ends_with(",254,255,256]"));
+    }
+
+    #[test]
+    fn max_values_caps_the_distinct_values_of_a_state_in_a_part() {
+        let mut run = Run::capped(&[("reactions", Kind::Set), ("pick", Kind::Lww)], &[("reactions", 2), ("pick", 1)]);
+        let (_, rejections) = run.send(&response("r1", "u1", &[add("Set", "reactions", "1"), add("Set", "reactions", "2")]));
+        assert!(rejections.is_empty());
+        // A third distinct value is over the cap, for anyone; a held one is not.
+        let (events, rejections) =
+            run.send(&response("r2", "u2", &[add("Set", "reactions", "3"), add("Set", "reactions", "2")]));
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert_eq!(field(&rejections[0], "detail"), r#""reactions already holds max_values=2 distinct values in this part""#);
+        assert_eq!(events, [event("r2", "u2", "reactions", "Set", "null", "[2]", 2)]);
+        // Re-adding a held member changes nothing and is never over the cap.
+        assert_eq!(run.send(&response("r3", "u1", &[add("Set", "reactions", "1")])), (vec![], vec![]));
+        // Once nobody holds 1, there is room for 3.
+        let (_, rejections) =
+            run.send(&response("r4", "u1", &[remove("Set", "reactions", Some("1")), add("Set", "reactions", "3")]));
+        assert!(rejections.is_empty());
+        assert!(run.summary("root").contains(r#""tally":[{"count":2,"value":2},{"count":1,"value":3}]"#));
+        // A scalar state: replacing one's own value with a new one is over a full cap too.
+        run.send(&response("r5", "u1", &[add("LWW", "pick", r#""a""#)]));
+        let (_, rejections) = run.send(&response("r6", "u1", &[add("LWW", "pick", r#""b""#)]));
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert!(run.send(&response("r7", "u2", &[add("LWW", "pick", r#""a""#)])).1.is_empty());
+        // The cap is per part.
+        assert!(run.send(&in_part("r8", "m", "p2", "u1", &[add("LWW", "pick", r#""b""#)])).1.is_empty());
     }
 
     #[test]

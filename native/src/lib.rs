@@ -118,20 +118,34 @@ fn checked_registry(registry: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Kind)
     Ok(types)
 }
 
+fn checked_caps(caps: &Bound<'_, PyDict>) -> PyResult<Vec<(String, usize)>> {
+    let mut checked = Vec::new();
+    for (name, cap) in caps.iter() {
+        let cap: usize = cap.extract()?;
+        if cap == 0 {
+            return Err(PyValueError::new_err("max_values must be at least 1"));
+        }
+        checked.push((name.extract::<String>()?, cap));
+    }
+    Ok(checked)
+}
+
 #[pymethods]
 impl NativeCore {
-    /// `registry`: name -> type, already checked; `orjson`: the orjson module.
+    /// `registry`: name -> type, already checked; `caps`: name -> `max_values`, for the capped
+    /// states; `orjson`: the orjson module.
     #[new]
     fn new(
         py: Python<'_>,
         registry: &Bound<'_, PyDict>,
+        caps: &Bound<'_, PyDict>,
         window: i64,
         events: bool,
         orjson: &Bound<'_, PyModule>,
     ) -> PyResult<NativeCore> {
         let window = checked_window(window)?;
         Ok(NativeCore {
-            core: engine::Engine::new(&checked_registry(registry)?, window, events),
+            core: engine::Engine::new(&checked_registry(registry)?, &checked_caps(caps)?, window, events),
             keys: Keys::new(py),
             orjson: Orjson::new(orjson)?,
         })
@@ -473,7 +487,7 @@ impl NativeCache {
 
 /// An engine whose store keeps tallies (the cache's writes carry them), with events.
 fn cache_engine(registry: &[(String, Kind)], window: usize) -> engine::Engine {
-    let mut core = engine::Engine::new(registry, window, true);
+    let mut core = engine::Engine::new(registry, &[], window, true);
     core.tallies = true;
     core
 }

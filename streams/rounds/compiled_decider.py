@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from msgstate.schemas.exceptions import ConfigError
 from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.schemas.registry import check_registry
 from msgstate.streams.engine import native_engine
@@ -27,13 +28,18 @@ class CompiledDecider:
 
     def __init__(
         self,
-        registry: Mapping[str, str] | None = None,
+        registry: Mapping[str, Any] | None = None,
         *,
         window: int = DEDUPE_WINDOW,
         whole_part_fields: int = WHOLE_PART_FIELDS,
         limit: int = CACHE_ENTRIES,
     ) -> None:
-        self._core = native_engine.cache_core(check_registry(registry or {}), window)
+        types = check_registry(registry or {})
+        if native_engine.caps(registry or {}):
+            # A cap needs the distinct values of a whole part, which this cache does not read.
+            raise ConfigError("the compiled workers do not apply max_values yet; "
+                              "use MSGSTATE_ENGINE=python")
+        self._core = native_engine.cache_core(types, window)
         self.window = window
         self.whole_part_fields = whole_part_fields
         self.limit = limit

@@ -3,6 +3,8 @@ byte for byte, on random workloads, hostile records and small dedupe windows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,7 +43,7 @@ def batches(lines: list[bytes], sizes: list[int]) -> list[slice]:
     return out
 
 
-def by_python(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+def by_python(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int,
               verdicts: list[bool]) -> Lines:
     engine, store, got = Engine(registry), MemoryStore(window), Lines()
     for part in batches(lines, sizes):
@@ -56,7 +58,7 @@ def by_python(lines: list[bytes], registry: dict[str, str], sizes: list[int], wi
     return got
 
 
-def by_native(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+def by_native(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int,
               verdicts: list[bool]) -> Lines:
     engine, got = NativeEngine(registry, window=window), Lines()
     for part in batches(lines, sizes):
@@ -68,7 +70,7 @@ def by_native(lines: list[bytes], registry: dict[str, str], sizes: list[int], wi
     return got
 
 
-def same(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int = 10_000,
+def same(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int = 10_000,
          verdicts: list[bool] | None = None) -> None:
     verdicts = verdicts or [True] * len(lines)
     expected = by_python(lines, registry, sizes, window, verdicts)
@@ -142,6 +144,21 @@ value_heavy = st.lists(
 @given(value_heavy, st.lists(st.integers(1, 12), min_size=1, max_size=6))
 def test_value_heavy_workloads(lines: list[bytes], sizes: list[int]) -> None:
     same(lines, {}, sizes)
+
+
+capped_registries = st.fixed_dictionaries({
+    "s": st.one_of(st.just("Set"), st.builds(lambda cap: {"type": "Set", "max_values": cap},
+                                             st.integers(1, 3))),
+    "t": st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
+                   st.sampled_from(["Set", "LWWN", "LWW", "FWW"]), st.integers(1, 3)),
+})
+
+
+@SETTINGS
+@given(value_heavy, capped_registries, st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_capped_states(lines: list[bytes], registry: dict[str, Any],
+                       sizes: list[int]) -> None:
+    same(lines, registry, sizes)
 
 
 def test_limits_of_names_and_members() -> None:
