@@ -100,8 +100,18 @@ pub struct Whole {
     pub raw: Option<String>,
 }
 
+/// A `delete_message` or `erase_identity` record (SPEC section 3a) that passed the whole-record
+/// checks; an erasure has no message.
+pub struct Removal<'a> {
+    pub rid: &'a str,
+    pub mid: Option<&'a str>,
+    pub ident: &'a str,
+    pub status: Option<&'a str>,
+}
+
 pub enum Decoded<'a> {
     Response(Response<'a>),
+    Removal(Removal<'a>),
     Rejected(Whole),
 }
 
@@ -118,6 +128,7 @@ pub struct Keys {
     kind: Py<PyString>,
     name: Py<PyString>,
     value: Py<PyString>,
+    record_kind: Py<PyString>,
 }
 
 impl Keys {
@@ -135,6 +146,7 @@ impl Keys {
             kind: key("type"),
             name: key("name"),
             value: key("value"),
+            record_kind: key("kind"),
         }
     }
 }
@@ -251,6 +263,10 @@ pub fn too_large(size: usize) -> Whole {
 /// Safety: `record` must be alive, and not changed, for as long as the result is used.
 /// The caller has checked that `record` is a dict (`not_an_object`).
 pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'a> {
+    let kind = get(record, &keys.record_kind);
+    if !kind.is_null() && text(kind) != Some("response") {
+        return decode_removal(keys, record, kind, authentic);
+    }
     let rid = get(record, &keys.id);
     let mid = get(record, &keys.message_id);
     let ident = get(record, &keys.identity_id);
@@ -305,6 +321,56 @@ pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'
         ident: text(ident).unwrap_or(""),
         status: if is_none(status) { None } else { text(status) },
         changes: decoded,
+    })
+}
+
+/// A record whose `kind` is not "response" (`schemas.records._decode_other`): a deletion, an
+/// erasure, or invalid.
+unsafe fn decode_removal<'a>(keys: &Keys, record: Obj, kind: Obj, authentic: bool) -> Decoded<'a> {
+    let is_delete = match text(kind) {
+        Some("delete_message") => true,
+        Some("erase_identity") => false,
+        other => {
+            let shown = match other {
+                Some(other) => {
+                    let mut out = Vec::new();
+                    json::write_str(&mut out, other);
+                    String::from_utf8_lossy(&out).into_owned()
+                }
+                None => json_kind(kind),
+            };
+            let detail = format!(
+                "\"kind\" is {shown}; it must be one of response, delete_message, erase_identity (or absent)"
+            );
+            return Decoded::Rejected(whole(keys, record, "invalid", detail));
+        }
+    };
+    let mut fields = vec![(&keys.id, 1, MAX_RESPONSE_ID, false)];
+    if is_delete {
+        fields.push((&keys.message_id, 1, MAX_MESSAGE_ID, false));
+    }
+    fields.push((&keys.identity_id, 1, MAX_IDENTITY_ID, false));
+    fields.push((&keys.status_text, 0, MAX_STATUS_TEXT, true));
+    for (key, low, high, optional) in fields {
+        let problem = text_problem(record, key, low, high, optional);
+        if !problem.is_empty() {
+            return Decoded::Rejected(whole(keys, record, "invalid", problem));
+        }
+    }
+    let sent_at = get(record, &keys.sent_at);
+    if !(is_none(sent_at) || (is_int(sent_at) && small_int(sent_at).is_some())) {
+        return Decoded::Rejected(whole(keys, record, "invalid", sent_at_problem(sent_at)));
+    }
+    if !authentic {
+        let detail = "the record's signature is missing or wrong".to_string();
+        return Decoded::Rejected(whole(keys, record, "unauthenticated", detail));
+    }
+    let status = get(record, &keys.status_text);
+    Decoded::Removal(Removal {
+        rid: text(get(record, &keys.id)).unwrap_or(""),
+        mid: if is_delete { text(get(record, &keys.message_id)) } else { None },
+        ident: text(get(record, &keys.identity_id)).unwrap_or(""),
+        status: if is_none(status) { None } else { text(status) },
     })
 }
 
@@ -464,12 +530,14 @@ unsafe fn invalid_detail(keys: &Keys, record: Obj) -> String {
     let sent_at = get(record, &keys.sent_at);
     let sent_at_fine = is_none(sent_at) || (is_int(sent_at) && small_int(sent_at).is_some());
     if !sent_at_fine {
-        let what = if is_int(sent_at) { "out of range".to_string() } else { json_kind(sent_at) };
-        return format!(
-            "\"sent_at\" is {what}; it must be an integer in the 64-bit signed range or null"
-        );
+        return sent_at_problem(sent_at);
     }
     "the record breaks the Response Message rules".into()
+}
+
+unsafe fn sent_at_problem(sent_at: Obj) -> String {
+    let what = if is_int(sent_at) { "out of range".to_string() } else { json_kind(sent_at) };
+    format!("\"sent_at\" is {what}; it must be an integer in the 64-bit signed range or null")
 }
 
 #[cfg(test)]

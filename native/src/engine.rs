@@ -2,9 +2,9 @@
 
 use indexmap::IndexMap;
 use pyo3::prelude::*;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
-use crate::decode::{Change, Kind, Response, Whole};
+use crate::decode::{Change, Kind, Removal, Response, Whole};
 use crate::json;
 use crate::store::{Held, Store, Stored, Sym};
 
@@ -21,6 +21,8 @@ pub struct Engine {
     caps: FxHashMap<Sym, usize>,
     /// (part, name) -> value -> how many identities hold it, for capped states only.
     counts: FxHashMap<(u32, Sym), FxHashMap<Sym, u32>>,
+    /// The ids of the erasures taken (SPEC section 3a).
+    erasures: FxHashSet<Box<str>>,
     pub events: bool,
     /// Records the batch's writes as a `StateDelta` (the workers' use); None in replay.
     pub journal: Option<Journal>,
@@ -79,7 +81,8 @@ impl Engine {
         let registry = registry.iter().map(|(name, kind)| (store.strings.intern(name), *kind)).collect();
         let caps = caps.iter().map(|(name, cap)| (store.strings.intern(name), *cap)).collect();
         let counts = FxHashMap::default();
-        Engine { store, registry, caps, counts, events, journal: None, tallies: false }
+        let erasures = FxHashSet::default();
+        Engine { store, registry, caps, counts, erasures, events, journal: None, tallies: false }
     }
 
     pub fn reject_whole(&self, whole: &Whole, out: &mut Lines) {
@@ -98,6 +101,11 @@ impl Engine {
     pub fn apply(&mut self, r: &Response, index: usize, dump: &mut DumpChange, out: &mut Lines) -> PyResult<()> {
         let store = &mut self.store;
         let mid = store.strings.intern(r.mid);
+        if !store.deleted.is_empty() && store.deleted.contains(&mid) {
+            let (reason, detail) = refusal_of_deleted(store, mid, r.rid);
+            out.rejections.push(rejection_line(reason, &detail, Some(r.rid), Some(r.mid), Some(r.ident), None, None));
+            return Ok(());
+        }
         let taken = store.take(mid, r.rid);
         if let (true, Some(journal)) = (taken, &mut self.journal) {
             journal.taken.push((mid, r.rid.into(), index));
@@ -337,10 +345,110 @@ impl Engine {
                     break;
                 }
             }
-            let version = store.parts[p].version;
-            out.events.push(event_line(store, r, touch, version));
+            let name = store.strings.text(touch.name);
+            out.events.push(event_line(
+                store,
+                &Event {
+                    event_id: &format!("{}/{}/{}", r.mid, r.rid, name),
+                    cause: "response",
+                    mid: r.mid,
+                    pid: r.pid,
+                    rid: r.rid,
+                    ident: r.ident,
+                    status: r.status,
+                    name,
+                    kind: touch.kind,
+                    old: touch.old.as_ref(),
+                    new: touch.now.as_ref(),
+                    version: store.parts[p].version,
+                },
+            ));
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Apply a deletion or an erasure (SPEC section 3a), replay's way: an erasure looks for
+    /// the identity in every part held.
+    pub fn remove(&mut self, d: &Removal, out: &mut Lines) {
+        let store = &mut self.store;
+        let mut found: Vec<(usize, usize, Sym)> = Vec::new(); // (part, slot, holder)
+        let cause = match d.mid {
+            Some(mid_text) => {
+                let mid = store.strings.intern(mid_text);
+                if store.is_taken(mid, d.rid) || store.deleted.contains(&mid) {
+                    let (reason, detail) = refusal_of_deleted(store, mid, d.rid);
+                    let line = rejection_line(reason, &detail, Some(d.rid), Some(mid_text), Some(d.ident), None, None);
+                    out.rejections.push(line);
+                    return;
+                }
+                store.take(mid, d.rid);
+                store.deleted.insert(mid);
+                for &p in store.message_parts.get(&mid).map_or(&[][..], |parts| &parts[..]) {
+                    for (slot, held_by) in store.parts[p as usize].holdings.iter().enumerate() {
+                        found.extend(held_by.keys().map(|&holder| (p as usize, slot, holder)));
+                    }
+                }
+                "delete_message"
+            }
+            None => {
+                if !self.erasures.insert(d.rid.into()) {
+                    return; // the same erasure again: skipped silently
+                }
+                let Some(ident) = store.strings.get(d.ident) else { return };
+                for (p, part) in store.parts.iter().enumerate() {
+                    for (slot, held_by) in part.holdings.iter().enumerate() {
+                        if held_by.contains_key(&ident) {
+                            found.push((p, slot, ident));
+                        }
+                    }
+                }
+                "erase_identity"
+            }
+        };
+        // In (message, part, name, identity) order, by code point.
+        let text = |sym: Sym| store.strings.text(sym);
+        found.sort_unstable_by(|&(p, slot, holder), &(q, other, other_holder)| {
+            let (a, b) = (&store.parts[p], &store.parts[q]);
+            (text(a.key.0), text(a.key.1), text(a.names[slot].0), text(holder))
+                .cmp(&(text(b.key.0), text(b.key.1), text(b.names[other].0), text(other_holder)))
+        });
+        let mut last_part = None;
+        for (p, slot, holder) in found {
+            let (name, kind) = store.parts[p].names[slot];
+            let old = store.sets.owned(&store.parts[p].holdings[slot][&holder]);
+            if last_part != Some(p) {
+                store.parts[p].version += 1;
+                last_part = Some(p);
+            }
+            if let Some(counts) = self.counts.get_mut(&(p as u32, name)) {
+                recount(counts, Some(&old), false);
+            }
+            store.delete(p, slot, holder);
+            if !self.events {
+                continue;
+            }
+            let (mid, pid) = (store.strings.text(store.parts[p].key.0), store.strings.text(store.parts[p].key.1));
+            let (name, ident) = (store.strings.text(name), store.strings.text(holder));
+            out.events.push(event_line(
+                store,
+                &Event {
+                    event_id: &format!("{mid}/{}/{pid}/{name}/{ident}", d.rid),
+                    cause,
+                    mid,
+                    pid,
+                    rid: d.rid,
+                    ident,
+                    status: d.status,
+                    name,
+                    kind,
+                    old: Some(&old),
+                    new: None,
+                    version: store.parts[p].version,
+                },
+            ));
+        }
     }
 }
 
@@ -363,34 +471,60 @@ fn recount(counts: &mut FxHashMap<Sym, u32>, held: Option<&Held>, add: bool) {
     }
 }
 
-/// A summary-change event (SPEC section 5) as a JSON line, keys sorted.
-fn event_line(store: &Store, r: &Response, touch: &Touch, version: u64) -> Vec<u8> {
-    let name = store.strings.text(touch.name);
+/// What a summary-change event says (SPEC section 5).
+struct Event<'a> {
+    event_id: &'a str,
+    cause: &'a str,
+    mid: &'a str,
+    pid: &'a str,
+    rid: &'a str,
+    ident: &'a str,
+    status: Option<&'a str>,
+    name: &'a str,
+    kind: Kind,
+    old: Option<&'a Held>,
+    new: Option<&'a Held>,
+    version: u64,
+}
+
+/// A summary-change event as a JSON line, keys sorted.
+fn event_line(store: &Store, e: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"cause\":\"response\",\"event_id\":");
-    json::write_str(&mut out, &format!("{}/{}/{}", r.mid, r.rid, name));
+    out.extend_from_slice(b"{\"cause\":");
+    json::write_str(&mut out, e.cause);
+    out.extend_from_slice(b",\"event_id\":");
+    json::write_str(&mut out, e.event_id);
     out.extend_from_slice(b",\"identity_id\":");
-    json::write_str(&mut out, r.ident);
+    json::write_str(&mut out, e.ident);
     out.extend_from_slice(b",\"message_id\":");
-    json::write_str(&mut out, r.mid);
+    json::write_str(&mut out, e.mid);
     out.extend_from_slice(b",\"name\":");
-    json::write_str(&mut out, name);
+    json::write_str(&mut out, e.name);
     out.extend_from_slice(b",\"new\":");
-    store.write_held(&mut out, touch.now.as_ref());
+    store.write_held(&mut out, e.new);
     out.extend_from_slice(b",\"old\":");
-    store.write_held(&mut out, touch.old.as_ref());
+    store.write_held(&mut out, e.old);
     out.extend_from_slice(b",\"part_id\":");
-    json::write_str(&mut out, r.pid);
+    json::write_str(&mut out, e.pid);
     out.extend_from_slice(b",\"response_id\":");
-    json::write_str(&mut out, r.rid);
+    json::write_str(&mut out, e.rid);
     out.extend_from_slice(b",\"status_text\":");
-    json::write_opt_str(&mut out, r.status);
+    json::write_opt_str(&mut out, e.status);
     out.extend_from_slice(b",\"type\":");
-    json::write_str(&mut out, touch.kind.name());
+    json::write_str(&mut out, e.kind.name());
     out.extend_from_slice(b",\"version\":");
-    json::write_int(&mut out, version);
+    json::write_int(&mut out, e.version);
     out.extend_from_slice(b"}\n");
     out
+}
+
+/// Why a record for a deleted message is refused: a duplicate id first, as for any record.
+fn refusal_of_deleted(store: &Store, mid: Sym, rid: &str) -> (&'static str, String) {
+    if store.is_taken(mid, rid) {
+        ("duplicate", format!("response {rid} was already taken for this message"))
+    } else {
+        ("message_deleted", "the message was deleted".into())
+    }
 }
 
 /// A rejection (SPEC section 6) as a JSON line, keys sorted; `change` is already encoded.

@@ -181,6 +181,7 @@ impl NativeCore {
             match unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
                 Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
                 Decoded::Response(response) => self.core.apply(&response, index, &mut dump, &mut out)?,
+                Decoded::Removal(removal) => self.core.remove(&removal, &mut out),
             }
         }
         self.core.store.end_batch();
@@ -359,6 +360,7 @@ impl NativeCache {
                     // Safety: the batch holds `record` while it is applied.
                     match unsafe { decode::decode(&self.keys, record.as_ptr(), *authentic) } {
                         Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
+                        Decoded::Removal(_) => return Err(no_removals()),
                         Decoded::Response(r) => {
                             self.core.apply(&r, index, &mut dump, &mut out)?;
                             event_keys.resize(out.events.len(), r.mid.as_bytes().to_vec());
@@ -459,6 +461,7 @@ impl NativeCache {
                 // Safety: `record` outlives the decoded response (this iteration).
                 match unsafe { decode::decode(&self.keys, record.as_ref()?.as_ptr(), authentic) } {
                     Decoded::Response(r) => Some(r),
+                    Decoded::Removal(_) => None,
                     Decoded::Rejected(_) => None,
                 }
             });
@@ -483,6 +486,13 @@ impl NativeCache {
         }
         Ok((parts, needed_values, ids))
     }
+}
+
+/// The workers' cache reads no message whole nor any identity's holdings.
+fn no_removals() -> PyErr {
+    PyRuntimeError::new_err(
+        "the compiled workers do not apply delete_message and erase_identity records yet; use MSGSTATE_ENGINE=python",
+    )
 }
 
 /// An engine whose store keeps tallies (the cache's writes carry them), with events.

@@ -169,6 +169,9 @@ pub struct Store {
     taken: FxHashMap<Sym, Taken>,
     /// (part, name, identity) known to hold nothing (a cache of Redis only).
     pub absent: FxHashSet<(u32, Sym, Sym)>,
+    /// Messages deleted (SPEC section 3a), and each message's parts.
+    pub deleted: FxHashSet<Sym>,
+    pub message_parts: FxHashMap<Sym, Vec<u32>>,
     window: usize,
     batch: u32,
     touched: Vec<Sym>,
@@ -184,6 +187,8 @@ impl Store {
             parts: Vec::new(),
             taken: FxHashMap::default(),
             absent: FxHashSet::default(),
+            deleted: FxHashSet::default(),
+            message_parts: FxHashMap::default(),
             window,
             batch: 1,
             touched: Vec::new(),
@@ -199,7 +204,17 @@ impl Store {
         let at = self.parts.len();
         self.parts.push(Part { key: (mid, pid), ..Part::default() });
         self.index.insert((mid, pid), at as u32);
+        self.message_parts.entry(mid).or_default().push(at as u32);
         at
+    }
+
+    pub fn is_deleted(&self, mid: &str) -> bool {
+        !self.deleted.is_empty() && self.strings.get(mid).is_some_and(|mid| self.deleted.contains(&mid))
+    }
+
+    /// Whether a response id was taken for a message (without taking it).
+    pub fn is_taken(&self, mid: Sym, rid: &str) -> bool {
+        self.taken.get(&mid).is_some_and(|taken| taken.ids.contains(rid))
     }
 
     /// Set what an identity holds for the state in that slot of the part.
@@ -399,6 +414,16 @@ impl Store {
 
     /// One summary as a JSON line (keys sorted), like `dumps_line(render_summary(...))`.
     pub fn render(&self, out: &mut Vec<u8>, mid: &str, pid: &str, part: Option<&Part>, clip: Option<usize>) {
+        if self.is_deleted(mid) {
+            out.extend_from_slice(b"{\"deleted\":true,\"message_id\":");
+            json::write_str(out, mid);
+            out.extend_from_slice(b",\"part_id\":");
+            json::write_str(out, pid);
+            out.extend_from_slice(b",\"states\":{},\"version\":");
+            json::write_int(out, part.map_or(0, |part| part.version));
+            out.extend_from_slice(b"}\n");
+            return;
+        }
         out.extend_from_slice(b"{\"message_id\":");
         json::write_str(out, mid);
         out.extend_from_slice(b",\"part_id\":");

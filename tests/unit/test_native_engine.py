@@ -117,12 +117,12 @@ json_values = st.recursive(
     ),
     max_leaves=5,
 )
-value_heavy = st.lists(
-    st.builds(
-        lambda rid, ident, part, changes: orjson.dumps({
-            "id": rid, "message_id": "m", "part_id": part, "identity_id": ident,
+value_heavy_lines = st.builds(
+        lambda rid, mid, ident, part, changes: orjson.dumps({
+            "id": rid, "message_id": mid, "part_id": part, "identity_id": ident,
             "changes": changes}),
         st.sampled_from([f"r{n}" for n in range(60)]),
+        st.sampled_from(["m", "m", "m2"]),
         st.sampled_from(["a", "b", "c", "d", "e"]),
         st.sampled_from(["root", "p2"]),
         st.lists(
@@ -135,9 +135,8 @@ value_heavy = st.lists(
             }),
             min_size=1, max_size=4,
         ),
-    ),
-    min_size=1, max_size=40,
-)
+    )
+value_heavy = st.lists(value_heavy_lines, min_size=1, max_size=40)
 
 
 @SETTINGS
@@ -252,3 +251,41 @@ def test_a_change_nested_too_deep_to_echo_is_an_invalid_record(depth: int, where
     else:
         assert refused["reason"] == "invalid" and refused["change"] is None
         assert refused["detail"] == "change 0 is nested deeper than 64 levels"
+
+
+# Deletions and erasures (SPEC section 3a), good and bad, among the responses.
+removal_lines = st.one_of(
+    st.builds(
+        lambda rid, mid, ident, status: orjson.dumps({
+            "kind": "delete_message", "id": rid, "message_id": mid, "identity_id": ident,
+            "status_text": status}),
+        st.sampled_from(["d1", "d2", "r1"]), st.sampled_from(["m", "m2", "m3"]),
+        st.sampled_from(["a", "mod"]), st.sampled_from([None, "removed"])),
+    st.builds(
+        lambda rid, ident: orjson.dumps({"kind": "erase_identity", "id": rid, "identity_id": ident}),
+        st.sampled_from(["e1", "e2", "r1"]), st.sampled_from(["a", "b", "c", "z"])),
+    st.sampled_from([
+        b'{"kind":null,"id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":"Delete","id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":["delete_message"],"id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":"delete_message","id":"x","identity_id":"a"}',
+        b'{"kind":"erase_identity","id":"","identity_id":"a"}',
+        b'{"kind":"erase_identity","id":"e3","identity_id":"a","sent_at":1.5}',
+        b'{"kind":"delete_message","id":"d3","message_id":"m","identity_id":"a","status_text":7}',
+        b'{"kind":"response","id":"r99","message_id":"m","identity_id":"a","changes":'
+        b'[{"operation":"add","type":"Set","name":"s","value":1}]}',
+    ]),
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(value_heavy_lines, value_heavy_lines, removal_lines), min_size=1,
+                max_size=40),
+       capped_registries | st.just({}), st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       st.data())
+def test_deletions_and_erasures(lines: list[bytes], registry: dict[str, Any], sizes: list[int],
+                                data: st.DataObject) -> None:
+    verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    if data.draw(st.booleans()):
+        verdicts = [True] * len(lines)
+    same(lines, registry, sizes, verdicts=verdicts)
