@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from msgstate.streams.engine.native_engine import NativeEngine
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
 
 
 def response(rid: str, identity: str, name: str, kind: str, value: Any, part: str = "root",
@@ -102,3 +104,10 @@ def test_records_of_another_kind_are_invalid() -> None:
                     "erase_identity (or absent)"),
         ("invalid", '"message_id" is missing; it must be a string of 1-256 characters'),
     ]
+
+
+def test_the_compiled_workers_refuse_them_rather_than_skip_them() -> None:
+    decider = CompiledDecider()
+    decider.decide([erase("e1", "a")])
+    with pytest.raises(RuntimeError, match="MSGSTATE_ENGINE=python"):
+        decider.apply()
