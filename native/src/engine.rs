@@ -385,9 +385,10 @@ impl Engine {
                 }
                 store.take(mid, d.rid);
                 store.deleted.insert(mid);
-                for &p in store.message_parts.get(&mid).map_or(&[][..], |parts| &parts[..]) {
-                    for (slot, held_by) in store.parts[p as usize].holdings.iter().enumerate() {
-                        found.extend(held_by.keys().map(|&holder| (p as usize, slot, holder)));
+                // Deletions are rare: the message's parts are found by a look at every part.
+                for (p, part) in store.parts.iter().enumerate().filter(|(_, part)| part.key.0 == mid) {
+                    for (slot, held_by) in part.holdings.iter().enumerate() {
+                        found.extend(held_by.keys().map(|&holder| (p, slot, holder)));
                     }
                 }
                 "delete_message"
@@ -988,6 +989,36 @@ mod tests {
         assert!(run.send(&response("r7", "u2", &[add("LWW", "pick", r#""a""#)])).1.is_empty());
         // The cap is per part.
         assert!(run.send(&in_part("r8", "m", "p2", "u1", &[add("LWW", "pick", r#""b""#)])).1.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_and_an_erasure_remove_holdings_with_an_event_each() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u2", &[add("LWW", "l", "1"), add("Set", "s", "2")]));
+        run.send(&response("r2", "u1", &[add("Set", "s", "2")]));
+        run.send(&in_part("r3", "m2", "root", "u1", &[add("LWW", "l", "3")]));
+        let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+        let erasure = Removal { rid: "e1", mid: None, ident: "u1", status: None };
+        run.engine.remove(&erasure, &mut out);
+        run.engine.remove(&erasure, &mut out); // taken once: the second is skipped
+        let seen: Vec<(String, String, String)> = lines(std::mem::take(&mut out.events))
+            .iter()
+            .map(|e| (field(e, "event_id").to_owned(), field(e, "cause").to_owned(), field(e, "version").to_owned()))
+            .collect();
+        let erased = |id: &str, version: &str| (format!("\"{id}\""), "\"erase_identity\"".to_owned(), version.to_owned());
+        assert_eq!(seen, [erased("m/e1/root/s/u1", "3"), erased("m2/e1/root/l/u1", "2")]);
+        let deletion = Removal { rid: "d1", mid: Some("m"), ident: "mod", status: Some("gone") };
+        run.engine.remove(&deletion, &mut out);
+        let events = lines(std::mem::take(&mut out.events));
+        // In (part, name, identity) order, one version step for the part.
+        assert_eq!(events.iter().map(|e| field(e, "name")).collect::<Vec<_>>(), [r#""l""#, r#""s""#]);
+        assert!(events.iter().all(|e| field(e, "version") == "4" && field(e, "status_text") == r#""gone""#));
+        assert_eq!(run.summary("root"), "{\"deleted\":true,\"message_id\":\"m\",\"part_id\":\"root\",\"states\":{},\"version\":4}\n");
+        // Later records for the message are refused; a taken id is a duplicate first.
+        run.engine.remove(&deletion, &mut out);
+        let (_, rejections) = run.send(&response("r9", "u1", &[add("LWW", "l", "1")]));
+        assert_eq!(field(&lines(out.rejections)[0], "reason"), r#""duplicate""#);
+        assert_eq!(field(&rejections[0], "reason"), r#""message_deleted""#);
     }
 
     #[test]

@@ -169,9 +169,8 @@ pub struct Store {
     taken: FxHashMap<Sym, Taken>,
     /// (part, name, identity) known to hold nothing (a cache of Redis only).
     pub absent: FxHashSet<(u32, Sym, Sym)>,
-    /// Messages deleted (SPEC section 3a), and each message's parts.
+    /// Messages deleted (SPEC section 3a).
     pub deleted: FxHashSet<Sym>,
-    pub message_parts: FxHashMap<Sym, Vec<u32>>,
     window: usize,
     batch: u32,
     touched: Vec<Sym>,
@@ -188,7 +187,6 @@ impl Store {
             taken: FxHashMap::default(),
             absent: FxHashSet::default(),
             deleted: FxHashSet::default(),
-            message_parts: FxHashMap::default(),
             window,
             batch: 1,
             touched: Vec::new(),
@@ -204,7 +202,6 @@ impl Store {
         let at = self.parts.len();
         self.parts.push(Part { key: (mid, pid), ..Part::default() });
         self.index.insert((mid, pid), at as u32);
-        self.message_parts.entry(mid).or_default().push(at as u32);
         at
     }
 
@@ -347,6 +344,7 @@ impl Store {
             + self.parts.capacity() * size_of::<Part>()
             + parts
             + table_bytes(self.absent.capacity(), 12)
+            + table_bytes(self.deleted.capacity(), 4)
     }
 
     /// Bytes the dedupe memory holds, counted alike.
