@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 
+from msgstate.schemas.limits import DEDUPE_WINDOW
+from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.native_engine import NativeEngine
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import Keys
+from msgstate.streams.storage.memory import MemoryRoundStore
+from tests.unit.test_deciders import round_trip
 
 
 def response(rid: str, identity: str, name: str, kind: str, value: Any, part: str = "root",
@@ -106,8 +111,15 @@ def test_records_of_another_kind_are_invalid() -> None:
     ]
 
 
-def test_the_compiled_workers_refuse_them_rather_than_skip_them() -> None:
-    decider = CompiledDecider()
-    decider.decide([erase("e1", "a")])
-    with pytest.raises(RuntimeError, match="MSGSTATE_ENGINE=python"):
-        decider.apply()
+def test_the_compiled_workers_hand_such_rounds_to_the_reference() -> None:
+    """The compiled cache reads no message or identity whole: a round with a record of another
+    kind is decided by the reference decider, and the compiled one takes over again after."""
+    rounds = [[response("r1", "a", "s", "Set", 1)], [erase("e1", "a"), delete("d1")],
+              [response("r2", "a", "s", "Set", 2)], [response("r3", "b", "s", "Set", 3)]]
+    made: dict[str, list[Any]] = {}
+    for name, decider in (("compiled", CompiledDecider()),
+                          ("reference", PythonDecider(Engine(), window=DEDUPE_WINDOW))):
+        store = MemoryRoundStore(Keys("t"))
+        made[name] = [round_trip(decider, store, values, None, True) for values in rounds]
+        made[name].append(store.snapshot())
+    assert made["compiled"] == made["reference"]
