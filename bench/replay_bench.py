@@ -1,6 +1,7 @@
 """Replay benchmark: responses/s of `msgstate replay` against a bare orjson parse.
 
     python -m bench.replay_bench [--responses 200000] [--values 1000000] [--repeat 3]
+                                 [--object-share 0.05]
 
 1. Writes the generated workload (bench/workload.py) to a temporary file.
 2. Times, in the same run, on the same lines:
@@ -216,17 +217,21 @@ def _verdict(met: bool) -> str:
               help="Live values for the memory figure (0: skip).")
 @click.option("--repeat", default=3, show_default=True, help="Runs of each timing; the best counts.")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--object-share", default=0.0, show_default=True,
+              help="Share of changes whose value is an object (SPEC v1.1).")
 @click.option("--profile", is_flag=True, help="Also print a cProfile of one Python-engine replay.")
 @click.option("--python-memory", is_flag=True, help="Also grow a MemoryStore for the memory figure.")
-def main(count: int, values: int, repeat: int, seed: int, profile: bool, python_memory: bool) -> None:
+def main(count: int, values: int, repeat: int, seed: int, object_share: float, profile: bool,
+         python_memory: bool) -> None:
     """Benchmark `msgstate replay` (see the module docstring)."""
     console = Console()
     console.print(describe())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "responses.jsonl"
-        size = workload.write(path, count, seed=seed)
+        size = workload.write(path, count, seed=seed, object_share=object_share)
         lines = records_in(path.read_bytes())
-    console.print(f"workload: {len(lines):,} responses, {size / 1e6:.1f} MB, seed {seed}")
+    console.print(f"workload: {len(lines):,} responses, {size / 1e6:.1f} MB, seed {seed}, "
+                  f"object values {object_share:.0%}")
 
     runs: dict[str, Callable[[list[bytes]], None]] = {
         "parse": bare_parse,

@@ -6,7 +6,12 @@ from typing import Any
 
 class Engine:
     def __init__(
-        self, registry: Mapping[str, str], window: int, events: bool, orjson: ModuleType
+        self,
+        registry: Mapping[str, str],
+        caps: Mapping[str, int],
+        window: int,
+        events: bool,
+        orjson: ModuleType,
     ) -> None: ...
     def feed(
         self, values: Sequence[bytes], authentic: Sequence[bool] | None = None

@@ -9,6 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::json;
+use crate::values;
+pub use crate::values::MAX_VALUE_BYTES;
 
 pub const MAX_RECORD_BYTES: usize = 65_536;
 pub const MAX_RESPONSE_ID: isize = 128;
@@ -20,7 +22,6 @@ pub const MAX_CHANGES: isize = 100;
 /// `schemas.limits.MAX_CHANGE_DEPTH`: a rejection echoes its change, which orjson must encode.
 const MAX_CHANGE_DEPTH: usize = 64;
 const MAX_NAME: usize = 128;
-pub const MAX_VALUE_BYTES: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -99,8 +100,18 @@ pub struct Whole {
     pub raw: Option<String>,
 }
 
+/// A `delete_message` or `erase_identity` record (SPEC section 3a) that passed the whole-record
+/// checks; an erasure has no message.
+pub struct Removal<'a> {
+    pub rid: &'a str,
+    pub mid: Option<&'a str>,
+    pub ident: &'a str,
+    pub status: Option<&'a str>,
+}
+
 pub enum Decoded<'a> {
     Response(Response<'a>),
+    Removal(Removal<'a>),
     Rejected(Whole),
 }
 
@@ -117,6 +128,7 @@ pub struct Keys {
     kind: Py<PyString>,
     name: Py<PyString>,
     value: Py<PyString>,
+    record_kind: Py<PyString>,
 }
 
 impl Keys {
@@ -134,6 +146,7 @@ impl Keys {
             kind: key("type"),
             name: key("name"),
             value: key("value"),
+            record_kind: key("kind"),
         }
     }
 }
@@ -250,6 +263,10 @@ pub fn too_large(size: usize) -> Whole {
 /// Safety: `record` must be alive, and not changed, for as long as the result is used.
 /// The caller has checked that `record` is a dict (`not_an_object`).
 pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'a> {
+    let kind = get(record, &keys.record_kind);
+    if !kind.is_null() && text(kind) != Some("response") {
+        return decode_removal(keys, record, kind, authentic);
+    }
     let rid = get(record, &keys.id);
     let mid = get(record, &keys.message_id);
     let ident = get(record, &keys.identity_id);
@@ -307,6 +324,56 @@ pub unsafe fn decode<'a>(keys: &Keys, record: Obj, authentic: bool) -> Decoded<'
     })
 }
 
+/// A record whose `kind` is not "response" (`schemas.records._decode_other`): a deletion, an
+/// erasure, or invalid.
+unsafe fn decode_removal<'a>(keys: &Keys, record: Obj, kind: Obj, authentic: bool) -> Decoded<'a> {
+    let is_delete = match text(kind) {
+        Some("delete_message") => true,
+        Some("erase_identity") => false,
+        other => {
+            let shown = match other {
+                Some(other) => {
+                    let mut out = Vec::new();
+                    json::write_str(&mut out, other);
+                    String::from_utf8_lossy(&out).into_owned()
+                }
+                None => json_kind(kind),
+            };
+            let detail = format!(
+                "\"kind\" is {shown}; it must be one of response, delete_message, erase_identity (or absent)"
+            );
+            return Decoded::Rejected(whole(keys, record, "invalid", detail));
+        }
+    };
+    let mut fields = vec![(&keys.id, 1, MAX_RESPONSE_ID, false)];
+    if is_delete {
+        fields.push((&keys.message_id, 1, MAX_MESSAGE_ID, false));
+    }
+    fields.push((&keys.identity_id, 1, MAX_IDENTITY_ID, false));
+    fields.push((&keys.status_text, 0, MAX_STATUS_TEXT, true));
+    for (key, low, high, optional) in fields {
+        let problem = text_problem(record, key, low, high, optional);
+        if !problem.is_empty() {
+            return Decoded::Rejected(whole(keys, record, "invalid", problem));
+        }
+    }
+    let sent_at = get(record, &keys.sent_at);
+    if !(is_none(sent_at) || (is_int(sent_at) && small_int(sent_at).is_some())) {
+        return Decoded::Rejected(whole(keys, record, "invalid", sent_at_problem(sent_at)));
+    }
+    if !authentic {
+        let detail = "the record's signature is missing or wrong".to_string();
+        return Decoded::Rejected(whole(keys, record, "unauthenticated", detail));
+    }
+    let status = get(record, &keys.status_text);
+    Decoded::Removal(Removal {
+        rid: text(get(record, &keys.id)).unwrap_or(""),
+        mid: if is_delete { text(get(record, &keys.message_id)) } else { None },
+        ident: text(get(record, &keys.identity_id)).unwrap_or(""),
+        status: if is_none(status) { None } else { text(status) },
+    })
+}
+
 /// Whether a list or dict at nesting level `depth` holds anything deeper than `limit` levels
 /// (`schemas.records._too_deep_change`). Recursion stops past `limit`.
 unsafe fn deeper_than(obj: Obj, depth: usize, limit: usize) -> bool {
@@ -354,42 +421,6 @@ pub fn is_state_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-/// `schemas.values.checked_encoding`, into `out`; false when the value is not valid.
-unsafe fn encode_value(value: Obj, out: &mut Vec<u8>) -> bool {
-    if let Some(string) = text(value) {
-        if string.len() > MAX_VALUE_BYTES {
-            return false;
-        }
-        json::write_str(out, string);
-        return true;
-    }
-    if ffi::PyBool_Check(value) != 0 {
-        out.extend_from_slice(if value == ffi::Py_True() { b"true" } else { b"false" });
-        return true;
-    }
-    if is_int(value) {
-        if let Some(n) = small_int(value) {
-            json::write_int(out, n);
-            return true;
-        }
-    }
-    false
-}
-
-/// `schemas.values.value_problem` for a value `encode_value` refused.
-unsafe fn value_problem(value: Obj) -> String {
-    if ffi::PyUnicode_CheckExact(value) != 0 {
-        return format!("a string value may hold at most {MAX_VALUE_BYTES} UTF-8 bytes");
-    }
-    if is_int(value) {
-        return "an integer value must be in the 64-bit signed range".into();
-    }
-    if ffi::PyFloat_CheckExact(value) != 0 {
-        return "a number with a fraction or an exponent is not an integer value".into();
-    }
-    format!("a value must be a string, an integer or a boolean, not {}", json_kind(value))
-}
-
 /// `schemas.records.decode_change`.
 unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
     if ffi::PyDict_CheckExact(raw) == 0 {
@@ -423,11 +454,13 @@ unsafe fn decode_change<'a>(keys: &Keys, raw: Obj) -> Change<'a> {
             let op = if is_add { "add" } else { "remove" };
             return invalid_change(raw, format!("{} {op} needs a value", kind.with_article()));
         }
-        if !encode_value(value, &mut encoded) {
-            return invalid_change(raw, format!("bad value: {}", value_problem(value)));
+        if let Err(problem) = values::encode(value, &mut encoded) {
+            return invalid_change(raw, format!("bad value: {problem}"));
         }
-    } else if kind == Kind::Lwwn && !is_none(value) && !encode_value(value, &mut encoded) {
-        return invalid_change(raw, format!("bad value: {}", value_problem(value)));
+    } else if kind == Kind::Lwwn && !is_none(value) {
+        if let Err(problem) = values::encode(value, &mut encoded) {
+            return invalid_change(raw, format!("bad value: {problem}"));
+        }
     }
     Change { is_add, kind, name, value: encoded, raw: Raw::Object(raw), error: None }
 }
@@ -497,12 +530,14 @@ unsafe fn invalid_detail(keys: &Keys, record: Obj) -> String {
     let sent_at = get(record, &keys.sent_at);
     let sent_at_fine = is_none(sent_at) || (is_int(sent_at) && small_int(sent_at).is_some());
     if !sent_at_fine {
-        let what = if is_int(sent_at) { "out of range".to_string() } else { json_kind(sent_at) };
-        return format!(
-            "\"sent_at\" is {what}; it must be an integer in the 64-bit signed range or null"
-        );
+        return sent_at_problem(sent_at);
     }
     "the record breaks the Response Message rules".into()
+}
+
+unsafe fn sent_at_problem(sent_at: Obj) -> String {
+    let what = if is_int(sent_at) { "out of range".to_string() } else { json_kind(sent_at) };
+    format!("\"sent_at\" is {what}; it must be an integer in the 64-bit signed range or null")
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use indexmap::IndexMap;
 use pyo3::prelude::*;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
-use crate::decode::{Change, Kind, Response, Whole};
+use crate::decode::{Change, Kind, Removal, Response, Whole};
 use crate::json;
 use crate::store::{Held, Store, Stored, Sym};
 
@@ -17,6 +17,12 @@ pub type DumpChange<'a> = dyn FnMut(&Change) -> PyResult<Vec<u8>> + 'a;
 pub struct Engine {
     pub store: Store,
     registry: FxHashMap<Sym, Kind>,
+    /// The registry's `max_values` of each capped state name.
+    caps: FxHashMap<Sym, usize>,
+    /// (part, name) -> value -> how many identities hold it, for capped states only.
+    counts: FxHashMap<(u32, Sym), FxHashMap<Sym, u32>>,
+    /// The ids of the erasures taken (SPEC section 3a).
+    erasures: FxHashSet<Box<str>>,
     pub events: bool,
     /// Records the batch's writes as a `StateDelta` (the workers' use); None in replay.
     pub journal: Option<Journal>,
@@ -69,10 +75,14 @@ pub struct Lines {
 }
 
 impl Engine {
-    pub fn new(registry: &[(String, Kind)], window: usize, events: bool) -> Engine {
+    /// `caps`: the registry's `max_values` per capped state name.
+    pub fn new(registry: &[(String, Kind)], caps: &[(String, usize)], window: usize, events: bool) -> Engine {
         let mut store = Store::new(window);
         let registry = registry.iter().map(|(name, kind)| (store.strings.intern(name), *kind)).collect();
-        Engine { store, registry, events, journal: None, tallies: false }
+        let caps = caps.iter().map(|(name, cap)| (store.strings.intern(name), *cap)).collect();
+        let counts = FxHashMap::default();
+        let erasures = FxHashSet::default();
+        Engine { store, registry, caps, counts, erasures, events, journal: None, tallies: false }
     }
 
     pub fn reject_whole(&self, whole: &Whole, out: &mut Lines) {
@@ -91,6 +101,11 @@ impl Engine {
     pub fn apply(&mut self, r: &Response, index: usize, dump: &mut DumpChange, out: &mut Lines) -> PyResult<()> {
         let store = &mut self.store;
         let mid = store.strings.intern(r.mid);
+        if !store.deleted.is_empty() && store.deleted.contains(&mid) {
+            let (reason, detail) = refusal_of_deleted(store, mid, r.rid);
+            out.rejections.push(rejection_line(reason, &detail, Some(r.rid), Some(r.mid), Some(r.ident), None, None));
+            return Ok(());
+        }
         let taken = store.take(mid, r.rid);
         if let (true, Some(journal)) = (taken, &mut self.journal) {
             journal.taken.push((mid, r.rid.into(), index));
@@ -218,6 +233,17 @@ impl Engine {
                     _ => New::Same,
                 },
             };
+            // 5: an add of a value nobody in the part holds, to a capped state already full.
+            let cap = name.and_then(|n| self.caps.get(&n).map(|&cap| (n, cap)));
+            if let (true, Some((n, cap)), false) = (change.is_add, cap, matches!(new, New::Same)) {
+                let counts = part.and_then(|p| self.counts.get(&(p as u32, n)));
+                let held_by_someone = value.is_some_and(|v| counts.is_some_and(|c| c.contains_key(&v)));
+                if !held_by_someone && counts.map_or(0, |c| c.len()) >= cap {
+                    let detail = format!("{} already holds max_values={cap} distinct values in this part", change.name);
+                    refuse(out, dump, "limit_exceeded", &detail)?;
+                    continue;
+                }
+            }
             let old = held.map(|held| store.sets.owned(held));
 
             // Accepted, even when it has no effect: the name is fixed from now on.
@@ -273,6 +299,11 @@ impl Engine {
                     }
                 }
             }
+            if cap.is_some() && !matches!(new, New::Same) {
+                let counts = self.counts.entry((p as u32, name)).or_default();
+                recount(counts, old.as_ref(), false);
+                recount(counts, now.as_ref(), true);
+            }
             match touched.iter_mut().find(|t| t.name == name) {
                 Some(touch) => touch.now = now,
                 None => touched.push(Touch { name, kind, old, now }),
@@ -314,41 +345,187 @@ impl Engine {
                     break;
                 }
             }
-            let version = store.parts[p].version;
-            out.events.push(event_line(store, r, touch, version));
+            let name = store.strings.text(touch.name);
+            out.events.push(event_line(
+                store,
+                &Event {
+                    event_id: &format!("{}/{}/{}", r.mid, r.rid, name),
+                    cause: "response",
+                    mid: r.mid,
+                    pid: r.pid,
+                    rid: r.rid,
+                    ident: r.ident,
+                    status: r.status,
+                    name,
+                    kind: touch.kind,
+                    old: touch.old.as_ref(),
+                    new: touch.now.as_ref(),
+                    version: store.parts[p].version,
+                },
+            ));
         }
         Ok(())
     }
 }
 
-/// A summary-change event (SPEC section 5) as a JSON line, keys sorted.
-fn event_line(store: &Store, r: &Response, touch: &Touch, version: u64) -> Vec<u8> {
-    let name = store.strings.text(touch.name);
+impl Engine {
+    /// Apply a deletion or an erasure (SPEC section 3a), replay's way: an erasure looks for
+    /// the identity in every part held.
+    pub fn remove(&mut self, d: &Removal, out: &mut Lines) {
+        let store = &mut self.store;
+        let mut found: Vec<(usize, usize, Sym)> = Vec::new(); // (part, slot, holder)
+        let cause = match d.mid {
+            Some(mid_text) => {
+                let mid = store.strings.intern(mid_text);
+                if store.is_taken(mid, d.rid) || store.deleted.contains(&mid) {
+                    let (reason, detail) = refusal_of_deleted(store, mid, d.rid);
+                    let line = rejection_line(reason, &detail, Some(d.rid), Some(mid_text), Some(d.ident), None, None);
+                    out.rejections.push(line);
+                    return;
+                }
+                store.take(mid, d.rid);
+                store.deleted.insert(mid);
+                // Deletions are rare: the message's parts are found by a look at every part.
+                for (p, part) in store.parts.iter().enumerate().filter(|(_, part)| part.key.0 == mid) {
+                    for (slot, held_by) in part.holdings.iter().enumerate() {
+                        found.extend(held_by.keys().map(|&holder| (p, slot, holder)));
+                    }
+                }
+                "delete_message"
+            }
+            None => {
+                if !self.erasures.insert(d.rid.into()) {
+                    return; // the same erasure again: skipped silently
+                }
+                let Some(ident) = store.strings.get(d.ident) else { return };
+                for (p, part) in store.parts.iter().enumerate() {
+                    for (slot, held_by) in part.holdings.iter().enumerate() {
+                        if held_by.contains_key(&ident) {
+                            found.push((p, slot, ident));
+                        }
+                    }
+                }
+                "erase_identity"
+            }
+        };
+        // In (message, part, name, identity) order, by code point.
+        let text = |sym: Sym| store.strings.text(sym);
+        found.sort_unstable_by(|&(p, slot, holder), &(q, other, other_holder)| {
+            let (a, b) = (&store.parts[p], &store.parts[q]);
+            (text(a.key.0), text(a.key.1), text(a.names[slot].0), text(holder))
+                .cmp(&(text(b.key.0), text(b.key.1), text(b.names[other].0), text(other_holder)))
+        });
+        let mut last_part = None;
+        for (p, slot, holder) in found {
+            let (name, kind) = store.parts[p].names[slot];
+            let old = store.sets.owned(&store.parts[p].holdings[slot][&holder]);
+            if last_part != Some(p) {
+                store.parts[p].version += 1;
+                last_part = Some(p);
+            }
+            if let Some(counts) = self.counts.get_mut(&(p as u32, name)) {
+                recount(counts, Some(&old), false);
+            }
+            store.delete(p, slot, holder);
+            if !self.events {
+                continue;
+            }
+            let (mid, pid) = (store.strings.text(store.parts[p].key.0), store.strings.text(store.parts[p].key.1));
+            let (name, ident) = (store.strings.text(name), store.strings.text(holder));
+            out.events.push(event_line(
+                store,
+                &Event {
+                    event_id: &format!("{mid}/{}/{pid}/{name}/{ident}", d.rid),
+                    cause,
+                    mid,
+                    pid,
+                    rid: d.rid,
+                    ident,
+                    status: d.status,
+                    name,
+                    kind,
+                    old: Some(&old),
+                    new: None,
+                    version: store.parts[p].version,
+                },
+            ));
+        }
+    }
+}
+
+/// Count a holding's values in or out of a capped state's counts (a count of 0 is no entry).
+fn recount(counts: &mut FxHashMap<Sym, u32>, held: Option<&Held>, add: bool) {
+    let members = match held {
+        None => return,
+        Some(Held::One(one)) => std::slice::from_ref(one),
+        Some(Held::Many(many)) => &many[..],
+    };
+    for member in members {
+        if add {
+            *counts.entry(*member).or_insert(0) += 1;
+        } else if let Some(count) = counts.get_mut(member) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(member);
+            }
+        }
+    }
+}
+
+/// What a summary-change event says (SPEC section 5).
+struct Event<'a> {
+    event_id: &'a str,
+    cause: &'a str,
+    mid: &'a str,
+    pid: &'a str,
+    rid: &'a str,
+    ident: &'a str,
+    status: Option<&'a str>,
+    name: &'a str,
+    kind: Kind,
+    old: Option<&'a Held>,
+    new: Option<&'a Held>,
+    version: u64,
+}
+
+/// A summary-change event as a JSON line, keys sorted.
+fn event_line(store: &Store, e: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"event_id\":");
-    json::write_str(&mut out, &format!("{}/{}/{}", r.mid, r.rid, name));
+    out.extend_from_slice(b"{\"cause\":");
+    json::write_str(&mut out, e.cause);
+    out.extend_from_slice(b",\"event_id\":");
+    json::write_str(&mut out, e.event_id);
     out.extend_from_slice(b",\"identity_id\":");
-    json::write_str(&mut out, r.ident);
+    json::write_str(&mut out, e.ident);
     out.extend_from_slice(b",\"message_id\":");
-    json::write_str(&mut out, r.mid);
+    json::write_str(&mut out, e.mid);
     out.extend_from_slice(b",\"name\":");
-    json::write_str(&mut out, name);
+    json::write_str(&mut out, e.name);
     out.extend_from_slice(b",\"new\":");
-    store.write_held(&mut out, touch.now.as_ref());
+    store.write_held(&mut out, e.new);
     out.extend_from_slice(b",\"old\":");
-    store.write_held(&mut out, touch.old.as_ref());
+    store.write_held(&mut out, e.old);
     out.extend_from_slice(b",\"part_id\":");
-    json::write_str(&mut out, r.pid);
+    json::write_str(&mut out, e.pid);
     out.extend_from_slice(b",\"response_id\":");
-    json::write_str(&mut out, r.rid);
+    json::write_str(&mut out, e.rid);
     out.extend_from_slice(b",\"status_text\":");
-    json::write_opt_str(&mut out, r.status);
+    json::write_opt_str(&mut out, e.status);
     out.extend_from_slice(b",\"type\":");
-    json::write_str(&mut out, touch.kind.name());
+    json::write_str(&mut out, e.kind.name());
     out.extend_from_slice(b",\"version\":");
-    json::write_int(&mut out, version);
+    json::write_int(&mut out, e.version);
     out.extend_from_slice(b"}\n");
     out
+}
+
+/// Why a record for a deleted message is refused: a duplicate id first, as for any record.
+fn refusal_of_deleted(store: &Store, mid: Sym, rid: &str) -> (&'static str, String) {
+    if store.is_taken(mid, rid) {
+        ("duplicate", format!("response {rid} was already taken for this message"))
+    } else {
+        ("message_deleted", "the message was deleted".into())
+    }
 }
 
 /// A rejection (SPEC section 6) as a JSON line, keys sorted; `change` is already encoded.
@@ -413,7 +590,14 @@ mod tests {
     impl Run {
         fn new(registry: &[(&str, Kind)]) -> Run {
             let registry: Vec<(String, Kind)> = registry.iter().map(|&(n, k)| (n.to_owned(), k)).collect();
-            Run { engine: Engine::new(&registry, 10_000, true), index: 0 }
+            Run { engine: Engine::new(&registry, &[], 10_000, true), index: 0 }
+        }
+
+        /// With the registry's `max_values` for these names.
+        fn capped(registry: &[(&str, Kind)], caps: &[(&str, usize)]) -> Run {
+            let registry: Vec<(String, Kind)> = registry.iter().map(|&(n, k)| (n.to_owned(), k)).collect();
+            let caps: Vec<(String, usize)> = caps.iter().map(|&(n, c)| (n.to_owned(), c)).collect();
+            Run { engine: Engine::new(&registry, &caps, 10_000, true), index: 0 }
         }
 
         /// Apply a decoded response: (event lines, rejection lines).
@@ -472,7 +656,7 @@ mod tests {
     fn event(rid: &str, ident: &str, name: &str, kind: &str, old: &str, new: &str, version: u64) -> String {
         format!(
             concat!(
-                r#"{{"event_id":"m/{rid}/{name}","identity_id":"{ident}","message_id":"m","name":"{name}","#,
+                r#"{{"cause":"response","event_id":"m/{rid}/{name}","identity_id":"{ident}","message_id":"m","name":"{name}","#,
                 r#""new":{new},"old":{old},"part_id":"root","response_id":"{rid}","status_text":null,"#,
                 r#""type":"{kind}","version":{version}}}"#,
                 "\n"
@@ -694,7 +878,7 @@ mod tests {
         assert_eq!(
             events,
             [concat!(
-                r#"{"event_id":"m/r1/l","identity_id":"u1","message_id":"m","name":"l","new":1,"old":null,"#,
+                r#"{"cause":"response","event_id":"m/r1/l","identity_id":"u1","message_id":"m","name":"l","new":1,"old":null,"#,
                 r#""part_id":"root","response_id":"r1","status_text":"hi","type":"LWW","version":1}"#,
                 "\n"
             )]
@@ -778,6 +962,63 @@ mod tests {
         assert!(rejections.is_empty());
         assert_eq!(events.len(), 1);
         assert!(field(&events[0], "new").ends_with(",254,255,256]"));
+    }
+
+    #[test]
+    fn max_values_caps_the_distinct_values_of_a_state_in_a_part() {
+        let mut run = Run::capped(&[("reactions", Kind::Set), ("pick", Kind::Lww)], &[("reactions", 2), ("pick", 1)]);
+        let (_, rejections) = run.send(&response("r1", "u1", &[add("Set", "reactions", "1"), add("Set", "reactions", "2")]));
+        assert!(rejections.is_empty());
+        // A third distinct value is over the cap, for anyone; a held one is not.
+        let (events, rejections) =
+            run.send(&response("r2", "u2", &[add("Set", "reactions", "3"), add("Set", "reactions", "2")]));
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert_eq!(field(&rejections[0], "detail"), r#""reactions already holds max_values=2 distinct values in this part""#);
+        assert_eq!(events, [event("r2", "u2", "reactions", "Set", "null", "[2]", 2)]);
+        // Re-adding a held member changes nothing and is never over the cap.
+        assert_eq!(run.send(&response("r3", "u1", &[add("Set", "reactions", "1")])), (vec![], vec![]));
+        // Once nobody holds 1, there is room for 3.
+        let (_, rejections) =
+            run.send(&response("r4", "u1", &[remove("Set", "reactions", Some("1")), add("Set", "reactions", "3")]));
+        assert!(rejections.is_empty());
+        assert!(run.summary("root").contains(r#""tally":[{"count":2,"value":2},{"count":1,"value":3}]"#));
+        // A scalar state: replacing one's own value with a new one is over a full cap too.
+        run.send(&response("r5", "u1", &[add("LWW", "pick", r#""a""#)]));
+        let (_, rejections) = run.send(&response("r6", "u1", &[add("LWW", "pick", r#""b""#)]));
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert!(run.send(&response("r7", "u2", &[add("LWW", "pick", r#""a""#)])).1.is_empty());
+        // The cap is per part.
+        assert!(run.send(&in_part("r8", "m", "p2", "u1", &[add("LWW", "pick", r#""b""#)])).1.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_and_an_erasure_remove_holdings_with_an_event_each() {
+        let mut run = Run::new(&[]);
+        run.send(&response("r1", "u2", &[add("LWW", "l", "1"), add("Set", "s", "2")]));
+        run.send(&response("r2", "u1", &[add("Set", "s", "2")]));
+        run.send(&in_part("r3", "m2", "root", "u1", &[add("LWW", "l", "3")]));
+        let mut out = Lines { events: Vec::new(), rejections: Vec::new() };
+        let erasure = Removal { rid: "e1", mid: None, ident: "u1", status: None };
+        run.engine.remove(&erasure, &mut out);
+        run.engine.remove(&erasure, &mut out); // taken once: the second is skipped
+        let seen: Vec<(String, String, String)> = lines(std::mem::take(&mut out.events))
+            .iter()
+            .map(|e| (field(e, "event_id").to_owned(), field(e, "cause").to_owned(), field(e, "version").to_owned()))
+            .collect();
+        let erased = |id: &str, version: &str| (format!("\"{id}\""), "\"erase_identity\"".to_owned(), version.to_owned());
+        assert_eq!(seen, [erased("m/e1/root/s/u1", "3"), erased("m2/e1/root/l/u1", "2")]);
+        let deletion = Removal { rid: "d1", mid: Some("m"), ident: "mod", status: Some("gone") };
+        run.engine.remove(&deletion, &mut out);
+        let events = lines(std::mem::take(&mut out.events));
+        // In (part, name, identity) order, one version step for the part.
+        assert_eq!(events.iter().map(|e| field(e, "name")).collect::<Vec<_>>(), [r#""l""#, r#""s""#]);
+        assert!(events.iter().all(|e| field(e, "version") == "4" && field(e, "status_text") == r#""gone""#));
+        assert_eq!(run.summary("root"), "{\"deleted\":true,\"message_id\":\"m\",\"part_id\":\"root\",\"states\":{},\"version\":4}\n");
+        // Later records for the message are refused; a taken id is a duplicate first.
+        run.engine.remove(&deletion, &mut out);
+        let (_, rejections) = run.send(&response("r9", "u1", &[add("LWW", "l", "1")]));
+        assert_eq!(field(&lines(out.rejections)[0], "reason"), r#""duplicate""#);
+        assert_eq!(field(&rejections[0], "reason"), r#""message_deleted""#);
     }
 
     #[test]

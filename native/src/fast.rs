@@ -254,6 +254,10 @@ pub fn decode(record: &[u8]) -> Option<Response<'_>> {
                 changes = Some(list);
             }
             _ => {
+                // A record of another kind (SPEC section 3a) takes the long way.
+                if key == "kind" {
+                    return None;
+                }
                 let read = reader.value(1)?;
                 match key {
                     "id" => rid = Some(read),

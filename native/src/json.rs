@@ -47,6 +47,13 @@ pub fn write_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// A finite float as orjson writes it, with the same formatter: the shortest digits that read
+/// back to the same double, in plain notation from 1e-5 up to below 1e16 (`0.00001`, `100.0`),
+/// else in scientific notation with a signed exponent (`1e-7`, `1.5e+16`); `-0.0` keeps its sign.
+pub fn write_float(out: &mut Vec<u8>, value: f64) {
+    out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+}
+
 /// The text of a JSON string literal (as orjson or `write_str` wrote it).
 pub fn unescape(literal: &[u8]) -> String {
     let inner = &literal[1..literal.len() - 1];
@@ -170,6 +177,47 @@ mod tests {
         assert_eq!(written("\u{7f}\u{2028}é😀"), "\"\u{7f}\u{2028}é😀\"");
         // An escape between plain runs keeps both runs.
         assert_eq!(written("a\nb\"c"), r#""a\nb\"c""#);
+    }
+
+    fn float(value: f64) -> String {
+        let mut out = Vec::new();
+        write_float(&mut out, value);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_are_written_as_orjson_writes_them() {
+        for (value, text) in [
+            (1.0, "1.0"),
+            (100.0, "100.0"),
+            (0.5, "0.5"),
+            (1e-7, "1e-7"),
+            (1e16, "1e+16"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (1e-5, "0.00001"),
+            (1.5e-6, "1.5e-6"),
+            (1e15, "1000000000000000.0"),
+            (-1.25e17, "-1.25e+17"),
+            // Exactly halfway between two shortest forms: orjson's choice, one up, one down.
+            (2f64.powi(-24), "5.960464477539063e-8"),
+            (f64::from_bits(0xc2dd_a23a_399a_68c8), "-130330395044259.12"), // -130330395044259.125
+        ] {
+            assert_eq!(float(value), text, "{value:e}");
+        }
+    }
+
+    #[test]
+    fn floats_match_a_table_written_by_orjson() {
+        let table = include_str!("../testdata/orjson_floats.txt");
+        let mut checked = 0;
+        for line in table.lines().filter(|line| !line.starts_with('#')) {
+            let (bits, text) = line.split_once(' ').unwrap();
+            let value = f64::from_bits(u64::from_str_radix(bits, 16).unwrap());
+            assert_eq!(float(value), text, "{bits}");
+            checked += 1;
+        }
+        assert!(checked >= 3000, "{checked}");
     }
 
     #[test]

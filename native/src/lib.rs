@@ -10,6 +10,7 @@ mod json;
 mod redis_reads;
 mod redis_writes;
 mod store;
+mod values;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -117,20 +118,34 @@ fn checked_registry(registry: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Kind)
     Ok(types)
 }
 
+fn checked_caps(caps: &Bound<'_, PyDict>) -> PyResult<Vec<(String, usize)>> {
+    let mut checked = Vec::new();
+    for (name, cap) in caps.iter() {
+        let cap: usize = cap.extract()?;
+        if cap == 0 {
+            return Err(PyValueError::new_err("max_values must be at least 1"));
+        }
+        checked.push((name.extract::<String>()?, cap));
+    }
+    Ok(checked)
+}
+
 #[pymethods]
 impl NativeCore {
-    /// `registry`: name -> type, already checked; `orjson`: the orjson module.
+    /// `registry`: name -> type, already checked; `caps`: name -> `max_values`, for the capped
+    /// states; `orjson`: the orjson module.
     #[new]
     fn new(
         py: Python<'_>,
         registry: &Bound<'_, PyDict>,
+        caps: &Bound<'_, PyDict>,
         window: i64,
         events: bool,
         orjson: &Bound<'_, PyModule>,
     ) -> PyResult<NativeCore> {
         let window = checked_window(window)?;
         Ok(NativeCore {
-            core: engine::Engine::new(&checked_registry(registry)?, window, events),
+            core: engine::Engine::new(&checked_registry(registry)?, &checked_caps(caps)?, window, events),
             keys: Keys::new(py),
             orjson: Orjson::new(orjson)?,
         })
@@ -166,6 +181,7 @@ impl NativeCore {
             match unsafe { decode::decode(&self.keys, record.as_ptr(), authentic) } {
                 Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
                 Decoded::Response(response) => self.core.apply(&response, index, &mut dump, &mut out)?,
+                Decoded::Removal(removal) => self.core.remove(&removal, &mut out),
             }
         }
         self.core.store.end_batch();
@@ -344,6 +360,7 @@ impl NativeCache {
                     // Safety: the batch holds `record` while it is applied.
                     match unsafe { decode::decode(&self.keys, record.as_ptr(), *authentic) } {
                         Decoded::Rejected(whole) => self.core.reject_whole(&whole, &mut out),
+                        Decoded::Removal(_) => return Err(no_removals()),
                         Decoded::Response(r) => {
                             self.core.apply(&r, index, &mut dump, &mut out)?;
                             event_keys.resize(out.events.len(), r.mid.as_bytes().to_vec());
@@ -444,6 +461,7 @@ impl NativeCache {
                 // Safety: `record` outlives the decoded response (this iteration).
                 match unsafe { decode::decode(&self.keys, record.as_ref()?.as_ptr(), authentic) } {
                     Decoded::Response(r) => Some(r),
+                    Decoded::Removal(_) => None,
                     Decoded::Rejected(_) => None,
                 }
             });
@@ -470,9 +488,16 @@ impl NativeCache {
     }
 }
 
+/// The workers' cache reads no message whole nor any identity's holdings.
+fn no_removals() -> PyErr {
+    PyRuntimeError::new_err(
+        "the compiled workers do not apply delete_message and erase_identity records yet; use MSGSTATE_ENGINE=python",
+    )
+}
+
 /// An engine whose store keeps tallies (the cache's writes carry them), with events.
 fn cache_engine(registry: &[(String, Kind)], window: usize) -> engine::Engine {
-    let mut core = engine::Engine::new(registry, window, true);
+    let mut core = engine::Engine::new(registry, &[], window, true);
     core.tallies = true;
     core
 }

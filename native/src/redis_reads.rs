@@ -103,7 +103,7 @@ impl ReadPlan {
                     let field = bytes(&raw.get_item(2 * pair)?)?;
                     let at = field.iter().position(|&b| b == 0).ok_or_else(|| bad("a value field without its NUL"))?;
                     let (name, ident) = (text(&field[..at])?, text(&field[at + 1..])?);
-                    let held = held_of(store, &bytes(&raw.get_item(2 * pair + 1)?)?, long_way)?;
+                    let held = held_of(store, p, name, &bytes(&raw.get_item(2 * pair + 1)?)?, long_way)?;
                     got.insert((name.to_owned(), ident.to_owned()));
                     load_value(store, p, name, ident, Some(held))?;
                 }
@@ -119,7 +119,7 @@ impl ReadPlan {
                     return Err(bad("a read reply does not answer every value asked"));
                 }
                 for ((name, ident), value) in asked.iter().zip(raw.iter()) {
-                    let held = if value.is_none() { None } else { Some(held_of(store, &bytes(&value)?, long_way)?) };
+                    let held = if value.is_none() { None } else { Some(held_of(store, p, name, &bytes(&value)?, long_way)?) };
                     load_value(store, p, name, ident, held)?;
                 }
             }
@@ -200,8 +200,11 @@ pub fn load_value(store: &mut Store, p: usize, name: &str, ident: &str, held: Op
 }
 
 /// A holding as stored (streams/storage/layout.py): a scalar's encoding, or a Set's JSON array.
-fn held_of(store: &mut Store, raw: &[u8], long_way: LongWay<'_>) -> PyResult<Held> {
-    if raw.first() != Some(&b'[') {
+/// Only the state's type tells them apart: a scalar may be an array too (SPEC v1.1).
+fn held_of(store: &mut Store, p: usize, name: &str, raw: &[u8], long_way: LongWay<'_>) -> PyResult<Held> {
+    let part = &store.parts[p];
+    let kind = store.strings.get(name).and_then(|n| part.slot(n)).map(|slot| part.names[slot].1);
+    if kind != Some(Kind::Set) {
         return Ok(Held::One(store.encodings.intern(raw)));
     }
     let members = match split_array(raw) {

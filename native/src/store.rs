@@ -1,13 +1,14 @@
 //! The in-memory store: interned strings, shared value encodings, compact holdings, and the
 //! dedupe memory; renders summaries as JSON lines (`streams/summary.py`, `MemoryStore`).
 
-use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use indexmap::IndexSet;
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
 use crate::decode::Kind;
 use crate::json;
+use crate::values::{tally_key, TallyKey};
 
 pub type Sym = u32;
 
@@ -168,6 +169,8 @@ pub struct Store {
     taken: FxHashMap<Sym, Taken>,
     /// (part, name, identity) known to hold nothing (a cache of Redis only).
     pub absent: FxHashSet<(u32, Sym, Sym)>,
+    /// Messages deleted (SPEC section 3a).
+    pub deleted: FxHashSet<Sym>,
     window: usize,
     batch: u32,
     touched: Vec<Sym>,
@@ -183,6 +186,7 @@ impl Store {
             parts: Vec::new(),
             taken: FxHashMap::default(),
             absent: FxHashSet::default(),
+            deleted: FxHashSet::default(),
             window,
             batch: 1,
             touched: Vec::new(),
@@ -199,6 +203,15 @@ impl Store {
         self.parts.push(Part { key: (mid, pid), ..Part::default() });
         self.index.insert((mid, pid), at as u32);
         at
+    }
+
+    pub fn is_deleted(&self, mid: &str) -> bool {
+        !self.deleted.is_empty() && self.strings.get(mid).is_some_and(|mid| self.deleted.contains(&mid))
+    }
+
+    /// Whether a response id was taken for a message (without taking it).
+    pub fn is_taken(&self, mid: Sym, rid: &str) -> bool {
+        self.taken.get(&mid).is_some_and(|taken| taken.ids.contains(rid))
     }
 
     /// Set what an identity holds for the state in that slot of the part.
@@ -331,6 +344,7 @@ impl Store {
             + self.parts.capacity() * size_of::<Part>()
             + parts
             + table_bytes(self.absent.capacity(), 12)
+            + table_bytes(self.deleted.capacity(), 4)
     }
 
     /// Bytes the dedupe memory holds, counted alike.
@@ -398,6 +412,16 @@ impl Store {
 
     /// One summary as a JSON line (keys sorted), like `dumps_line(render_summary(...))`.
     pub fn render(&self, out: &mut Vec<u8>, mid: &str, pid: &str, part: Option<&Part>, clip: Option<usize>) {
+        if self.is_deleted(mid) {
+            out.extend_from_slice(b"{\"deleted\":true,\"message_id\":");
+            json::write_str(out, mid);
+            out.extend_from_slice(b",\"part_id\":");
+            json::write_str(out, pid);
+            out.extend_from_slice(b",\"states\":{},\"version\":");
+            json::write_int(out, part.map_or(0, |part| part.version));
+            out.extend_from_slice(b"}\n");
+            return;
+        }
         out.extend_from_slice(b"{\"message_id\":");
         json::write_str(out, mid);
         out.extend_from_slice(b",\"part_id\":");
@@ -462,7 +486,7 @@ impl Store {
         out.extend_from_slice(b"}}");
     }
 
-    /// (encoding, count): count descending, then false, true, integers, strings by code point.
+    /// (encoding, count): count descending, then the order of `values::TallyKey`.
     fn tally(&self, held_by: &FxHashMap<Sym, Stored>) -> Vec<(Sym, usize)> {
         let mut counts: FxHashMap<Sym, usize> = FxHashMap::default();
         for held in held_by.values() {
@@ -470,36 +494,21 @@ impl Store {
                 *counts.entry(*member).or_insert(0) += 1;
             }
         }
-        let mut entries: Vec<(usize, TallyKey, Sym)> =
-            counts.into_iter().map(|(sym, n)| (n, tally_key(self.encodings.bytes(sym)), sym)).collect();
-        entries.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        entries.into_iter().map(|(n, _, sym)| (sym, n)).collect()
+        let mut entries: Vec<(usize, TallyKey, &[u8], Sym)> = counts
+            .into_iter()
+            .map(|(sym, n)| {
+                let encoded = self.encodings.bytes(sym);
+                (n, tally_key(encoded), encoded, sym)
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.partial_cmp(&b.1).unwrap_or(Ordering::Equal))
+                .then_with(|| a.2.cmp(b.2))
+        });
+        entries.into_iter().map(|(n, _, _, sym)| (sym, n)).collect()
     }
 }
-
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum TallyKey<'a> {
-    False,
-    True,
-    Int(i64),
-    Text(Cow<'a, str>),
-}
-
-fn tally_key(encoded: &[u8]) -> TallyKey<'_> {
-    match encoded[0] {
-        b'"' => {
-            if encoded.contains(&b'\\') {
-                TallyKey::Text(Cow::Owned(json::unescape(encoded)))
-            } else {
-                TallyKey::Text(String::from_utf8_lossy(&encoded[1..encoded.len() - 1]))
-            }
-        }
-        b'f' => TallyKey::False,
-        b't' => TallyKey::True,
-        _ => TallyKey::Int(std::str::from_utf8(encoded).ok().and_then(|s| s.parse().ok()).unwrap_or(0)),
-    }
-}
-
 
 /// Bytes of a hash table (hashbrown) that can hold `capacity` entries of `entry` bytes.
 fn table_bytes(capacity: usize, entry: usize) -> usize {

@@ -61,23 +61,23 @@ def _require() -> None:
 class NativeEngine:
     """Applies batches of record values to its own store (replay).
 
-    Raises ConfigError for a bad registry. With `events=False` versions still
-    count but no event line is built. `window` response ids are remembered per
-    message at least (as in MemoryStore).
+    Raises ConfigError for a bad registry (a type per name, or `{"type", "max_values"}`).
+    With `events=False` versions still count but no event line is built. `window`
+    response ids are remembered per message at least (as in MemoryStore).
     """
 
     __slots__ = ("_core", "_registry")
 
     def __init__(
         self,
-        registry: Mapping[str, str] | None = None,
+        registry: Mapping[str, Any] | None = None,
         *,
         window: int = DEDUPE_WINDOW,
         events: bool = True,
     ) -> None:
         self._registry = check_registry(registry or {})
         _require()
-        self._core = _native.Engine(self._registry, window, events, orjson)
+        self._core = _native.Engine(self._registry, caps(registry or {}), window, events, orjson)
 
     @property
     def registry(self) -> Mapping[str, str]:
@@ -123,6 +123,12 @@ class NativeEngine:
     def dedupe_bytes(self) -> int:
         """Bytes its dedupe memory holds, counted alike."""
         return self._core.memory_bytes()[1]
+
+
+def caps(registry: Mapping[str, Any]) -> dict[str, int]:
+    """The `max_values` of each capped state of a registry that `check_registry` passed."""
+    return {name: entry["max_values"] for name, entry in registry.items()
+            if isinstance(entry, Mapping) and entry.get("max_values") is not None}
 
 
 def cache_core(registry: Mapping[str, str], window: int) -> _native.Cache:

@@ -15,25 +15,40 @@ import orjson
 from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.schemas.registry import check_registry
 from msgstate.streams.engine import native_engine
+from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES
 from msgstate.streams.rounds.decider import Decision
+from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 
 class CompiledDecider:
-    """Past `limit` entries, `decide` starts again empty (like `StateCache`)."""
+    """Past `limit` entries, `decide` starts again empty (like `StateCache`).
 
-    __slots__ = ("_core", "_every", "_unchecked", "limit", "restarts", "whole_part_fields", "window")
+    The compiled cache reads neither a part's whole tally nor a message's or an identity's
+    every holding, so rounds that need them (SPEC v1.1: any round under a registry with
+    `max_values`, a round holding a record with a "kind") are decided by the reference,
+    `PythonDecider`. Each decider's cache misses the other's writes: both are dropped when the
+    round changes hands.
+    """
+
+    __slots__ = ("_capped", "_core", "_every", "_on_reference", "_reference", "_restarts",
+                 "_unchecked", "limit", "whole_part_fields", "window")
 
     def __init__(
         self,
-        registry: Mapping[str, str] | None = None,
+        registry: Mapping[str, Any] | None = None,
         *,
         window: int = DEDUPE_WINDOW,
         whole_part_fields: int = WHOLE_PART_FIELDS,
         limit: int = CACHE_ENTRIES,
     ) -> None:
-        self._core = native_engine.cache_core(check_registry(registry or {}), window)
+        types = check_registry(registry or {})
+        self._core = native_engine.cache_core(types, window)
+        self._reference = PythonDecider(Engine(registry or {}), window=window,
+                                        whole_part_fields=whole_part_fields, limit=limit)
+        self._capped = bool(native_engine.caps(registry or {}))
+        self._on_reference = False
         self.window = window
         self.whole_part_fields = whole_part_fields
         self.limit = limit
@@ -42,24 +57,40 @@ class CompiledDecider:
         # few entries), so the cache may pass its limit by a few per cent.
         self._every = max(1, min(10_000, limit // 100))
         self._unchecked = 0
-        self.restarts = 0  # times the limit emptied the cache
+        self._restarts = 0  # times the limit emptied the compiled cache
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is not None and len(authentic) != len(values):
             raise ValueError("authentic needs one verdict per value")
+        # A record with a "kind" may be a deletion or an erasure; a false alarm costs speed only.
+        reference = self._capped or any(b'"kind"' in value for value in values)
+        if reference != self._on_reference:
+            self.clear()
+            self._on_reference = reference
+        if reference:
+            return self._reference.decide(values, authentic)
         self._unchecked += len(values)
         if self._unchecked >= self._every:
             self._unchecked = 0
             if self._core.entries() > self.limit:
                 self._core.clear()
-                self.restarts += 1
+                self._restarts += 1
         request = self._core.decide(values, authentic, self.whole_part_fields)
         return None if request is None else Read(*request)
 
+    @property
+    def restarts(self) -> int:
+        return self._restarts + self._reference.restarts
+
     def load(self, reply: Any) -> None:
+        if self._on_reference:
+            self._reference.load(reply)
+            return
         self._core.load(reply)
 
     def apply(self) -> Decision:
+        if self._on_reference:
+            return self._reference.apply()
         events, rejections = self._core.apply()
         keys, ops = self._core.writes()
         return Decision(events=events,
@@ -67,10 +98,14 @@ class CompiledDecider:
                         writes=Writes(keys, ops))
 
     def commit(self) -> None:
+        if self._on_reference:
+            self._reference.commit()
+            return
         self._core.commit()
 
     def clear(self) -> None:
         self._core.clear()
+        self._reference.clear()
 
     def summary_line(self, message_id: str, part_id: str) -> bytes:
         """What the cache holds of a part, as its summary line (for tests)."""

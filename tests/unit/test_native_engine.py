@@ -3,6 +3,8 @@ byte for byte, on random workloads, hostile records and small dedupe windows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,7 +43,7 @@ def batches(lines: list[bytes], sizes: list[int]) -> list[slice]:
     return out
 
 
-def by_python(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+def by_python(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int,
               verdicts: list[bool]) -> Lines:
     engine, store, got = Engine(registry), MemoryStore(window), Lines()
     for part in batches(lines, sizes):
@@ -56,7 +58,7 @@ def by_python(lines: list[bytes], registry: dict[str, str], sizes: list[int], wi
     return got
 
 
-def by_native(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int,
+def by_native(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int,
               verdicts: list[bool]) -> Lines:
     engine, got = NativeEngine(registry, window=window), Lines()
     for part in batches(lines, sizes):
@@ -68,7 +70,7 @@ def by_native(lines: list[bytes], registry: dict[str, str], sizes: list[int], wi
     return got
 
 
-def same(lines: list[bytes], registry: dict[str, str], sizes: list[int], window: int = 10_000,
+def same(lines: list[bytes], registry: dict[str, Any], sizes: list[int], window: int = 10_000,
          verdicts: list[bool] | None = None) -> None:
     verdicts = verdicts or [True] * len(lines)
     expected = by_python(lines, registry, sizes, window, verdicts)
@@ -98,6 +100,64 @@ dense = ws.dense_lines(40, ["Set", "LWWN", "FWW", "LWW"], ["x", "y", 1, True, "�
 def test_dense_workloads_with_small_windows(lines: list[bytes], sizes: list[int],
                                             window: int) -> None:
     same(lines, {}, sizes, window)
+
+
+# Values of every JSON kind (SPEC v1.1): numbers equal in value but not in kind, floats of any
+# magnitude, nesting, keys in any order, and now and then one over a limit.
+json_values = st.recursive(
+    st.one_of(
+        st.booleans(), st.integers(-2, 2), st.sampled_from(["1", "é\\\"", "", 2**63 - 1]),
+        st.sampled_from([1.0, -0.0, 0.0, 2.5, -2.5, 1e16, 1e-7, 2.0**62, 2.0**63]),
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+    ),
+    lambda inner: st.one_of(
+        st.lists(st.one_of(inner, st.none()), max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "é", "B"]), st.one_of(inner, st.none()),
+                        max_size=3),
+    ),
+    max_leaves=5,
+)
+value_heavy_lines = st.builds(
+        lambda rid, mid, ident, part, changes: orjson.dumps({
+            "id": rid, "message_id": mid, "part_id": part, "identity_id": ident,
+            "changes": changes}),
+        st.sampled_from([f"r{n}" for n in range(60)]),
+        st.sampled_from(["m", "m", "m2"]),
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.sampled_from(["root", "p2"]),
+        st.lists(
+            st.fixed_dictionaries({
+                "operation": st.sampled_from(["add", "add", "remove"]),
+                "type": st.sampled_from(["Set", "LWWN", "LWW"]),
+                "name": st.sampled_from(["s", "t"]),
+                "value": st.one_of(json_values, st.sampled_from(
+                    [[1, 1.0], {"a": 1, "b": [None, 2.5]}, {"b": [None, 2.5], "a": 1}])),
+            }),
+            min_size=1, max_size=4,
+        ),
+    )
+value_heavy = st.lists(value_heavy_lines, min_size=1, max_size=40)
+
+
+@SETTINGS
+@given(value_heavy, st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_value_heavy_workloads(lines: list[bytes], sizes: list[int]) -> None:
+    same(lines, {}, sizes)
+
+
+capped_registries = st.fixed_dictionaries({
+    "s": st.one_of(st.just("Set"), st.builds(lambda cap: {"type": "Set", "max_values": cap},
+                                             st.integers(1, 3))),
+    "t": st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
+                   st.sampled_from(["Set", "LWWN", "LWW", "FWW"]), st.integers(1, 3)),
+})
+
+
+@SETTINGS
+@given(value_heavy, capped_registries, st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_capped_states(lines: list[bytes], registry: dict[str, Any],
+                       sizes: list[int]) -> None:
+    same(lines, registry, sizes)
 
 
 def test_limits_of_names_and_members() -> None:
@@ -191,3 +251,41 @@ def test_a_change_nested_too_deep_to_echo_is_an_invalid_record(depth: int, where
     else:
         assert refused["reason"] == "invalid" and refused["change"] is None
         assert refused["detail"] == "change 0 is nested deeper than 64 levels"
+
+
+# Deletions and erasures (SPEC section 3a), good and bad, among the responses.
+removal_lines = st.one_of(
+    st.builds(
+        lambda rid, mid, ident, status: orjson.dumps({
+            "kind": "delete_message", "id": rid, "message_id": mid, "identity_id": ident,
+            "status_text": status}),
+        st.sampled_from(["d1", "d2", "r1"]), st.sampled_from(["m", "m2", "m3"]),
+        st.sampled_from(["a", "mod"]), st.sampled_from([None, "removed"])),
+    st.builds(
+        lambda rid, ident: orjson.dumps({"kind": "erase_identity", "id": rid, "identity_id": ident}),
+        st.sampled_from(["e1", "e2", "r1"]), st.sampled_from(["a", "b", "c", "z"])),
+    st.sampled_from([
+        b'{"kind":null,"id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":"Delete","id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":["delete_message"],"id":"x","message_id":"m","identity_id":"a"}',
+        b'{"kind":"delete_message","id":"x","identity_id":"a"}',
+        b'{"kind":"erase_identity","id":"","identity_id":"a"}',
+        b'{"kind":"erase_identity","id":"e3","identity_id":"a","sent_at":1.5}',
+        b'{"kind":"delete_message","id":"d3","message_id":"m","identity_id":"a","status_text":7}',
+        b'{"kind":"response","id":"r99","message_id":"m","identity_id":"a","changes":'
+        b'[{"operation":"add","type":"Set","name":"s","value":1}]}',
+    ]),
+)
+
+
+@SETTINGS
+@given(st.lists(st.one_of(value_heavy_lines, value_heavy_lines, removal_lines), min_size=1,
+                max_size=40),
+       capped_registries | st.just({}), st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       st.data())
+def test_deletions_and_erasures(lines: list[bytes], registry: dict[str, Any], sizes: list[int],
+                                data: st.DataObject) -> None:
+    verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
+    if data.draw(st.booleans()):
+        verdicts = [True] * len(lines)
+    same(lines, registry, sizes, verdicts=verdicts)

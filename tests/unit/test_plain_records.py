@@ -99,6 +99,10 @@ NEAR_MISSES = [
     json.dumps({"id": "r1", "message_id": "m1", "changes": [add("LWW", "c", 1)]}).encode(),
     # Valid first, then overridden by an invalid repeat: orjson keeps the last.
     text_of(BASE, b'{"id": "r1"', b'{"id": "r1", "changes": [], "id": 5'),
+    # Any "kind" (SPEC v1.1 section 3a), even "response", is read by orjson.
+    text_of(BASE, b'{"id": "r1"', b'{"kind": "response", "id": "r1"'),
+    text_of(BASE, b'{"id": "r1"', b'{"kind": "delete_message", "id": "r1"'),
+    text_of(BASE, b'{"id": "r1"', b'{"kind": null, "id": "r1"'),
 ]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -75,10 +75,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
 class StateWorker:
     """Run with `await worker.run()`; `stop()` makes it finish the batch in hand and leave."""
 
-    def __init__(self, settings: Settings, registry: dict[str, str] | None = None,
+    def __init__(self, settings: Settings, registry: Mapping[str, Any] | None = None,
                  metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
+        self.registry = registry or {}  # as written: the compiled decider reads its caps too
         self.engine = Engine(registry)
         self.client = async_client(settings.redis, cluster=settings.redis_cluster, socket_timeout=10,
                                    socket_connect_timeout=5)
@@ -224,7 +225,7 @@ class StateWorker:
         if (self.settings.engine or default_engine()) == "python":
             decider = PythonDecider(self.engine, window=DEDUPE_WINDOW, limit=limit)
         else:
-            decider = CompiledDecider(self.engine.registry, window=DEDUPE_WINDOW, limit=limit)
+            decider = CompiledDecider(self.registry, window=DEDUPE_WINDOW, limit=limit)
         self.decider = decider
         return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
 

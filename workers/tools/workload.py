@@ -46,11 +46,14 @@ def responses(
     seed: int = 7,
     exponent: float = 1.1,
     hot_share: float = 0.0,
+    object_share: float = 0.0,
 ) -> Iterator[bytes]:
     """`count` record values (JSON bytes), in publishing order.
 
     Messages are drawn with Zipf weights of `exponent`; with `hot_share`, that share of all
-    records goes to one more message id, the hot one, on top of the Zipf-popular ones.
+    records goes to one more message id, the hot one, on top of the Zipf-popular ones. With
+    `object_share`, that share of the changes carries an object value instead, like a Layer
+    Choice's `custom_response_data` (SPEC v1.1).
     """
     rng = random.Random(seed)
     messages = messages or max(1, count // 20)
@@ -67,7 +70,7 @@ def responses(
             "id": f"r-{n:012d}",
             "message_id": hot_id if hot_share and rng.random() < hot_share else message_ids[pick],
             "identity_id": f"layer:///identities/user{author}",
-            "changes": [_change(rng) for _ in range(rng.choice((1, 1, 2, 3)))],
+            "changes": [_change(rng, object_share) for _ in range(rng.choice((1, 1, 2, 3)))],
             "sent_at": 1_732_277_000_000 + n,
         }
         if rng.random() < 0.1:
@@ -88,14 +91,21 @@ def _zipf_picks(rng: random.Random, count: int, picks: int, exponent: float = 1.
         picks -= block
 
 
-def _change(rng: random.Random) -> dict[str, Any]:
+def _change(rng: random.Random, object_share: float = 0.0) -> dict[str, Any]:
     if rng.random() < 0.25:
         name = rng.choice(_REMOVABLE)
         kind, values = STATES[name]
-        return {"operation": "remove", "type": kind, "name": name, "value": rng.choice(values)}
+        return {"operation": "remove", "type": kind, "name": name, "value": _value(rng, values, object_share)}
     name = rng.choice(_NAMES)
     kind, values = STATES[name]
-    return {"operation": "add", "type": kind, "name": name, "value": rng.choice(values)}
+    return {"operation": "add", "type": kind, "name": name, "value": _value(rng, values, object_share)}
+
+
+def _value(rng: random.Random, values: tuple[Any, ...], object_share: float) -> Any:
+    choice = rng.choice(values)
+    if object_share and rng.random() < object_share:
+        return {"selection": choice, "label": f"Choice {choice}", "score": rng.choice((0.5, 1.0, 2))}
+    return choice
 
 
 def _bad(rng: random.Random, previous: bytes) -> bytes:
