@@ -21,6 +21,7 @@ from msgstate.streams.storage.layout import META as META_KIND
 from msgstate.streams.storage.layout import SEEN, VALUES, Keys
 from msgstate.streams.storage.protocol import (
     Assignment,
+    Evicted,
     Home,
     PartitionWrite,
     Read,
@@ -55,7 +56,7 @@ class RedisRoundStore:
         keys += [state((SEEN, message_id, ""), where(message_id)) for message_id in read.messages]
         return await self._read(keys=keys, args=read.args)
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
         for part in parts:
@@ -68,13 +69,14 @@ class RedisRoundStore:
         keys += [state(ref, where(ref[1])) for ref in writes.keys]
         args.append(writes.ops)
         try:
-            await self._apply(keys=keys, args=args)
+            evicted = await self._apply(keys=keys, args=args)
         except ResponseError as exc:
             _raise_fence_error(exc, parts)
             raise
         for part in parts:
             part.assignment.applied = part.last
             part.assignment.acked = 0
+        return [(int(k), list(ids)) for k, ids in evicted]
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         if count == 0:

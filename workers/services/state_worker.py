@@ -29,7 +29,7 @@ from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.signing import is_authentic
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
-from msgstate.streams.rounds.outbox import EVENT, OutRecord
+from msgstate.streams.rounds.outbox import EVENT, STATE, OutRecord
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.client import async_client
@@ -83,7 +83,7 @@ class StateWorker:
         self.client = async_client(settings.redis, cluster=settings.redis_cluster, socket_timeout=10,
                                    socket_connect_timeout=5)
         self.store = RedisRoundStore(self.client, settings.keys)
-        self.outputs = {EVENT: settings.topics.summary_changes}
+        self.outputs = {EVENT: settings.topics.summary_changes, STATE: settings.topics.state}
         self.rejections = settings.topics.rejections
         self.consumer = AIOKafkaConsumer(
             **settings.aiokafka_client(), group_id=settings.app_id,
@@ -222,7 +222,8 @@ class StateWorker:
         else:
             decider = CompiledDecider(self.engine.registry, window=DEDUPE_WINDOW, limit=limit)
         self.decider = decider
-        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
+        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses,
+                              changelog=self.settings.changelog)
 
     def _count_cache_restarts(self) -> None:
         restarts = self.decider.restarts - self._cache_restarts
@@ -286,14 +287,20 @@ class StateWorker:
             if partitions is None:
                 partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
             key = r.key or None
-            where = (topic, self.partitioner(key, partitions, partitions))
+            value: bytes | None = r.value
+            if r.kind == STATE:
+                # The changelog partition is the input partition, the key's first item.
+                where = (topic, int(r.key[1:r.key.index(b",") if b"," in r.key else -1]))
+                value = r.value or None  # a tombstone
+            else:
+                where = (topic, self.partitioner(key, partitions, partitions))
             builder = builders.get(where)
             if builder is None:
                 builder = builders[where] = producer.create_batch()
-            if builder.append(key=key, value=r.value, timestamp=None) is None:  # full: send it
+            if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it
                 futures.append(await producer.send_batch(builder, topic, partition=where[1]))
                 builder = builders[where] = producer.create_batch()
-                builder.append(key=key, value=r.value, timestamp=None)
+                builder.append(key=key, value=value, timestamp=None)
         for (topic, partition), builder in builders.items():
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         return asyncio.gather(*futures)

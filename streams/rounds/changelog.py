@@ -1,0 +1,90 @@
+"""The state changelog (SPEC section 7a): a round's writes as records of the compacted topic
+`msgstate.state`, whose latest record per key is the whole truth for that key.
+
+Derived from the round's `Writes` (streams/storage/protocol.py), so both deciders log alike
+and any hash a round writes rides along. Keys are compact JSON arrays, the first item the input
+partition whose state they are (the record goes to that partition of the changelog):
+
+    [p, kind, message, part, field]  -> the field's value; a tombstone once the field is gone
+                                        (kinds with hash fields: meta, vals, ...)
+    [p, "ids", message, "", id]      -> "<offset> <n>": the response id joined the message's
+                                        dedupe memory as the n-th of the round ending at offset;
+                                        a tombstone once it left the window
+    [p]                              -> "<offset>": partition p's changelog is complete up to
+                                        that input offset (the round's last record)
+
+Tallies are not logged: a rebuild counts them from the values. A round logs each key once, its
+last write. Ids that leave the dedupe window are tombstoned after the round is persisted (the
+store says which, `Evicted`): one lost to a crash leaves an extra id record that a rebuild drops,
+since it keeps each message's newest `window` ids by their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import orjson
+
+from msgstate.streams.rounds.outbox import STATE, OutRecord
+from msgstate.streams.storage.layout import SEEN, TALLY, KeyRef
+from msgstate.streams.storage.protocol import Evicted, Writes
+
+# Kinds a rebuild recomputes instead of reading them from the changelog.
+DERIVED = frozenset({TALLY})
+TOMBSTONE = b""  # an outbox holds bytes; the worker produces an empty STATE value as null
+
+
+def state_key(partition: int, ref: KeyRef, field: str) -> bytes:
+    return orjson.dumps([partition, *ref, field])
+
+
+def marker_key(partition: int) -> bytes:
+    return orjson.dumps([partition])
+
+
+def round_records(writes: Writes, where: Callable[[str], int],
+                  last: Mapping[int, int]) -> dict[int, list[OutRecord]]:
+    """Each partition's changelog records of a round, its completion marker last; `where` finds
+    a message's partition, `last` is each partition's last offset in the round."""
+    ops = orjson.loads(writes.ops)
+    refs = writes.keys
+    latest: dict[tuple[int, str], bytes] = {}  # (key index, field) -> value, last write wins
+    taken: dict[int, list[str]] = {}  # key index of a dedupe memory -> ids pushed, in order
+    for at in range(0, len(ops), 4):
+        op, k, field, value = ops[at:at + 4]
+        kind = refs[k - 1][0]
+        if kind in DERIVED:
+            continue
+        if op == "H":
+            latest[k, field] = value.encode()
+        elif op == "D":
+            latest[k, field] = TOMBSTONE
+        elif op == "L" and kind == SEEN:
+            taken.setdefault(k, []).append(field)
+        elif op != "T":
+            raise ValueError(f"the changelog cannot log op {op!r} on {kind!r} keys")
+    records: dict[int, list[OutRecord]] = {p: [] for p in last}
+    for (k, field), value in latest.items():
+        ref = refs[k - 1]
+        p = where(ref[1])
+        records.setdefault(p, []).append(OutRecord(STATE, state_key(p, ref, field), value))
+    for k, ids in taken.items():
+        ref = refs[k - 1]
+        p = where(ref[1])
+        offset = last[p]
+        out = records.setdefault(p, [])
+        out += [OutRecord(STATE, state_key(p, ref, rid), b"%d %d" % (offset, n))
+                for n, rid in enumerate(ids)]
+    for p, offset in last.items():
+        records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))
+    return records
+
+
+def evicted_records(writes: Writes, evicted: Evicted, where: Callable[[str], int]
+                    ) -> Iterable[OutRecord]:
+    """Tombstones for the response ids that left a dedupe window in a persisted round."""
+    for k, ids in evicted:
+        ref = writes.keys[k - 1]
+        p = where(ref[1])
+        for rid in ids:
+            yield OutRecord(STATE, state_key(p, ref, rid.decode()), TOMBSTONE)
