@@ -44,8 +44,9 @@ def marker_key(partition: int) -> bytes:
 
 def round_records(writes: Writes, where: Callable[[str], int],
                   last: Mapping[int, int]) -> dict[int, list[OutRecord]]:
-    """Each partition's changelog records of a round, its completion marker last; `where` finds
-    a message's partition, `last` is each partition's last offset in the round."""
+    """A round's changelog records by the round partition whose outbox keeps them, each
+    partition's completion marker last; `where` finds a message's partition (its state's keys,
+    and its records' first item), `last` is each round partition's last offset."""
     ops = orjson.loads(writes.ops)
     refs = writes.keys
     latest: dict[tuple[int, str], bytes] = {}  # (key index, field) -> value, last write wins
@@ -64,17 +65,19 @@ def round_records(writes: Writes, where: Callable[[str], int],
         elif op != "T":
             raise ValueError(f"the changelog cannot log op {op!r} on {kind!r} keys")
     records: dict[int, list[OutRecord]] = {p: [] for p in last}
+    # A message whose records were keyed otherwise lives in a partition outside the round: any
+    # outbox of the round will carry its records (as `RoundProcessor._route` does for events).
+    anywhere = next(iter(last))
     for (k, field), value in latest.items():
         ref = refs[k - 1]
         p = where(ref[1])
-        records.setdefault(p, []).append(OutRecord(STATE, state_key(p, ref, field), value))
+        records[p if p in last else anywhere].append(OutRecord(STATE, state_key(p, ref, field), value))
     for k, ids in taken.items():
         ref = refs[k - 1]
         p = where(ref[1])
-        offset = last[p]
-        out = records.setdefault(p, [])
-        out += [OutRecord(STATE, state_key(p, ref, rid), b"%d %d" % (offset, n))
-                for n, rid in enumerate(ids)]
+        outbox = p if p in last else anywhere
+        records[outbox] += [OutRecord(STATE, state_key(p, ref, rid), b"%d %d" % (last[outbox], n))
+                            for n, rid in enumerate(ids)]
     for p, offset in last.items():
         records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))
     return records

@@ -144,3 +144,15 @@ async def test_ids_that_leave_the_window_are_tombstoned(decider: Decider) -> Non
                                               True, b"m1")]})
     tombstones = [orjson.loads(r.key)[-1] for r in sink.sent if r.kind == STATE and r.value == b""]
     assert tombstones == ["r0", "r1"]
+
+
+async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_state_lives(
+        decider: Decider) -> None:
+    keys = Keys("t", partitions=4)
+    message = next(f"m{n}" for n in range(100) if keys.partition_of(f"m{n}") != 0)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    await processor.process({0: [InRecord(0, line("r1", add("LWW", "c", 1), message=message))]})
+    logged = [r for r in sink.sent if r.kind == STATE]
+    assert {orjson.loads(r.key)[0] for r in logged} == {0, keys.partition_of(message)}
+    assert live(rebuilt(keys, logged)) == live(store)
