@@ -98,7 +98,7 @@ def read_changelog(settings: Settings, progress: Callable[[int, int], None]
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     left.discard(tp)
             progress(done, total)
-        responses = [TopicPartition(settings.topics.responses, p) for p in state.partitions]
+        responses = [TopicPartition(settings.topics.responses, p) for p in range(settings.partitions)]
         first = {tp.partition: offset for tp, offset in consumer.beginning_offsets(responses).items()}
     except KafkaError as exc:
         raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
@@ -117,6 +117,11 @@ def restore(settings: Settings, state: ChangelogState, first_kept: dict[int, int
         outcome.lost.append(f"{state.unreadable:,} changelog records were not the changelog's "
                             "(unreadable key or value): skipped")
     try:
+        for p in range(keys.partitions):
+            kept = first_kept.get(p, 0)
+            if p not in state.partitions and kept > 0 and client.hget(keys.fence(p), "offset") is None:
+                outcome.lost.append(f"partition {p}: not in the changelog, and responses before "
+                                    f"offset {kept} are gone from the responses topic")
         partitions = sorted(state.partitions)
         for done, p in enumerate(partitions, 1):
             log = state.partitions[p]
@@ -125,7 +130,7 @@ def restore(settings: Settings, state: ChangelogState, first_kept: dict[int, int
                                     f"is {keys.partitions}: not restored")
                 continue
             fence = client.hget(keys.fence(p), "offset")
-            if log.complete < 0 or (fence is not None and int(fence) >= log.complete):
+            if fence is not None and int(fence) >= log.complete:
                 outcome.current.append(p)
                 continue
             _run(client, restore_commands(keys, p, log, DEDUPE_WINDOW))
