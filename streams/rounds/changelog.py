@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 import orjson
 
 from msgstate.streams.rounds.outbox import STATE, OutRecord
-from msgstate.streams.storage.layout import SEEN, TALLY, KeyRef
+from msgstate.streams.storage.layout import TALLY, KeyRef
 from msgstate.streams.storage.protocol import Evicted, Writes
 
 # Kinds a rebuild recomputes instead of reading them from the changelog.
@@ -47,37 +47,40 @@ def round_records(writes: Writes, where: Callable[[str], int],
     """A round's changelog records by the round partition whose outbox keeps them, each
     partition's completion marker last; `where` finds a message's partition (its state's keys,
     and its records' first item), `last` is each round partition's last offset."""
-    ops = orjson.loads(writes.ops)
-    refs = writes.keys
-    latest: dict[tuple[int, str], bytes] = {}  # (key index, field) -> value, last write wins
-    taken: dict[int, list[str]] = {}  # key index of a dedupe memory -> ids pushed, in order
-    for at in range(0, len(ops), 4):
-        op, k, field, value = ops[at:at + 4]
-        kind = refs[k - 1][0]
-        if kind in DERIVED:
-            continue
-        if op == "H":
-            latest[k, field] = value.encode()
-        elif op == "D":
-            latest[k, field] = TOMBSTONE
-        elif op == "L" and kind == SEEN:
-            taken.setdefault(k, []).append(field)
-        elif op != "T":
-            raise ValueError(f"the changelog cannot log op {op!r} on {kind!r} keys")
-    records: dict[int, list[OutRecord]] = {p: [] for p in last}
-    # A message whose records were keyed otherwise lives in a partition outside the round: any
-    # outbox of the round will carry its records (as `RoundProcessor._route` does for events).
+    # Per state key: its records' key head `[p, kind, message, part,` (None for a derived kind)
+    # and the outbox that carries them. A message whose records were keyed otherwise lives in
+    # a partition outside the round: any outbox of the round will do (as for its events).
     anywhere = next(iter(last))
+    heads: list[bytes | None] = [None]  # key indexes count from 1
+    outbox = [anywhere]
+    for ref in writes.keys:
+        p = where(ref[1])
+        heads.append(None if ref[0] in DERIVED else orjson.dumps([p, *ref])[:-1] + b",")
+        outbox.append(p if p in last else anywhere)
+    ops = orjson.loads(writes.ops)
+    latest: dict[tuple[int, str], str] = {}  # (key index, field) -> value ("": gone), last wins
+    taken: dict[int, list[str]] = {}  # key index of a dedupe memory -> ids pushed, in order
+    for op, k, field, value in zip(ops[0::4], ops[1::4], ops[2::4], ops[3::4], strict=True):
+        if op == "H":
+            latest[k, field] = value
+        elif op == "D":
+            latest[k, field] = ""
+        elif op == "L":
+            taken.setdefault(k, []).append(field)
+        elif op != "T" and not (op == "I" and heads[k] is None):
+            raise ValueError(f"the changelog cannot log op {op!r} on {writes.keys[k - 1][0]!r} keys")
+    records: dict[int, list[OutRecord]] = {p: [] for p in last}
+    dump = orjson.dumps
     for (k, field), value in latest.items():
-        ref = refs[k - 1]
-        p = where(ref[1])
-        records[p if p in last else anywhere].append(OutRecord(STATE, state_key(p, ref, field), value))
+        head = heads[k]
+        if head is not None:
+            records[outbox[k]].append(OutRecord(STATE, head + dump(field) + b"]", value.encode()))
     for k, ids in taken.items():
-        ref = refs[k - 1]
-        p = where(ref[1])
-        outbox = p if p in last else anywhere
-        records[outbox] += [OutRecord(STATE, state_key(p, ref, rid), b"%d %d" % (last[outbox], n))
-                            for n, rid in enumerate(ids)]
+        head, carrier = heads[k], outbox[k]
+        if head is not None:
+            offset = last[carrier]
+            records[carrier] += [OutRecord(STATE, head + dump(rid) + b"]", b"%d %d" % (offset, n))
+                                 for n, rid in enumerate(ids)]
     for p, offset in last.items():
         records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))
     return records
