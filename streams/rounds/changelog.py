@@ -22,6 +22,7 @@ since it keeps each message's newest `window` ids by their order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import orjson
 
@@ -31,6 +32,9 @@ from msgstate.streams.storage.protocol import Evicted, Writes
 
 # Kinds a rebuild recomputes instead of reading them from the changelog.
 DERIVED = frozenset({TALLY})
+# An OutRecord made without the Python-level constructor of a NamedTuple: a round makes several
+# per response.
+_record = partial(tuple.__new__, OutRecord)
 TOMBSTONE = b""  # an outbox holds bytes; the worker produces an empty STATE value as null
 
 
@@ -74,12 +78,12 @@ def round_records(writes: Writes, where: Callable[[str], int],
     for (k, field), value in latest.items():
         head = heads[k]
         if head is not None:
-            records[outbox[k]].append(OutRecord(STATE, head + dump(field) + b"]", value.encode()))
+            records[outbox[k]].append(_record((STATE, head + dump(field) + b"]", value.encode())))
     for k, ids in taken.items():
         head, carrier = heads[k], outbox[k]
         if head is not None:
             offset = last[carrier]
-            records[carrier] += [OutRecord(STATE, head + dump(rid) + b"]", b"%d %d" % (offset, n))
+            records[carrier] += [_record((STATE, head + dump(rid) + b"]", b"%d %d" % (offset, n)))
                                  for n, rid in enumerate(ids)]
     for p, offset in last.items():
         records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))

@@ -283,21 +283,20 @@ class StateWorker:
         # round has several records per response, and this loop was a worker's largest cost.
         grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         state_topic = self.outputs[STATE]
-        for r in records:
-            if r.kind == STATE:
+        for kind, raw_key, value in records:
+            if kind == STATE:
                 # The changelog partition is the input partition, the key's first item; an
                 # empty value is a tombstone.
-                key: bytes | None = r.key
-                where = (state_topic, int(r.key[1:r.key.find(b",")]))
-                item = (key, r.value or None)
+                where = (state_topic, int(raw_key[1:raw_key.find(b",")]))
+                item: tuple[bytes | None, bytes | None] = (raw_key, value or None)
             else:
-                topic = self.outputs.get(r.kind, self.rejections)
+                topic = self.outputs.get(kind, self.rejections)
                 partitions = self._partitions.get(topic)
                 if partitions is None:
                     partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-                key = r.key or None
+                key = raw_key or None
                 where = (topic, self.partitioner(key, partitions, partitions))
-                item = (key, r.value)
+                item = (key, value)
             group = grouped.get(where)
             if group is None:
                 grouped[where] = [item]
@@ -307,12 +306,12 @@ class StateWorker:
         for (topic, partition), items in grouped.items():
             builder = producer.create_batch()
             append = builder.append
-            for key, value in items:
-                if append(key=key, value=value, timestamp=None) is None:  # full: send it
+            for out_key, out_value in items:
+                if append(key=out_key, value=out_value, timestamp=None) is None:  # full: send it
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = producer.create_batch()
                     append = builder.append
-                    append(key=key, value=value, timestamp=None)
+                    append(key=out_key, value=out_value, timestamp=None)
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         return asyncio.gather(*futures)
 
