@@ -27,7 +27,7 @@ from functools import partial
 import orjson
 
 from msgstate.streams.rounds.outbox import STATE, OutRecord
-from msgstate.streams.storage.layout import TALLY, KeyRef
+from msgstate.streams.storage.layout import SEEN, TALLY, KeyRef
 from msgstate.streams.storage.protocol import Evicted, Writes
 
 # Kinds a rebuild recomputes instead of reading them from the changelog.
@@ -69,7 +69,7 @@ def round_records(writes: Writes, where: Callable[[str], int],
             latest[k, field] = value
         elif op == "D":
             latest[k, field] = ""
-        elif op == "L":
+        elif op == "L" and writes.keys[k - 1][0] == SEEN:
             taken.setdefault(k, []).append(field)
         elif op != "T" and not (op == "I" and heads[k] is None):
             raise ValueError(f"the changelog cannot log op {op!r} on {writes.keys[k - 1][0]!r} keys")

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from msgstate.streams.engine.engine import Engine
-from msgstate.streams.rounds.changelog import marker_key
+from msgstate.streams.rounds.changelog import marker_key, round_records
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import STATE, OutRecord, unpack_outbox
@@ -19,6 +19,7 @@ from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.layout import TALLY, Keys
 from msgstate.streams.storage.memory import MemoryRoundStore
+from msgstate.streams.storage.protocol import Writes
 from msgstate.streams.storage.rebuild import (
     ChangelogState,
     Delete,
@@ -156,3 +157,12 @@ async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_s
     logged = [r for r in sink.sent if r.kind == STATE]
     assert {orjson.loads(r.key)[0] for r in logged} == {0, keys.partition_of(message)}
     assert live(rebuilt(keys, logged)) == live(store)
+
+
+def test_a_write_the_changelog_cannot_log_is_an_error_not_a_silent_gap() -> None:
+    # A count on a kind that is not derived, a list other than a dedupe memory: a new kind of
+    # state must say how it is logged (see DERIVED) before a worker can write it.
+    for ref, op in ((("vals", "m1", "root"), "I"), (("meta", "m1", "root"), "L")):
+        writes = Writes([ref], orjson.dumps([op, 1, "f", "1"]))
+        with pytest.raises(ValueError, match="cannot log"):
+            round_records(writes, lambda _: 0, {0: 0})
