@@ -45,6 +45,11 @@ class Topics:
     def messages(self) -> str:
         return f"{self.prefix}.messages"
 
+    @property
+    def state(self) -> str:
+        """The state changelog (SPEC section 7a): compacted, one partition per input partition."""
+        return f"{self.prefix}.state"
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -91,6 +96,8 @@ class Settings:
     engine: str = ""
     # Entries of a state worker's cache of Redis (docs/operations.md#sizing-the-state-cache).
     cache_entries: int = CACHE_ENTRIES
+    # State workers write the state changelog (`msgstate rebuild` restores Redis from it).
+    changelog: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +142,7 @@ class Settings:
             log_format=_choice(env, "MSGSTATE_LOG_FORMAT", ("json", "text"), base.log_format),
             engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine or default_engine()),
             cache_entries=_positive_int(env, "MSGSTATE_CACHE_ENTRIES", base.cache_entries),
+            changelog=_flag(env, "MSGSTATE_CHANGELOG", base.changelog),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -28,7 +28,7 @@ RETRY_SECONDS = 15.0
 
 def topic_names(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.responses, t.summary_changes, t.rejections, t.messages]
+    return [t.responses, t.summary_changes, t.rejections, t.messages, t.state]
 
 
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
@@ -62,7 +62,8 @@ def _create_missing(admin: Any, settings: Settings, wanted: list[str]) -> list[s
     if missing:
         # Another worker may create them at the same time (or an earlier try did).
         with suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(n, settings.partitions, settings.replication)
+            admin.create_topics([NewTopic(n, settings.partitions, settings.replication,
+                                          topic_configs=_configs(settings, n))
                                  for n in missing])
     return missing
 
@@ -81,6 +82,11 @@ def _too_few_brokers(admin: Any, settings: Settings) -> str:
     return (f"cannot create topics with replication factor {settings.replication} (MSGSTATE_REPLICATION): "
             f"Kafka at {settings.kafka} has {live} live brokers; start the missing ones or lower "
             "MSGSTATE_REPLICATION")
+
+
+def _configs(settings: Settings, name: str) -> dict[str, str]:
+    # The changelog keeps the latest record per key: compaction bounds it by the live state.
+    return {"cleanup.policy": "compact"} if name == settings.topics.state else {}
 
 
 def _retriable(exc: KafkaError) -> bool:

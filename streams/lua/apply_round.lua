@@ -10,6 +10,7 @@
 --   H: HSET   D: HDEL   I: HINCRBY, dropping the field at 0 or below
 --   L: RPUSH the field   T: keep the newest `value` items of a list
 -- A key's writes keep their order; writes to different keys may be reordered.
+-- Returns the ids T dropped: {{key index, {ids, oldest first}}, ...} (the changelog tombstones them).
 -- Every fence is checked before anything is written: one stale partition refuses the round,
 -- naming its position (1-based) so that the caller can drop it and try the rest again. A token
 -- or fence behind the caller's means the store lost acknowledged writes (a failover): BEHIND.
@@ -46,7 +47,7 @@ local base = 2 * p
 -- and its copy to the AOF), so the writes go key by key: a key's writes, in their order, as
 -- one call per run of one op (a round's responses to one message write its keys many times,
 -- scattered through the array).
-local order, at_key = {}, {}
+local order, at_key, evicted = {}, {}, {}
 for i = 1, #ops, 4 do
   local k = ops[i + 1]
   local run = at_key[k]
@@ -126,7 +127,12 @@ for _, k in ipairs(order) do
       end
     elseif op == 'T' then
       for r = j, last do
-        redis.call('LTRIM', key, -tonumber(ops[at[r] + 3]), -1)
+        local keep = tonumber(ops[at[r] + 3])
+        local n = redis.call('LLEN', key)
+        if n > keep then
+          evicted[#evicted + 1] = {k, redis.call('LRANGE', key, 0, n - keep - 1)}
+          redis.call('LTRIM', key, -keep, -1)
+        end
       end
     else
       return redis.error_reply('unknown op ' .. op)
@@ -134,4 +140,4 @@ for _, k in ipairs(order) do
     j = last + 1
   end
 end
-return p
+return evicted

@@ -1,4 +1,5 @@
-"""A round's outputs as they wait in a partition's outbox: events and rejections, framed.
+"""A round's outputs as they wait in a partition's outbox: events, rejections and state
+changelog records (streams/rounds/changelog.py), framed.
 
 An outbox entry holds one round's outputs for one input partition (`pack_outbox`); entries of
 the format before rounds (one record each) are still read.
@@ -12,13 +13,14 @@ from typing import NamedTuple
 
 EVENT = b"e"
 REJECTION = b"r"
+STATE = b"s"  # a changelog record; an empty value is a tombstone
 _LEN = struct.Struct(">I")
 _FRAME = struct.Struct(">cII")  # kind, key length, value length
 _ROUND = b"B"  # an outbox entry holding a round's outputs for one partition
 
 
 class OutRecord(NamedTuple):
-    kind: bytes  # EVENT or REJECTION
+    kind: bytes  # EVENT, REJECTION or STATE
     key: bytes  # b"" for a record without a message id
     value: bytes
 

@@ -29,9 +29,15 @@ from typing import Any, NamedTuple
 from msgstate.schemas.codec import dumps
 from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.schemas.rejections import Rejection
+from msgstate.streams.rounds.changelog import evicted_records, round_records
 from msgstate.streams.rounds.decider import Decider, Decision
 from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
-from msgstate.streams.storage.protocol import Assignment, PartitionWrite, RoundStore
+from msgstate.streams.storage.protocol import (
+    Assignment,
+    PartitionWrite,
+    RoundStore,
+    partition_finder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +77,9 @@ class RoundProcessor:
     """The partitions one worker holds on one input topic, processed a round at a time."""
 
     def __init__(self, decider: Decider, store: RoundStore, sink: Sink, topic: str,
-                 retry_max: float = 5.0, inflight_max: int = 8) -> None:
+                 retry_max: float = 5.0, inflight_max: int = 8, changelog: bool = True) -> None:
         self.decider = decider
+        self.changelog = changelog  # write the state changelog's records (SPEC section 7a)
         self.store = store
         self.sink = sink
         self.topic = topic
@@ -276,11 +283,16 @@ class RoundProcessor:
         decision = decider.apply()
         try:
             outputs = self._route(fresh, records, decision, home)
+            if self.changelog:
+                where = partition_finder(self.store.keys, home)
+                last = {p: new[-1].offset for p, new in fresh.items()}
+                for p, logged in round_records(decision.writes, where, last).items():
+                    outputs.setdefault(p, []).extend(logged)
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
                                      pack_outbox(outputs[p]) if p in outputs else b"")
                       for p, new in fresh.items()]
             started = time.perf_counter()
-            await self.store.persist(writes, decision.writes, home)
+            evicted = await self.store.persist(writes, decision.writes, home)
             self._timed("persist", started)
         except BaseException:
             decider.clear()  # what the store holds now is unknown: read it again
@@ -290,7 +302,11 @@ class RoundProcessor:
             stats.applied[partition] = len(new)
         stats.events = len(decision.events)
         stats.rejections = [r["reason"] for _, r in decision.rejections]
-        return [output for p in fresh for output in outputs.get(p, ())], {p: 1 for p in outputs}
+        sent = [output for p in fresh for output in outputs.get(p, ())]
+        if self.changelog and evicted:
+            # Not in the outbox: one lost with a crash costs an id record a rebuild drops.
+            sent += evicted_records(decision.writes, evicted, where)
+        return sent, {p: 1 for p in outputs}
 
     def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
                decision: Decision, home: Mapping[bytes | None, int]) -> dict[int, list[OutRecord]]:

@@ -20,6 +20,7 @@ from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
 from msgstate.streams.storage.protocol import (
     Assignment,
+    Evicted,
     Home,
     PartitionWrite,
     Read,
@@ -82,7 +83,7 @@ class MemoryRoundStore:
         ids = [list(self.lists.get(self.keys.state((SEEN, m, ""), where(m)), [])) for m in read.messages]
         return [metas, values, ids, whole]
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         if self.fail_before:
             raise self.fail_before.pop(0)
         for i, part in enumerate(parts, 1):
@@ -105,13 +106,14 @@ class MemoryRoundStore:
             if part.outbox:
                 outbox.append(part.outbox)
             self.hashes[self.keys.fence(a.partition)][b"offset"] = _bytes(part.last)
-        self._apply(writes, partition_finder(self.keys, home))
+        evicted = self._apply(writes, partition_finder(self.keys, home))
         self.persists += 1
         if self.fail_after:
             raise self.fail_after.pop(0)
         for part in parts:
             part.assignment.applied = part.last
             part.assignment.acked = 0
+        return evicted
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         if count == 0:
@@ -133,10 +135,11 @@ class MemoryRoundStore:
         """Every key that holds something, fences and outboxes included."""
         return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
 
-    def _apply(self, writes: Writes, where: Callable[[str], int]) -> None:
+    def _apply(self, writes: Writes, where: Callable[[str], int]) -> Evicted:
         """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
-        below, L RPUSH, T keep the newest `value` items of a list."""
+        below, L RPUSH, T keep the newest `value` items of a list; returns what T dropped."""
         keys = [self.keys.state(ref, where(ref[1])) for ref in writes.keys]
+        evicted: Evicted = []
         ops = orjson.loads(writes.ops)
         for at in range(0, len(ops), 4):
             op, k, field, value = ops[at:at + 4]
@@ -156,9 +159,13 @@ class MemoryRoundStore:
                 self.lists.setdefault(key, []).append(field.encode())
             elif op == "T":
                 items = self.lists.setdefault(key, [])
-                del items[:max(0, len(items) - int(value))]
+                dropped = max(0, len(items) - int(value))
+                if dropped:
+                    evicted.append((k, items[:dropped]))
+                    del items[:dropped]
             else:
                 raise ValueError(f"unknown op {op!r}")
+        return evicted
 
     @staticmethod
     def _flat(hash_: dict[bytes, bytes]) -> list[bytes]:

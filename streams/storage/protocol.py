@@ -65,6 +65,10 @@ class Writes:
     ops: bytes = b"[]"
 
 
+# Response ids a persist dropped from dedupe memories (T writes): (key index in `Writes.keys`,
+# counting from 1; the ids, oldest first).
+Evicted = list[tuple[int, list[bytes]]]
+
 # The input partition of each record key of a round (a message's id): a message's state lives
 # in the keys of the partition its records arrive on.
 Home = Mapping[bytes | None, int]
@@ -85,6 +89,7 @@ def partition_finder(keys: Keys, home: Home) -> Callable[[str], int]:
 class RoundStore(Protocol):
     """The state, fences and outboxes of a worker's partitions."""
 
+    keys: Keys
     # Whether one atomic step may span partitions (False on Redis Cluster: a round is then one
     # partition, one slot).
     cross_partition: bool
@@ -96,12 +101,12 @@ class RoundStore(Protocol):
     async def read(self, read: Read, home: Home) -> Any:
         """The read script's reply: [metas, values, ids, whole] (streams/lua/read_state.lua)."""
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         """In one atomic step: check every partition's token and fence (Fenced, AlreadyApplied
         or StoreBehind names the first that refused, and then nothing was written), drop each
         partition's `acked` outbox entries, append its outbox entry, move its fence to `last`,
         and apply the writes. On success each assignment's `applied` is `last` and `acked` is
-        0."""
+        0; returns the response ids the writes dropped from dedupe memories."""
 
     async def ack(self, assignment: Assignment, count: int) -> None:
         """Drop the first `count` outbox entries of the partition: Kafka has them."""

@@ -26,6 +26,7 @@ from msgstate.streams.storage.layout import META as META_KIND
 from msgstate.streams.storage.layout import SEEN, VALUES, Keys
 from msgstate.streams.storage.protocol import (
     Assignment,
+    Evicted,
     Home,
     PartitionWrite,
     Read,
@@ -75,7 +76,7 @@ class RedisRoundStore:
         keys += [state((SEEN, message_id, ""), where(message_id)) for message_id in read.messages]
         return await self._read(keys=keys, args=read.args)
 
-    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         keys: list[str] = []
         args: list[bytes | int | str] = [len(parts)]
         for part in parts:
@@ -89,17 +90,18 @@ class RedisRoundStore:
         args.append(writes.ops)
         try:
             if self.wait.replicas:
-                await self._apply_and_wait(keys, args)
+                evicted = await self._apply_and_wait(keys, args)
             else:
-                await self._apply(keys=keys, args=args)
+                evicted = await self._apply(keys=keys, args=args)
         except ResponseError as exc:
             _raise_fence_error(exc, parts)
             raise
         for part in parts:
             part.assignment.applied = part.last
             part.assignment.acked = 0
+        return [(int(k), list(ids)) for k, ids in evicted]
 
-    async def _apply_and_wait(self, keys: list[str], args: list[bytes | int | str]) -> None:
+    async def _apply_and_wait(self, keys: list[str], args: list[bytes | int | str]) -> Any:
         """The round's script and a WAIT in one pipeline, so both go down the same connection
         to the master that runs the script (WAIT counts the replicas holding this connection's
         writes). Fewer replicas in time is warned about, not an error: the round is applied
@@ -126,6 +128,7 @@ class RedisRoundStore:
         if isinstance(applied, BaseException):
             raise applied
         self._count_replicas(master, replicas)
+        return applied
 
     def _count_replicas(self, master: str, replicas: Any) -> None:
         if isinstance(replicas, int) and replicas >= self.wait.replicas:

@@ -346,3 +346,42 @@ def test_analytics_on_the_cluster_count_exactly_with_two_consumers(cluster: Sett
             value_member(e["name"], v) for e in events for v in values_set(e))
     finally:
         client.close()
+
+
+@pytest.mark.timeout(600)
+def test_a_masters_partitions_lost_are_rebuilt_from_the_changelog_alone(
+        cluster: Settings, tmp_path: Path) -> None:
+    """Every key of the partitions one master serves is gone (as with a shard lost with its
+    replica): `msgstate rebuild` restores those partitions only, and the workers go on to the
+    end a replay of everything gives."""
+    settings = fresh(cluster)
+    before, after = workload(900, seed=31), workload(300, seed=32)
+    pipeline = Pipeline(settings)
+    try:
+        pipeline.start_worker()
+        pipeline.publish(before)
+        pipeline.await_applied()
+        for proc in pipeline.workers:
+            assert proc.stop() == 0
+        pipeline.workers.clear()
+        client = pipeline.redis
+        assert isinstance(client, redis.RedisCluster)
+        keys = settings.keys
+        lost_master = owner(client, keys.fence(0))
+        lost = [p for p in range(keys.partitions) if owner(client, keys.fence(p)) == lost_master]
+        for p in lost:
+            for key in list(client.scan_iter(match=f"{keys.fence(p)[:-len('fence')]}*", count=1000)):
+                client.delete(key)
+        done = subprocess.run([sys.executable, "-m", "msgstate.workers", "rebuild"], cwd=ROOT,
+                              env=worker_env(settings), capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        written = sorted(set(lost) & set(pipeline.last_offsets))  # partitions with records
+        assert f"restored {len(written)} partition(s)" in done.stdout
+        assert pipeline.applied() == pipeline.last_offsets
+        pipeline.start_worker()
+        pipeline.publish(after)
+        pipeline.await_applied()
+        assert_same_as_replay(pipeline, Expected(before + after, tmp_path))
+    finally:
+        pipeline.close()

@@ -65,7 +65,8 @@ def decider(request: pytest.FixtureRequest) -> Decider:
 
 
 def processor(decider: Decider, store: MemoryRoundStore, sink: Sink) -> RoundProcessor:
-    return RoundProcessor(decider, store, sink, TOPIC, retry_max=0.01)
+    # The changelog's records are tested in test_changelog.py; these count events and rejections.
+    return RoundProcessor(decider, store, sink, TOPIC, retry_max=0.01, changelog=False)
 
 
 async def test_a_round_persists_state_fence_and_outbox_then_trims_what_kafka_has(

@@ -18,6 +18,7 @@ from msgstate.workers.cli.apps import apps
 from msgstate.workers.cli.http import http
 from msgstate.workers.cli.publish import publish
 from msgstate.workers.cli.read import summary
+from msgstate.workers.cli.rebuild import rebuild
 from msgstate.workers.cli.reliability import reliability
 from msgstate.workers.cli.repartition import repartition
 from msgstate.workers.cli.replay import replay
@@ -43,7 +44,7 @@ def cli() -> None:
 
 
 for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, token,
-                analytics, top, tail, repartition):
+                analytics, top, tail, repartition, rebuild):
     cli.add_command(command)
 for entry in entry_points(group="msgstate.commands"):
     cli.add_command(entry.load(), entry.name)

@@ -29,7 +29,7 @@ from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.signing import is_authentic
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
-from msgstate.streams.rounds.outbox import EVENT, OutRecord
+from msgstate.streams.rounds.outbox import EVENT, STATE, OutRecord
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.client import async_client
@@ -85,7 +85,7 @@ class StateWorker:
                                    socket_connect_timeout=5)
         self.store = RedisRoundStore(self.client, settings.keys, ReplicaWait(
             settings.redis_wait_replicas, settings.redis_wait_timeout_ms))
-        self.outputs = {EVENT: settings.topics.summary_changes}
+        self.outputs = {EVENT: settings.topics.summary_changes, STATE: settings.topics.state}
         self.rejections = settings.topics.rejections
         self.consumer = AIOKafkaConsumer(
             **settings.aiokafka_client(), group_id=settings.app_id,
@@ -227,7 +227,8 @@ class StateWorker:
         else:
             decider = CompiledDecider(self.registry, window=DEDUPE_WINDOW, limit=limit)
         self.decider = decider
-        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses)
+        return RoundProcessor(decider, self.store, self._send, self.settings.topics.responses,
+                              changelog=self.settings.changelog)
 
     def _count_cache_restarts(self) -> None:
         restarts = self.decider.restarts - self._cache_restarts
@@ -283,23 +284,39 @@ class StateWorker:
         a future done once Kafka acknowledged every one. Order per key holds: a key's records
         share one Kafka batch, and batches to one partition are sent in order."""
         producer = self.producer
-        builders: dict[tuple[str, int], Any] = {}
+        # Grouped first, then appended in one tight loop per partition: with the changelog a
+        # round has several records per response, and this loop was a worker's largest cost.
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        state_topic = self.outputs[STATE]
+        for kind, raw_key, value in records:
+            if kind == STATE:
+                # The changelog partition is the input partition, the key's first item; an
+                # empty value is a tombstone.
+                where = (state_topic, int(raw_key[1:raw_key.find(b",")]))
+                item: tuple[bytes | None, bytes | None] = (raw_key, value or None)
+            else:
+                topic = self.outputs.get(kind, self.rejections)
+                partitions = self._partitions.get(topic)
+                if partitions is None:
+                    partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+                key = raw_key or None
+                where = (topic, self.partitioner(key, partitions, partitions))
+                item = (key, value)
+            group = grouped.get(where)
+            if group is None:
+                grouped[where] = [item]
+            else:
+                group.append(item)
         futures = []
-        for r in records:
-            topic = self.outputs.get(r.kind, self.rejections)
-            partitions = self._partitions.get(topic)
-            if partitions is None:
-                partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-            key = r.key or None
-            where = (topic, self.partitioner(key, partitions, partitions))
-            builder = builders.get(where)
-            if builder is None:
-                builder = builders[where] = producer.create_batch()
-            if builder.append(key=key, value=r.value, timestamp=None) is None:  # full: send it
-                futures.append(await producer.send_batch(builder, topic, partition=where[1]))
-                builder = builders[where] = producer.create_batch()
-                builder.append(key=key, value=r.value, timestamp=None)
-        for (topic, partition), builder in builders.items():
+        for (topic, partition), items in grouped.items():
+            builder = producer.create_batch()
+            append = builder.append
+            for out_key, out_value in items:
+                if append(key=out_key, value=out_value, timestamp=None) is None:  # full: send it
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = producer.create_batch()
+                    append = builder.append
+                    append(key=out_key, value=out_value, timestamp=None)
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         return asyncio.gather(*futures)
 

@@ -1,0 +1,100 @@
+"""The state changelog (SPEC section 7a): a round's writes as records of the compacted topic
+`msgstate.state`, whose latest record per key is the whole truth for that key.
+
+Derived from the round's `Writes` (streams/storage/protocol.py), so both deciders log alike
+and any hash a round writes rides along. Keys are compact JSON arrays, the first item the input
+partition whose state they are (the record goes to that partition of the changelog):
+
+    [p, kind, message, part, field]  -> the field's value; a tombstone once the field is gone
+                                        (kinds with hash fields: meta, vals, ...)
+    [p, "ids", message, "", id]      -> "<offset> <n>": the response id joined the message's
+                                        dedupe memory as the n-th of the round ending at offset;
+                                        a tombstone once it left the window
+    [p]                              -> "<offset>": partition p's changelog is complete up to
+                                        that input offset (the round's last record)
+
+Tallies are not logged: a rebuild counts them from the values. A round logs each key once, its
+last write. Ids that leave the dedupe window are tombstoned after the round is persisted (the
+store says which, `Evicted`): one lost to a crash leaves an extra id record that a rebuild drops,
+since it keeps each message's newest `window` ids by their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+
+import orjson
+
+from msgstate.streams.rounds.outbox import STATE, OutRecord
+from msgstate.streams.storage.layout import SEEN, TALLY, KeyRef
+from msgstate.streams.storage.protocol import Evicted, Writes
+
+# Kinds a rebuild recomputes instead of reading them from the changelog.
+DERIVED = frozenset({TALLY})
+# An OutRecord made without the Python-level constructor of a NamedTuple: a round makes several
+# per response.
+_record = partial(tuple.__new__, OutRecord)
+TOMBSTONE = b""  # an outbox holds bytes; the worker produces an empty STATE value as null
+
+
+def state_key(partition: int, ref: KeyRef, field: str) -> bytes:
+    return orjson.dumps([partition, *ref, field])
+
+
+def marker_key(partition: int) -> bytes:
+    return orjson.dumps([partition])
+
+
+def round_records(writes: Writes, where: Callable[[str], int],
+                  last: Mapping[int, int]) -> dict[int, list[OutRecord]]:
+    """A round's changelog records by the round partition whose outbox keeps them, each
+    partition's completion marker last; `where` finds a message's partition (its state's keys,
+    and its records' first item), `last` is each round partition's last offset."""
+    # Per state key: its records' key head `[p, kind, message, part,` (None for a derived kind)
+    # and the outbox that carries them. A message whose records were keyed otherwise lives in
+    # a partition outside the round: any outbox of the round will do (as for its events).
+    anywhere = next(iter(last))
+    heads: list[bytes | None] = [None]  # key indexes count from 1
+    outbox = [anywhere]
+    for ref in writes.keys:
+        p = where(ref[1])
+        heads.append(None if ref[0] in DERIVED else orjson.dumps([p, *ref])[:-1] + b",")
+        outbox.append(p if p in last else anywhere)
+    ops = orjson.loads(writes.ops)
+    latest: dict[tuple[int, str], str] = {}  # (key index, field) -> value ("": gone), last wins
+    taken: dict[int, list[str]] = {}  # key index of a dedupe memory -> ids pushed, in order
+    for op, k, field, value in zip(ops[0::4], ops[1::4], ops[2::4], ops[3::4], strict=True):
+        if op == "H":
+            latest[k, field] = value
+        elif op == "D":
+            latest[k, field] = ""
+        elif op == "L" and writes.keys[k - 1][0] == SEEN:
+            taken.setdefault(k, []).append(field)
+        elif op != "T" and not (op == "I" and heads[k] is None):
+            raise ValueError(f"the changelog cannot log op {op!r} on {writes.keys[k - 1][0]!r} keys")
+    records: dict[int, list[OutRecord]] = {p: [] for p in last}
+    dump = orjson.dumps
+    for (k, field), value in latest.items():
+        head = heads[k]
+        if head is not None:
+            records[outbox[k]].append(_record((STATE, head + dump(field) + b"]", value.encode())))
+    for k, ids in taken.items():
+        head, carrier = heads[k], outbox[k]
+        if head is not None:
+            offset = last[carrier]
+            records[carrier] += [_record((STATE, head + dump(rid) + b"]", b"%d %d" % (offset, n)))
+                                 for n, rid in enumerate(ids)]
+    for p, offset in last.items():
+        records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))
+    return records
+
+
+def evicted_records(writes: Writes, evicted: Evicted, where: Callable[[str], int]
+                    ) -> Iterable[OutRecord]:
+    """Tombstones for the response ids that left a dedupe window in a persisted round."""
+    for k, ids in evicted:
+        ref = writes.keys[k - 1]
+        p = where(ref[1])
+        for rid in ids:
+            yield OutRecord(STATE, state_key(p, ref, rid.decode()), TOMBSTONE)

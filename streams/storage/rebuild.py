@@ -1,0 +1,143 @@
+"""What the state changelog (streams/rounds/changelog.py) says Redis holds, as Redis commands.
+
+`ChangelogState` takes the records of `msgstate.state` in order, the latest per key winning as
+compaction would keep it; `restore_commands` turns one input partition's into the commands that
+make its keys hold exactly that: each logged key is emptied and written again, tallies are
+counted from the values, each dedupe memory keeps its newest `window` ids, the partition's
+outbox is dropped (the changelog holds what its entries held) and its fence moves to the offset
+the changelog is complete up to, last, so that an interrupted restore is done again whole.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from msgstate.streams.storage.layout import META, SEEN, TALLY, VALUES, Keys, decode_held
+
+# (kind, message id, part id) of a logged key, as a `KeyRef`
+Ref = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetFields:
+    key: str
+    fields: dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    key: str
+    items: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SetFence:
+    """Only the fence's offset: a token there stays (tokens only grow)."""
+
+    key: str
+    offset: int
+
+
+Command = Delete | SetFields | Push | SetFence
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """One input partition's changelog: its latest record per key."""
+
+    complete: int = -1  # the changelog is complete up to this input offset; -1: no round logged
+    hashes: dict[Ref, dict[str, bytes | None]] = field(default_factory=dict)  # None: gone
+    ids: dict[str, dict[str, tuple[int, int] | None]] = field(default_factory=dict)  # order; None: gone
+
+    def values(self) -> int:
+        """Live value fields (for the report)."""
+        return sum(1 for (kind, _, _), fields in self.hashes.items() if kind == VALUES
+                   for value in fields.values() if value is not None)
+
+
+@dataclass(slots=True)
+class ChangelogState:
+    partitions: dict[int, PartitionState] = field(default_factory=dict)
+    unreadable: int = 0  # records whose key or value is not the changelog's
+    records: int = 0
+
+    def take(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the changelog, in its partition's order."""
+        self.records += 1
+        try:
+            item = orjson.loads(key or b"")
+            partition = item[0]
+            state = self.partitions.get(partition)
+            if state is None:
+                state = self.partitions[partition] = PartitionState()
+            if len(item) == 1:
+                if value is not None:
+                    state.complete = int(value)
+                return
+            _, kind, message_id, part_id, name = item
+            if kind == SEEN:
+                order = None
+                if value is not None:
+                    offset, n = value.split(b" ")
+                    order = (int(offset), int(n))
+                state.ids.setdefault(message_id, {})[name] = order
+            else:
+                state.hashes.setdefault((kind, message_id, part_id), {})[name] = value
+        except (ValueError, TypeError, IndexError, AttributeError):
+            self.unreadable += 1
+
+
+def tally_of(values: dict[str, bytes | None]) -> dict[bytes, bytes]:
+    """A part's tally hash, counted from its values hash (the engine's counts: a Set counts each
+    member, another kind its value)."""
+    counts: Counter[bytes] = Counter()
+    for name_identity, held in values.items():
+        if held is None:
+            continue
+        name = name_identity.partition("\0")[0].encode() + b"\0"
+        decoded = decode_held(held)
+        if isinstance(decoded, bytes):
+            counts[name + decoded] += 1
+        else:
+            for member in decoded:
+                counts[name + member] += 1
+    return {f: b"%d" % n for f, n in counts.items()}
+
+
+def restore_commands(keys: Keys, partition: int, state: PartitionState, window: int
+                     ) -> Iterator[Command]:
+    """The commands that restore one input partition from its changelog (see the module)."""
+    def key(ref: Ref) -> str:
+        return keys.state(ref, partition)
+
+    for ref, fields in state.hashes.items():
+        yield Delete(key(ref))
+        live = {f.encode(): v for f, v in fields.items() if v is not None}
+        if live:
+            yield SetFields(key(ref), live)
+        kind, message_id, part_id = ref
+        if kind == VALUES:
+            tally = (TALLY, message_id, part_id)
+            yield Delete(key(tally))
+            counts = tally_of(fields)
+            if counts:
+                yield SetFields(key(tally), counts)
+        elif kind == META and (VALUES, message_id, part_id) not in state.hashes:
+            yield Delete(key((TALLY, message_id, part_id)))  # no value left, no count
+    for message_id, taken in state.ids.items():
+        ref = (SEEN, message_id, "")
+        yield Delete(key(ref))
+        live_ids = sorted((order, rid) for rid, order in taken.items() if order is not None)
+        if live_ids:
+            yield Push(key(ref), [rid.encode() for _, rid in live_ids[-window:]])
+    yield Delete(keys.outbox(partition))
+    yield SetFence(keys.fence(partition), state.complete)

@@ -1,0 +1,168 @@
+"""The state changelog: a round's records, and a rebuild from them that gives back exactly what
+the store holds (tallies counted again, dedupe memories trimmed), with both deciders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from msgstate.streams.engine.engine import Engine
+from msgstate.streams.rounds.changelog import marker_key, round_records
+from msgstate.streams.rounds.compiled_decider import CompiledDecider
+from msgstate.streams.rounds.decider import Decider
+from msgstate.streams.rounds.outbox import STATE, OutRecord, unpack_outbox
+from msgstate.streams.rounds.processor import InRecord, RoundProcessor
+from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import TALLY, Keys
+from msgstate.streams.storage.memory import MemoryRoundStore
+from msgstate.streams.storage.protocol import Writes
+from msgstate.streams.storage.rebuild import (
+    ChangelogState,
+    Delete,
+    Push,
+    SetFence,
+    SetFields,
+    restore_commands,
+)
+from msgstate.workers.cli.publish import record_key
+from msgstate.workers.tools.workload import responses
+from tests.unit.helpers import add, line
+
+WINDOW = 5  # small, so that ids leave the dedupe memories
+PARTITIONS = 3
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[OutRecord] = []
+
+    async def __call__(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        self.sent += records
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+@pytest.fixture(params=["python", "compiled"])
+def decider(request: pytest.FixtureRequest) -> Decider:
+    if request.param == "python":
+        return PythonDecider(Engine(), window=WINDOW)
+    return CompiledDecider(window=WINDOW)
+
+
+def rounds_of(values: list[bytes], keys: Keys, size: int) -> list[dict[int, list[InRecord]]]:
+    """The records as a topic of `keys.partitions` partitions holds them, fetched `size` at a time."""
+    offsets = [0] * keys.partitions
+    placed: list[tuple[int, InRecord]] = []
+    for value in values:
+        key = record_key(value)
+        p = 0 if key is None else keys.partition_of(key.decode())
+        placed.append((p, InRecord(offsets[p], value, True, key)))
+        offsets[p] += 1
+    out = []
+    for at in range(0, len(placed), size):
+        batch: dict[int, list[InRecord]] = {}
+        for p, record in placed[at:at + size]:
+            batch.setdefault(p, []).append(record)
+        out.append(batch)
+    return out
+
+
+def rebuilt(keys: Keys, records: Sequence[OutRecord]) -> MemoryRoundStore:
+    state = ChangelogState()
+    for r in records:
+        state.take(r.key, r.value or None)
+    store = MemoryRoundStore(keys)
+    for p, log in state.partitions.items():
+        for command in restore_commands(keys, p, log, WINDOW):
+            if isinstance(command, Delete):
+                store.hashes.pop(command.key, None)
+                store.lists.pop(command.key, None)
+            elif isinstance(command, SetFields):
+                store.hashes.setdefault(command.key, {}).update(command.fields)
+            elif isinstance(command, Push):
+                store.lists.setdefault(command.key, []).extend(command.items)
+            elif isinstance(command, SetFence):
+                store.hashes.setdefault(command.key, {})[b"offset"] = b"%d" % command.offset
+    return store
+
+
+def live(store: MemoryRoundStore) -> tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]:
+    """The state keys (fences and outboxes aside) that hold something."""
+    hashes = {k: v for k, v in store.hashes.items() if v and not k.endswith(":fence")}
+    lists = {k: v for k, v in store.lists.items() if v and not k.endswith(":outbox")}
+    return hashes, lists
+
+
+async def test_a_rebuild_from_the_changelog_gives_back_what_the_store_holds(decider: Decider) -> None:
+    keys = Keys("t", partitions=PARTITIONS)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    values = list(responses(1500, messages=12, identities=30, bad_share=0.05, seed=7))
+    for batch in rounds_of(values, keys, 40):
+        await processor.process(batch)
+    logged = [r for r in sink.sent if r.kind == STATE]
+    again = rebuilt(keys, logged)
+    assert live(again) == live(store)
+    assert any(len(ids) == WINDOW for ids in live(store)[1].values())  # windows were trimmed
+    for p in range(PARTITIONS):
+        assert again.fence(p)[1] == store.fence(p)[1]
+    # Tallies are counted again, never logged.
+    assert not any(orjson.loads(r.key)[1] == TALLY for r in logged if r.key != marker_key(0)
+                   and len(orjson.loads(r.key)) > 1)
+
+
+async def test_a_round_logs_each_key_once_with_its_last_value_then_where_it_is_complete(
+        decider: Decider) -> None:
+    keys = Keys("t", partitions=1)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    await processor.process({0: [
+        InRecord(0, line("r1", add("LWW", "c", "red")), True, b"m1"),
+        InRecord(1, line("r2", add("LWW", "c", "blue")), True, b"m1"),
+    ]})
+    (entry,) = store.outbox(0)
+    logged = [r for r in unpack_outbox(entry) if r.kind == STATE]
+    by_key = {tuple(orjson.loads(r.key)): r.value for r in logged}
+    assert len(by_key) == len(logged)  # one record per key
+    assert by_key[(0, "vals", "m1", "root", "c\0alice")] == b'"blue"'
+    assert by_key[(0, "meta", "m1", "root", "v")] == b"2"
+    assert by_key[(0, "ids", "m1", "", "r1")] == b"1 0"
+    assert by_key[(0, "ids", "m1", "", "r2")] == b"1 1"
+    assert logged[-1] == OutRecord(STATE, marker_key(0), b"1")  # complete up to offset 1
+
+
+async def test_ids_that_leave_the_window_are_tombstoned(decider: Decider) -> None:
+    keys = Keys("t", partitions=1)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    for offset in range(WINDOW + 2):
+        await processor.process({0: [InRecord(offset, line(f"r{offset}", add("Set", "s", offset)),
+                                              True, b"m1")]})
+    tombstones = [orjson.loads(r.key)[-1] for r in sink.sent if r.kind == STATE and r.value == b""]
+    assert tombstones == ["r0", "r1"]
+
+
+async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_state_lives(
+        decider: Decider) -> None:
+    keys = Keys("t", partitions=4)
+    message = next(f"m{n}" for n in range(100) if keys.partition_of(f"m{n}") != 0)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    await processor.process({0: [InRecord(0, line("r1", add("LWW", "c", 1), message=message))]})
+    logged = [r for r in sink.sent if r.kind == STATE]
+    assert {orjson.loads(r.key)[0] for r in logged} == {0, keys.partition_of(message)}
+    assert live(rebuilt(keys, logged)) == live(store)
+
+
+def test_a_write_the_changelog_cannot_log_is_an_error_not_a_silent_gap() -> None:
+    # A count on a kind that is not derived, a list other than a dedupe memory: a new kind of
+    # state must say how it is logged (see DERIVED) before a worker can write it.
+    for ref, op in ((("vals", "m1", "root"), "I"), (("meta", "m1", "root"), "L")):
+        writes = Writes([ref], orjson.dumps([op, 1, "f", "1"]))
+        with pytest.raises(ValueError, match="cannot log"):
+            round_records(writes, lambda _: 0, {0: 0})
