@@ -12,11 +12,13 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from msgstate.streams.storage.layout import Keys, state_ref
+from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 
 from ..conftest import ROOT, worker_env
 from ..waiting import wait_for
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
+from .test_rebuild import rebuild
 
 
 def repartition(settings: Settings, partitions: int) -> subprocess.CompletedProcess[str]:
@@ -52,7 +54,8 @@ def test_repartition_from_12_to_24_mid_workload_equals_replay(settings: Settings
 
 def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand: bool = False) -> None:
     """Half the workload on 12 partitions, `msgstate repartition --partitions 24` (refused while
-    workers run, and while they lag), the rest on 24: the whole equals replay. `by_hand`: the
+    workers run, and while they lag), the rest on 24: the whole equals replay, and so does Redis
+    rebuilt from the state changelog alone. `by_hand`: the
     partitions are first added with Kafka's admin API under a running worker, which stops."""
     twelve = settings.with_(partitions=12)
     records = workload(count, seed=24)
@@ -112,6 +115,17 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
         after.publish(second)
         assert max(after.last_offsets) >= 12, "records go to the new partitions too"
         after.await_applied()
-        assert_same_as_replay(after, Expected(records, tmp_path))
+        expected = Expected(records, tmp_path)
+        assert_same_as_replay(after, expected)
+        # The changelog followed the move: Redis rebuilt from it alone ends the same.
+        for worker in after.workers:
+            assert worker.stop() == 0, worker.output()
+        for key in after.redis.scan_iter(match=f"{twelve.key_prefix}:*", count=1000):
+            after.redis.delete(key)
+        rebuilt = rebuild(after.settings)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        reader = SummaryReader(after.redis, after.settings.keys)
+        for want in expected.summaries:
+            assert reader.get_summary(want["message_id"], want["part_id"]) == want
     finally:
         after.close()

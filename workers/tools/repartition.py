@@ -6,7 +6,9 @@ of its id over the partition count, streams/storage/layout.py), and every tag de
 count. So growing the count moves every key: each message's to its new partition, each
 partition's fence and outbox to that partition's new tag. The state workers must be stopped
 and must have applied every record first, or records of the old count would be applied to keys
-nobody reads again; the command refuses, in one line, while they run or lag.
+nobody reads again; the command refuses, in one line, while they run or lag. The state
+changelog grows with the responses topic, and a message that changed partition has its state
+logged anew under its new partition (changelog records are keyed by partition).
 
 Every step is safe to run again after a crash: partitions already added are not added again,
 and a key is copied (DUMP and RESTORE, which also work across a cluster's nodes) before the old
@@ -20,12 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from msgstate.schemas.exceptions import ConfigError, MsgstateError, ServiceUnreachable
+from msgstate.streams.rounds.changelog import DERIVED, state_key
 from msgstate.streams.storage.client import SyncRedis
-from msgstate.streams.storage.layout import Keys, state_ref
+from msgstate.streams.storage.layout import SEEN, KeyRef, Keys, state_ref
 from msgstate.workers.config import Settings
 
 
@@ -71,8 +74,19 @@ def repartition(settings: Settings, partitions: int,
             admin.create_partitions({topic: partitions})
             moved.added = partitions - old
             _await_partitions(admin, topic, partitions)
-        _move(redis, Keys(settings.key_prefix, topic, old), Keys(settings.key_prefix, topic, partitions),
-              moved, progress)
+        relog = None
+        if settings.topics.state in admin.list_topics():
+            # The changelog has a partition per input partition: it grows with them.
+            if _partition_count(admin, settings.topics.state) < partitions:
+                admin.create_partitions({settings.topics.state: partitions})
+                _await_partitions(admin, settings.topics.state, partitions)
+            relog = Relog(settings)
+        try:
+            _move(redis, Keys(settings.key_prefix, topic, old),
+                  Keys(settings.key_prefix, topic, partitions), moved, relog, progress)
+        finally:
+            if relog is not None:
+                relog.close()
         return moved
     finally:
         admin.close()
@@ -111,16 +125,67 @@ def _check_applied(settings: Settings, redis: SyncRedis, topic: str, old: int, n
                           "stop them, then run this again")
 
 
-def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved,
+def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved, relog: Relog | None,
           progress: Callable[[int], None]) -> None:
+    """Copy each partition's keys to the new layout; log the state of messages that changed
+    partition to the changelog (their records are keyed by partition); then delete the old keys.
+    A crash before the deletions leaves the old keys, so the next run copies and logs again."""
     for partition in range(old.partitions):
         head = old.head(partition)
+        copied: list[str] = []
         for key in _scan(redis, head):
-            target = _new_key(key[len(head):], partition, new, moved)
-            if target is not None and target != key:
-                _copy_then_delete(redis, key, target)
-                moved.keys += 1
-                progress(1)
+            rest = key[len(head):]
+            target = _new_key(rest, partition, new, moved)
+            if target is None or target == key:
+                continue
+            dumped = redis.dump(key)
+            if dumped is None:
+                continue  # gone since the scan
+            redis.restore(target, 0, dumped, replace=True)
+            copied.append(key)
+            ref = state_ref(rest)
+            if relog is not None and ref is not None and new.partition_of(ref[1]) != partition:
+                relog.moved(redis, ref, partition, new.partition_of(ref[1]), target)
+            progress(1)
+        if relog is not None:
+            relog.flush()
+        pipe = redis.pipeline(transaction=False)  # on a cluster, split by node
+        for key in copied:
+            pipe.delete(key)
+        pipe.execute()
+        moved.keys += len(copied)
+
+
+class Relog:
+    """The changelog records of a message's state moved to another partition: its keys of the
+    new partition, and tombstones of the old ones (SPEC section 7a; streams/rounds/changelog.py).
+    Its dedupe ids are logged before any round of the new partition (order offset -1)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topics.state
+        self.producer = KafkaProducer(**settings.kafka_client(), acks="all", linger_ms=20)
+
+    def moved(self, redis: SyncRedis, ref: KeyRef, old: int, new: int, key: str) -> None:
+        kind = ref[0]
+        if kind in DERIVED:
+            return
+        fields: list[tuple[bytes, bytes]]
+        if kind == SEEN:
+            ids: list[bytes] = redis.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
+            fields = [(rid, f"-1 {n}".encode()) for n, rid in enumerate(ids)]
+        else:
+            found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
+            fields = list(found.items())
+        for field, value in fields:
+            name = field.decode()
+            self.producer.send(self.topic, key=state_key(new, ref, name), value=value, partition=new)
+            self.producer.send(self.topic, key=state_key(old, ref, name), value=None, partition=old)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=60)
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
 
 
 def _scan(redis: SyncRedis, head: str) -> Iterator[str]:
@@ -144,9 +209,3 @@ def _new_key(rest: str, partition: int, new: Keys, moved: Moved) -> str | None:
     return new.state(ref)
 
 
-def _copy_then_delete(redis: SyncRedis, key: str, target: str) -> None:
-    dumped = redis.dump(key)
-    if dumped is None:
-        return  # gone since the scan
-    redis.restore(target, 0, dumped, replace=True)
-    redis.delete(key)
