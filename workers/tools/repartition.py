@@ -176,8 +176,8 @@ class Relog:
         else:
             found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
             fields = list(found.items())
-        for field, value in fields:
-            name = field.decode()
+        for raw, value in fields:
+            name = raw.decode()
             self.producer.send(self.topic, key=state_key(new, ref, name), value=value, partition=new)
             self.producer.send(self.topic, key=state_key(old, ref, name), value=None, partition=old)
 
