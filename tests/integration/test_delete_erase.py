@@ -12,8 +12,9 @@ import sys
 import orjson
 import pytest
 
+from msgstate.schemas.exceptions import DeliveryError
 from msgstate.streams.engine.signing import Keyring, verify
-from msgstate.streams.sdk import CHANGE, ChangeEvent, Publisher
+from msgstate.streams.sdk import CHANGE, ChangeEvent, Client, Publisher
 from msgstate.workers.config import Settings
 from msgstate.workers.tools.stack import free_port_pair
 from msgstate.workers.topics import ensure_topics
@@ -128,3 +129,13 @@ def test_the_sdk_publishes_both_records_and_its_listeners_hear_their_cause(
     sent = [(r.partition, r.key, orjson.loads(r.value)["kind"]) for r in records]
     assert sorted(sent) == sorted([(p, b"", "erase_identity") for p in partitions]
                                   + [(home, b"msg-9", "delete_message")])
+
+
+def test_an_erasure_with_kafka_unreachable_raises_naming_it(stack_settings: Settings) -> None:
+    dead = f"127.0.0.1:{free_port_pair()}"
+    with Client(dead, stack_settings.redis, connect_timeout=1.0) as client:
+        queued = client.delete_message("m", "mod")  # waiting in the sender when the erasure asks
+        with pytest.raises(DeliveryError, match=f"Kafka is unreachable at {dead}"):
+            client.erase_identity("frodo")
+        with pytest.raises(DeliveryError, match=f"Kafka is unreachable at {dead}"):
+            queued.result(timeout=30)
