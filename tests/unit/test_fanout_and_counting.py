@@ -70,9 +70,13 @@ def test_tail_lines_escape_markup_in_values() -> None:
     console = Console(width=200, record=True, color_system=None)
     console.print(describe("change", {"message_id": "m", "part_id": "root", "identity_id": "[u]",
                                       "name": "n", "old": None, "new": "[bold]x", "version": 2}))
+    console.print(describe("change", {"message_id": "m", "part_id": "root", "identity_id": "u",
+                                      "name": "n", "old": ["a"], "new": None, "version": 3,
+                                      "cause": "erase_identity"}))
     console.print(describe("reject", {"message_id": None, "identity_id": None, "reason": "invalid",
                                       "detail": "changes is not an array", "change_index": None}))
     assert console.export_text().splitlines() == [
         'change  m root  [u]  n null → "[bold]x"  v2',
+        'change  m root  u  n ["a"] → null  v3  erase_identity',
         "reject  -  -  invalid: changes is not an array",
     ]
