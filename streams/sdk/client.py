@@ -15,6 +15,7 @@ from msgstate.schemas.limits import DEFAULT_PART
 from msgstate.schemas.values import Value
 from msgstate.streams.engine.signing import SigningKey
 from msgstate.streams.sdk.change_feed import ChangeFeed
+from msgstate.streams.sdk.deletions import deletion, erasure, send_deletion, send_erasure
 from msgstate.streams.sdk.ids import new_response_id
 from msgstate.streams.sdk.model import MessageTypeModel
 from msgstate.streams.sdk.publisher import DeliveryFuture, Publisher
@@ -137,6 +138,20 @@ class Client:
         full.setdefault("id", new_response_id())
         return self.publisher.send_response(full, encode_record(full))
 
+    def delete_message(self, message_id: str, by: str, status_text: str | None = None
+                       ) -> DeliveryFuture:
+        """Delete a message (SPEC section 3a): every holding of every part is removed, with an
+        event each, and every later record for it is refused `message_deleted`. `by` is the
+        identity that deletes it."""
+        return send_deletion(self.publisher, deletion(message_id, by, status_text))
+
+    def erase_identity(self, identity_id: str, status_text: str | None = None
+                       ) -> list[DeliveryFuture]:
+        """Erase an identity's values from every message (SPEC section 3a): one record with one
+        id to each partition of the responses topic (asks Kafka how many there are, so it
+        blocks until Kafka answers); a future per partition."""
+        return send_erasure(self.publisher, erasure(identity_id, status_text))
+
     def get_summary(self, message_id: str, part_id: str = DEFAULT_PART, clip: int | None = None
                     ) -> dict[str, Any]:
         return self.reader.get_summary(message_id, part_id, clip)
@@ -197,6 +212,14 @@ class AsyncClient:
 
     def publish(self, record: Mapping[str, Any]) -> DeliveryFuture:
         return self.sync.publish(record)
+
+    def delete_message(self, message_id: str, by: str, status_text: str | None = None
+                       ) -> DeliveryFuture:
+        return self.sync.delete_message(message_id, by, status_text)
+
+    async def erase_identity(self, identity_id: str, status_text: str | None = None
+                             ) -> list[DeliveryFuture]:
+        return await asyncio.to_thread(self.sync.erase_identity, identity_id, status_text)
 
     async def get_summary(self, message_id: str, part_id: str = DEFAULT_PART,
                           clip: int | None = None) -> dict[str, Any]:

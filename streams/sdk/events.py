@@ -33,6 +33,14 @@ class ChangeEvent:
     response_id: str
     status_text: str | None
     record: dict[str, Any] = field(repr=False)
+    # What made the change (SPEC section 5): "response", "delete_message" or "erase_identity";
+    # for the last two, `response_id` is the deletion's or the erasure's id.
+    cause: str = "response"
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the message was deleted (its every holding goes, one event each)."""
+        return self.cause == "delete_message"
 
     def has_property(self, name: str) -> bool:
         """Whether this change concerns state `name` (Layer's `evt.hasProperty`)."""

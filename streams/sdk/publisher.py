@@ -58,13 +58,15 @@ class DeliveryFuture(Future[Delivery]):
         self.value = value
         self.response_id = response_id
         self.headers = list(headers)
+        self.partition: int | None = None  # None: the producer picks it from the key
         self.publisher: Publisher | None = None
 
     def retry(self) -> DeliveryFuture:
         """Send the same record again (same response id, same bytes); a new future."""
         if self.publisher is None:
             raise DeliveryError("this record was never handed to a publisher")
-        return self.publisher.send_raw(self.key, self.value, response_id=self.response_id)
+        return self.publisher.send_raw(self.key, self.value, response_id=self.response_id,
+                                       partition=self.partition)
 
     def __await__(self) -> Generator[Any, None, Delivery]:
         return asyncio.wrap_future(self).__await__()
@@ -115,12 +117,15 @@ class Publisher:
                              response_id=str(record["id"]))
 
     def send_raw(self, key: bytes | None, value: bytes, *, response_id: str | None = None,
-                 future: DeliveryFuture | None = None) -> DeliveryFuture:
+                 future: DeliveryFuture | None = None, partition: int | None = None
+                 ) -> DeliveryFuture:
         """Publish record bytes as they are (signed when a key is set); `future`, if given, is
-        the one to resolve (a model hands out its batch's future before the batch is sent)."""
+        the one to resolve (a model hands out its batch's future before the batch is sent);
+        `partition`, if given, is where the record goes whatever its key."""
         if future is None:
             future = DeliveryFuture()
         future.key, future.value, future.response_id = key, value, response_id
+        future.partition = partition
         future.headers = self.signing_key.headers(key, value) if self.signing_key else []
         future.publisher = self
         with self._lock:
@@ -128,6 +133,19 @@ class Publisher:
                 raise DeliveryError("the publisher is closed")
             self._jobs.put(future)
         return future
+
+    def partitions(self) -> list[int]:
+        """The topic's partition numbers, as Kafka's metadata tells them (waits for the sender's
+        producer: the erasure is sent once to each)."""
+        done: Future[list[int]] = Future()
+        with self._lock:
+            if self._closed:
+                raise DeliveryError("the publisher is closed")
+            self._jobs.put(done)
+        found = done.result()
+        if not found:
+            raise DeliveryError(f"Kafka at {self.address} has no topic {self.topic}")
+        return found
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once everything sent so far was acknowledged or failed."""
@@ -163,27 +181,50 @@ class Publisher:
                     if self._producer is not None:
                         self._producer.flush()
                     return
-                self._produce(job)
+                if isinstance(job, DeliveryFuture):
+                    self._produce(job)
+                else:
+                    self._find_partitions(job)
             except Exception as exc:  # a bug must fail the future, not kill the sender thread
                 log.exception("msgstate SDK sender failed")
-                if isinstance(job, DeliveryFuture) and not job.done():
+                if isinstance(job, Future) and not job.done():
                     job.set_exception(DeliveryError(f"sending failed: {exc}"))
             finally:
                 self._jobs.task_done()
 
-    def _produce(self, future: DeliveryFuture) -> None:
-        if not future.set_running_or_notify_cancel():
-            return
+    def _connect(self) -> DeliveryError | None:
+        """Make the producer if there is none yet; the error that kept it from Kafka, if any."""
         if self._producer is None:
             try:
                 self._producer = KafkaProducer(**self._config)
             except KafkaError as exc:
-                unreachable = ServiceUnreachable("Kafka", self.address, type(exc).__name__)
-                self._fail_waiting(future, DeliveryError(str(unreachable)), exc)
-                return
+                error = DeliveryError(str(ServiceUnreachable("Kafka", self.address,
+                                                             type(exc).__name__)))
+                error.__cause__ = exc
+                return error
+        return None
+
+    def _find_partitions(self, found: Future[list[int]]) -> None:
+        error = self._connect()
+        if error is not None:
+            found.set_exception(error)
+            return
+        try:
+            found.set_result(sorted(self._producer.partitions_for(self.topic) or ()))
+        except KafkaError as exc:
+            found.set_exception(DeliveryError(f"Kafka at {self.address} did not tell the "
+                                              f"partitions of {self.topic}: {exc}"))
+
+    def _produce(self, future: DeliveryFuture) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        error = self._connect()
+        if error is not None:
+            self._fail_waiting(future, error, error.__cause__ or error)
+            return
         try:
             sent = self._producer.send(self.topic, key=future.key, value=future.value,
-                                       headers=future.headers or None)
+                                       headers=future.headers or None, partition=future.partition)
         except (KafkaError, ValueError, TypeError) as exc:
             _fail(future, exc)
             return
@@ -191,7 +232,8 @@ class Publisher:
             Delivery(meta.topic, meta.partition, meta.offset, future.response_id)))
         sent.add_errback(lambda exc: _fail(future, exc))
 
-    def _fail_waiting(self, first: DeliveryFuture, error: Exception, cause: Exception) -> None:
+    def _fail_waiting(self, first: DeliveryFuture, error: Exception, cause: BaseException
+                     ) -> None:
         """Fail this send and every one queued behind it: they would all wait for the same broker."""
         _fail(first, error, cause)
         while True:
@@ -201,6 +243,8 @@ class Publisher:
                 return
             if job is _STOP:
                 self._jobs.put(job)  # keep the stop request; task_done balances the get below
+            elif not isinstance(job, DeliveryFuture):
+                job.set_exception(error)  # a partitions request
             elif job.set_running_or_notify_cancel():
                 _fail(job, error, cause)
             self._jobs.task_done()

@@ -216,19 +216,27 @@ class Responses:
             self._seen[event["event_id"]] = None
             if len(self._seen) > SEEN_EVENTS:
                 self._seen.popitem(last=False)
-            states = summary["states"]
-            state = states.setdefault(event["name"], {"type": event["type"], "values": {},
-                                                      "tally": []})
-            values = state["values"]
-            if event["new"] is None:
-                values.pop(event["identity_id"], None)
-            else:
-                values[event["identity_id"]] = event["new"]
-            held: dict[str, Held] = {
-                ident: tuple(map(encode_value, v)) if isinstance(v, list) else encode_value(v)
-                for ident, v in values.items()}
-            state["tally"] = render_tally(count_tallies(held))
+            cause = event.get("cause") or "response"
             summary["version"] = max(summary["version"], event["version"])
+            if cause == "delete_message":  # a deleted summary holds nothing (SPEC section 3a)
+                summary["states"], summary["deleted"] = {}, True
+            else:
+                self._fold(summary["states"], event)
             return ChangeEvent(event["name"], event["identity_id"], event["old"], event["new"],
                                event["type"], event["version"], event["response_id"],
-                               event["status_text"], dict(event))
+                               event["status_text"], dict(event), cause)
+
+    @staticmethod
+    def _fold(states: dict[str, Any], event: Mapping[str, Any]) -> None:
+        state = states.setdefault(event["name"], {"type": event["type"], "values": {}, "tally": []})
+        values = state["values"]
+        if event["new"] is None:
+            values.pop(event["identity_id"], None)
+        else:
+            values[event["identity_id"]] = event["new"]
+        # A Set holds a list of members; any other type's value may itself be a list (v1.1).
+        is_set = state["type"] == "Set"
+        held: dict[str, Held] = {
+            ident: tuple(map(encode_value, v)) if is_set else encode_value(v)
+            for ident, v in values.items()}
+        state["tally"] = render_tally(count_tallies(held))

@@ -67,7 +67,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     decoded = decode_response(encoded)
     if isinstance(decoded, dict):
         rejection: Rejection = decoded
-        raise ValidationError(f"the response would be rejected {rejection['reason']}: "
+        raise ValidationError(f"the record would be rejected {rejection['reason']}: "
                               f"{rejection['detail']}")
     return encoded
 

@@ -29,6 +29,45 @@ def change(message: str, response: str, name: str, old: Any, new: Any, kind: str
             "old": old, "new": new, "version": 1, "status_text": None}
 
 
+def publish(settings: Settings, records: list[tuple[int, bytes]]) -> dict[TopicPartition, int]:
+    """Send (timestamp ms, value) records to the changes topic; the end offset per partition."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    sent = []
+    for timestamp, value in records:
+        key = orjson.loads(value)["message_id"].encode() if value.startswith(b"{") else b"x"
+        sent.append(producer.send(settings.topics.summary_changes, key=key, value=value,
+                                  timestamp_ms=timestamp))
+    producer.flush(timeout=30)
+    producer.close()
+    ends: dict[TopicPartition, int] = {}
+    for future in sent:
+        meta = future.get(timeout=30)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    return ends
+
+
+def await_committed(settings: Settings, proc: WorkerProcess, ends: dict[TopicPartition, int]
+                    ) -> None:
+    """Committed past the last record: every record, repeats included, was handled."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka)
+
+    def committed() -> dict[TopicPartition, int]:
+        proc.check()
+        group = f"{settings.app_id}-analytics"
+        try:
+            offsets = admin.list_group_offsets(group).get(group, {})
+        except KafkaError:  # the group's coordinator is not there until the consumer joins
+            return {}
+        return {tp: meta.offset for tp, meta in offsets.items()}
+
+    try:
+        wait_for(committed, lambda seen: all(seen.get(tp) == end for tp, end in ends.items()),
+                 timeout=60, what=lambda: proc.output())
+    finally:
+        admin.close()
+
+
 def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings: Settings) -> None:
     ensure_topics(settings)
     now_ms = int(time.time() * 1000)
@@ -44,19 +83,8 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
         (earlier_ms, change(a, "r6", "reactions", ["👍"], None)),  # a removal sets no value
         (now_ms, change(a, "r1", "reactions", None, ["👍"])),  # redelivered again
     ]
-    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all")
-    sent = [producer.send(settings.topics.summary_changes, key=b"x", value=b"not json", timestamp_ms=now_ms)]
-    for timestamp, event in events:
-        sent.append(producer.send(settings.topics.summary_changes, key=event["message_id"].encode(),
-                                  value=orjson.dumps(event), timestamp_ms=timestamp))
-    producer.flush(timeout=30)
-    producer.close()
-    ends: dict[TopicPartition, int] = {}
-    for future in sent:
-        meta = future.get(timeout=30)
-        tp = TopicPartition(meta.topic, meta.partition)
-        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
-
+    ends = publish(settings, [(now_ms, b"not json"),
+                              *((t, orjson.dumps(event)) for t, event in events)])
     client = redis.Redis.from_url(settings.redis)
     store = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention)
     minute, before = now_ms // 60_000, earlier_ms // 60_000
@@ -65,23 +93,7 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
                                      str(metrics_port)],
                          name="analytics")
     try:
-        # Committed past the last record: every record, repeats included, was handled.
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka)
-
-        def committed() -> dict[TopicPartition, int]:
-            proc.check()
-            group = f"{settings.app_id}-analytics"
-            try:
-                offsets = admin.list_group_offsets(group).get(group, {})
-            except KafkaError:  # the group's coordinator is not there until the consumer joins
-                return {}
-            return {tp: meta.offset for tp, meta in offsets.items()}
-
-        try:
-            wait_for(committed, lambda seen: all(seen.get(tp) == end for tp, end in ends.items()),
-                     timeout=60, what=lambda: proc.output())
-        finally:
-            admin.close()
+        await_committed(settings, proc, ends)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
             metrics = answer.read().decode()
         for line in ("msgstate_analytics_events_read_total 9.0",
@@ -121,3 +133,59 @@ def test_counts_per_minute_drop_repeated_event_ids_and_top_prints_them(settings:
     assert 'poll_choice "b" 2' in lines and 'reactions "👍" 2' in lines
     assert 'poll_choice "c" 1' not in lines  # --limit 2
     assert "poll_choice 3" in lines and "reactions 3" in lines
+
+
+def test_deletions_and_erasures_take_their_values_out_of_the_counts(settings: Settings) -> None:
+    ensure_topics(settings)
+    now_ms = int(time.time() * 1000)
+    earlier_ms = now_ms - 60_000
+    m, other = "layer:///messages/d", "layer:///messages/e"
+    choice = {"custom_response_data": {"choice": "b"}, "label": "B"}
+
+    def held(response: str, who: str, name: str, new: Any, kind: str, message: str = m
+             ) -> dict[str, Any]:
+        return {**change(message, response, name, None, new, kind), "identity_id": who}
+
+    def taken(cause: str, record_id: str, who: str, name: str, old: Any, kind: str,
+              message: str = m) -> dict[str, Any]:
+        return {**change(message, record_id, name, old, None, kind), "identity_id": who,
+                "event_id": f"{message}/{record_id}/root/{name}/{who}", "cause": cause}
+
+    events = [
+        (earlier_ms, held("r1", "frodo", "reactions", ["👍", "🎉"], "Set")),
+        (earlier_ms, held("r2", "sam", "reactions", ["👍"], "Set")),
+        (earlier_ms, held("r3", "frodo", "answer", choice, "LWWN")),
+        (earlier_ms, held("r4", "frodo", "reactions", ["👍"], "Set", other)),
+        (now_ms, held("r5", "sam", "latest", [1, 2], "LWW")),  # an array value, not members
+        # frodo is erased: from both messages; then the message is deleted: sam's holdings go.
+        (now_ms, taken("erase_identity", "e-1", "frodo", "answer", choice, "LWWN")),
+        (now_ms, taken("erase_identity", "e-1", "frodo", "reactions", ["👍", "🎉"], "Set")),
+        (now_ms, taken("erase_identity", "e-1", "frodo", "reactions", ["👍"], "Set", other)),
+        (now_ms, taken("delete_message", "d-1", "sam", "latest", [1, 2], "LWW")),
+        (now_ms, taken("delete_message", "d-1", "sam", "reactions", ["👍"], "Set")),
+        (now_ms, taken("delete_message", "d-1", "sam", "reactions", ["👍"], "Set")),  # again
+    ]
+    ends = publish(settings, [(t, orjson.dumps(event)) for t, event in events])
+    proc = WorkerProcess(settings, ["-m", "msgstate.workers", "analytics", "--metrics-port", "0"],
+                         name="analytics")
+    try:
+        await_committed(settings, proc, ends)
+    finally:
+        assert proc.stop() == 0, proc.output()
+
+    client = redis.Redis.from_url(settings.redis)
+    store = AnalyticsStore(client, settings.key_prefix, settings.analytics_retention)
+    try:
+        removed = client.zrange(store.removed(now_ms // 60_000), 0, -1, withscores=True)
+        counted = {key: int(n) for key, n in removed}
+        assert counted == {"reactions\0\"👍\"".encode(): 3, "reactions\0\"🎉\"".encode(): 1,
+                           b'answer\0{"custom_response_data":{"choice":"b"},"label":"B"}': 1,
+                           b"latest\0[1,2]": 1}
+        top = store.top(5, 10)
+        assert top["values"] == []  # nobody holds anything any more
+        assert top["messages"] == [(m, 8), (other, 2)]  # every change once; the repeat dropped
+        # Over the last minute only, the removals are not set against the earlier adds: no
+        # count goes below zero.
+        assert store.top(1, 10, now=now_ms / 1000)["values"] == []
+    finally:
+        client.close()

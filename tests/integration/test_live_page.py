@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -124,3 +125,50 @@ def test_live_page_shows_the_apis_refusal_without_a_token_or_with_another_messag
     wait.until(lambda d: shown(d)["status"] == "error")
     assert str(shown(browser)["error"]).startswith("403 insufficient_scope"), shown(browser)
     assert shown(browser)["version"] == NO_VERSION
+
+
+READ_DELETED = """
+return {deleted: document.getElementById('card').classList.contains('deleted'),
+        text: document.getElementById('text').textContent,
+        poll_shown: document.getElementById('poll').offsetParent !== null,
+        activity: [...document.querySelectorAll('#activity li')].map(li => li.textContent)};
+"""
+
+
+def deletion_event(holder: str, name: str, kind: str, old: object, version: int) -> bytes:
+    """A change event of a deletion, as a state worker writes it (SPEC sections 3a and 5)."""
+    return orjson.dumps({
+        "event_id": f"{MESSAGE}/d-1/root/{name}/{holder}", "message_id": MESSAGE,
+        "part_id": "root", "response_id": "d-1", "identity_id": holder, "name": name,
+        "type": kind, "old": old, "new": None, "version": version, "status_text": None,
+        "cause": "delete_message"})
+
+
+def test_live_page_shows_a_deleted_message_as_deleted(
+    settings: Settings, secured_http_url: str, browser: webdriver.Chrome
+) -> None:
+    pipeline = Pipeline(settings)
+    try:
+        pipeline.start_worker()
+        token = mint_token(NEW_KEY, ["layer:///messages/lunch-*"], 600)
+        query = urlencode({"message": MESSAGE, "options": "Pizza,Sushi", "token": token})
+        browser.get(f"{secured_http_url}/live?{query}")
+        wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+        wait.until(lambda d: shown(d)["status"] == "live")
+        pipeline.publish([vote("v1", MESSAGE, "Frodo", "Pizza"), react("e1", MESSAGE, "Sam", "👍")])
+        wait.until(lambda d: shown(d)["poll"] == {"Pizza": "1", "Sushi": "0"})
+        assert browser.execute_script(READ_DELETED)["deleted"] is False
+
+        # The deletion's events come first, one per holding; the page needs no more to know.
+        for holder, name, kind, old in (("u/Frodo", "poll_choice", "FWW", "Pizza"),
+                                        ("u/Sam", "reactions", "Set", ["👍"])):
+            pipeline.producer.send(settings.topics.summary_changes, key=MESSAGE.encode(),
+                                   value=deletion_event(holder, name, kind, old, 3))
+        pipeline.producer.flush(timeout=60)
+        wait.until(lambda d: d.execute_script(READ_DELETED)["deleted"])
+        seen = browser.execute_script(READ_DELETED)
+        assert seen["text"] == "This message was deleted" and seen["poll_shown"] is False
+        assert seen["activity"][0] == "the message was deleted"
+        assert seen["activity"].count("the message was deleted") == 1  # one line for the deletion
+    finally:
+        pipeline.close()

@@ -13,19 +13,26 @@ from msgstate.streams.sdk import CRDT_TYPES, Delivery, DeliveryFuture, ManualSch
 class RecordingPublisher:
     """Keeps what is sent; resolves each future at once, as Kafka acknowledging it."""
 
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = 1) -> None:
         self.sent: list[tuple[bytes | None, bytes, str | None]] = []
+        self.sent_to: list[int | None] = []  # the explicit partition of each record, if any
         self.fail_with: BaseException | None = None
+        self.partition_count = partitions
+
+    def partitions(self) -> list[int]:
+        return list(range(self.partition_count))
 
     def send_raw(self, key: bytes | None, value: bytes, *, response_id: str | None = None,
-                 future: DeliveryFuture | None = None) -> DeliveryFuture:
+                 future: DeliveryFuture | None = None, partition: int | None = None
+                 ) -> DeliveryFuture:
         future = future or DeliveryFuture()
         future.key, future.value, future.response_id = key, value, response_id
         self.sent.append((key, value, response_id))
+        self.sent_to.append(partition)
         if self.fail_with is not None:
             future.set_exception(self.fail_with)
         else:
-            future.set_result(Delivery("t", 0, len(self.sent) - 1, response_id))
+            future.set_result(Delivery("t", partition or 0, len(self.sent) - 1, response_id))
         return future
 
     @property

@@ -8,6 +8,7 @@ import csv
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from msgstate.bench.report import print_report, targets, write
 from msgstate.bench.runner import Drain, Latency, Plan, Run, Sample
 from msgstate.bench.spread import Spread, agreement, paired
 from msgstate.bench.suite import Figures, parts, stages, turns
-from msgstate.schemas.records import decode_response
+from msgstate.schemas.records import Response, decode_response
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.replay import replay
 from msgstate.workers.config import Settings, Topics
@@ -63,6 +64,18 @@ def test_hot_share_puts_that_share_on_one_message() -> None:
     assert 0.09 < hot / len(records) < 0.11
     # Without it, the workload is what it always was.
     assert list(responses(50, seed=4)) == list(responses(50, seed=4, hot_share=0.0))
+
+
+def test_the_bad_share_still_makes_invalid_changes_under_v1_1() -> None:
+    """v1.1 takes any JSON value, so the workload's invalid change is a float past 2^63."""
+    reasons: Counter[str] = Counter()
+    for line in responses(5_000, messages=50, bad_share=0.05, seed=3):
+        decoded = decode_response(line)
+        if isinstance(decoded, dict):
+            reasons[decoded["reason"]] += 1
+        elif isinstance(decoded, Response):
+            reasons.update("invalid_change" for c in decoded.changes if c.error is not None)
+    assert reasons["invalid_change"] > 20 and reasons["malformed"] > 20
 
 
 def _drains(*rates: float | None, cpu: float = 0.5) -> list[Drain]:

@@ -15,6 +15,7 @@ from msgstate.schemas.exceptions import MsgstateError
 from msgstate.streams.engine.native_engine import engine_name
 from msgstate.workers.cli.analytics import analytics
 from msgstate.workers.cli.apps import apps
+from msgstate.workers.cli.deletions import delete, erase
 from msgstate.workers.cli.http import http
 from msgstate.workers.cli.publish import publish
 from msgstate.workers.cli.read import summary
@@ -44,7 +45,7 @@ def cli() -> None:
 
 
 for command in (stack, replay, worker, publish, summary, demo, reliability, apps, http, token,
-                analytics, top, tail, repartition, rebuild):
+                analytics, top, tail, repartition, rebuild, delete, erase):
     cli.add_command(command)
 for entry in entry_points(group="msgstate.commands"):
     cli.add_command(entry.load(), entry.name)

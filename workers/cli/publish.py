@@ -20,9 +20,20 @@ from msgstate.workers.cli.progress import reading
 from msgstate.workers.config import Settings
 from msgstate.workers.services import probes
 
-__all__ = ["publish", "record_key"]
+__all__ = ["publish", "record_key", "responses_publisher"]
 
 SIGNING_KEY_ENV = "MSGSTATE_SIGNING_KEY"
+
+
+def responses_publisher(settings: Settings, client_id: str) -> Publisher:
+    """A publisher to the responses topic, once Kafka answers; it signs every record when
+    MSGSTATE_SIGNING_KEY is set."""
+    spec = os.environ.get(SIGNING_KEY_ENV, "").strip()
+    signing_key = parse_key(spec) if spec else None
+    security = settings.kafka_security.kafka_python()
+    probes.require_kafka(settings.kafka, options=security)
+    return Publisher(settings.kafka_servers, settings.topics.responses, signing_key=signing_key,
+                     client_id=client_id, producer_config=security)
 
 
 @click.command()
@@ -35,13 +46,7 @@ def publish(file: BinaryIO) -> None:
     every record is signed.
     """
     settings = Settings.from_env()
-    spec = os.environ.get(SIGNING_KEY_ENV, "").strip()
-    signing_key = parse_key(spec) if spec else None
-    security = settings.kafka_security.kafka_python()
-    probes.require_kafka(settings.kafka, options=security)
-    publisher = Publisher(settings.kafka_servers, settings.topics.responses,
-                          signing_key=signing_key, client_id="msgstate-publish",
-                          producer_config=security)
+    publisher = responses_publisher(settings, "msgstate-publish")
     sent = 0
     try:
         futures = []

@@ -58,9 +58,12 @@ def describe(topic_kind: str, record: dict[str, Any]) -> str:
         return ABSENT if value is None else escape(str(value))
 
     if topic_kind == "change":
+        # A deletion's or an erasure's change says so (SPEC section 5's `cause`).
+        cause = record.get("cause")
+        by = f"  [yellow]{field('cause')}[/]" if cause not in (None, "response") else ""
         return (f"[green]change[/]  {field('message_id')} [dim]{field('part_id')}[/]  "
                 f"{field('identity_id')}  [bold]{field('name')}[/] {show(record.get('old'))} → "
-                f"{show(record.get('new'))}  [dim]v{field('version')}[/]")
+                f"{show(record.get('new'))}  [dim]v{field('version')}[/]{by}")
     where = "" if record.get("change_index") is None else f" change {record['change_index']}"
     return (f"[red]reject[/]  {field('message_id')}  {field('identity_id')}  "
             f"[bold]{field('reason')}[/]{where}: {field('detail')}")

@@ -5,10 +5,17 @@ All keys share one hash tag, so the per-event script runs on Redis Cluster too:
     <prefix>:{analytics}:seen:<event id>      string  an event id already counted (expires)
     <prefix>:{analytics}:names:<minute>       zset    state name -> changes in that minute
     <prefix>:{analytics}:values:<minute>      zset    "<name>\\0<value JSON>" -> times set / added
+    <prefix>:{analytics}:removed:<minute>     zset    "<name>\\0<value JSON>" -> holdings a
+                                                      deletion or an erasure took away
     <prefix>:{analytics}:messages:<minute>    zset    message id -> changes in that minute
 
 `<minute>` is the change record's Kafka timestamp in whole minutes since the epoch. Every key
 expires after the retention, so the counts roll without a cleaner.
+
+A value's count over a window is what was taken on minus what deletions and erasures took away
+(SPEC section 3a), so a value nobody holds any more does not stay counted: a deleted message's
+reactions, an erased user's votes. An event of a deletion or an erasure is counted by the same
+script as any other, with the `removed` zset in place of `values`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError
 
+from msgstate.schemas.values import encode_value
 from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.layout import AnalyticsKeys
 from msgstate.streams.storage.scripts import lua
@@ -27,7 +35,9 @@ from msgstate.streams.storage.scripts import lua
 
 
 def value_member(name: str, value: Any) -> bytes:
-    return name.encode() + b"\0" + orjson.dumps(value)
+    """The zset member of a state's value: by its canonical encoding, so equal values (SPEC
+    section 2: `{"a":1,"b":2}` and `{"b":2,"a":1}`) count together and `1`, `1.0`, `true` apart."""
+    return name.encode() + b"\0" + encode_value(value)
 
 
 def split_member(member: bytes) -> tuple[str, Any]:
@@ -35,14 +45,30 @@ def split_member(member: bytes) -> tuple[str, Any]:
     return name.decode(), orjson.loads(value)
 
 
+REMOVING_CAUSES = ("delete_message", "erase_identity")
+
+
+def removes(event: dict[str, Any]) -> bool:
+    """Whether the event is a holding that a deletion or an erasure took away."""
+    return event.get("cause") in REMOVING_CAUSES
+
+
 def values_set(event: dict[str, Any]) -> list[Any]:
-    """The values the author took on: a scalar's new value, or the members a Set gained."""
+    """The values the author took on: a value set, or the members a Set gained (any other
+    type's value is one value, even an array)."""
     new, old = event.get("new"), event.get("old")
-    if isinstance(new, list):
-        before = old if isinstance(old, list) else []
-        return [v for v in new if v not in before]
+    if event.get("type") == "Set":
+        before = {encode_value(v) for v in old or ()}
+        return [v for v in new or () if encode_value(v) not in before]
     return [] if new is None else [new]
 
+
+def values_removed(event: dict[str, Any]) -> list[Any]:
+    """The values a deletion or an erasure took away: the holding in `old` (a Set's members)."""
+    old = event.get("old")
+    if not removes(event) or old is None:
+        return []
+    return list(old) if event.get("type") == "Set" else [old]
 
 
 
@@ -69,11 +95,17 @@ class AnalyticsStore:
         for timestamp_ms, event in events:
             minute = timestamp_ms // 60_000
             name = event["name"]
-            keys = [self.keys.seen(event["event_id"]), self.keys.names(minute),
-                    self.keys.values(minute), self.keys.messages(minute)]
-            members = [value_member(name, v) for v in values_set(event)]
+            counted = self.removed(minute) if removes(event) else self.keys.values(minute)
+            keys = [self.keys.seen(event["event_id"]), self.keys.names(minute), counted,
+                    self.keys.messages(minute)]
+            values = values_removed(event) if removes(event) else values_set(event)
+            members = [value_member(name, v) for v in values]
             self._count(keys, [self.retention, name, event["message_id"], *members], client=pipe)
         return sum(int(r) for r in pipe.execute())
+
+    def removed(self, minute: int) -> str:
+        """The minute's zset of holdings deletions and erasures took away."""
+        return f"{self.keys.base}:removed:{minute}"
 
     def top(self, minutes: int, limit: int, now: float | None = None) -> dict[str, list[tuple[Any, int]]]:
         """The busiest state names, values and messages over the last `minutes` minutes."""
@@ -82,9 +114,13 @@ class AnalyticsStore:
         found: dict[str, list[tuple[Any, int]]] = {}
         for kind, key in (("names", self.keys.names), ("values", self.keys.values),
                           ("messages", self.keys.messages)):
+            weights = {key(m): 1 for m in window}
+            if kind == "values":
+                weights |= {self.removed(m): -1 for m in window}
             rows: list[tuple[bytes, float]] = self.client.zunion(  # type: ignore[assignment]
-                [key(m) for m in window], withscores=True)
-            ranked = sorted(((member, int(score)) for member, score in rows),
+                weights, withscores=True)
+            # A value taken on before the window and taken away in it nets below zero: not shown.
+            ranked = sorted(((member, int(score)) for member, score in rows if score > 0),
                             key=lambda row: (-row[1], row[0]))[:limit]
             found[kind] = [(split_member(m) if kind == "values" else m.decode(), n) for m, n in ranked]
         return found

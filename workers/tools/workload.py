@@ -119,7 +119,7 @@ def _bad(rng: random.Random, previous: bytes) -> bytes:
     record["id"] += "-x"
     change = record["changes"][0]
     if kind == 1:
-        change["value"] = 1.5
+        change["value"] = 2.0**63  # SPEC v1.1 takes floats, but only below 2^63: invalid_change
     else:
         change["type"] = "LWW" if change["type"] != "LWW" else "Set"
     return orjson.dumps(record)
