@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
-from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
+from msgstate.streams.storage.layout import META, SEEN, VALUES, KeyRef, Keys
 from msgstate.streams.storage.protocol import (
     Assignment,
     Home,
@@ -26,6 +26,8 @@ from msgstate.streams.storage.protocol import (
     Writes,
     partition_finder,
 )
+
+Snapshot = tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]], dict[str, set[bytes]]]
 
 
 def _bytes(value: bytes | int | str) -> bytes:
@@ -39,6 +41,7 @@ class MemoryRoundStore:
         self._clock = 0
         self.hashes: dict[str, dict[bytes, bytes]] = {}
         self.lists: dict[str, list[bytes]] = {}
+        self.sets: dict[str, set[bytes]] = {}
         self.fail_before: list[BaseException] = []
         self.fail_after: list[BaseException] = []
         self.persists = 0  # persist calls that wrote
@@ -53,11 +56,12 @@ class MemoryRoundStore:
         pending = list(self.lists.get(self.keys.outbox(partition), []))
         return Assignment(partition, token, applied, pending)
 
-    def snapshot(self) -> tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]:
-        return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()})
+    def snapshot(self) -> Snapshot:
+        return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()},
+                {k: set(v) for k, v in self.sets.items()})
 
-    def lose(self, snapshot: tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]) -> None:
-        self.hashes, self.lists = snapshot
+    def lose(self, snapshot: Snapshot) -> None:
+        self.hashes, self.lists, self.sets = snapshot
 
     async def read(self, read: Read, home: Home) -> Any:
         where = partition_finder(self.keys, home)
@@ -80,7 +84,17 @@ class MemoryRoundStore:
                 whole.append(0)
             at += asked
         ids = [list(self.lists.get(self.keys.state((SEEN, m, ""), where(m)), [])) for m in read.messages]
-        return [metas, values, ids, whole]
+        if len(args) == at:
+            return [metas, values, ids, whole]
+
+        def key(ref: KeyRef) -> str:
+            return self.keys.state(ref, where(ref[1]))
+        hashes = [self._flat(self.hashes.get(key(ref), {})) for ref in read.hashes]
+        wanted = args[at + 3:]
+        fields = [self.hashes.get(key(ref), {}).get(_bytes(f))
+                  for ref, f in zip(read.fields, wanted, strict=True)]
+        sets = [sorted(self.sets.get(key(ref), set())) for ref in read.sets]
+        return [metas, values, ids, whole, hashes, fields, sets]
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
         if self.fail_before:
@@ -131,11 +145,12 @@ class MemoryRoundStore:
 
     def state_keys(self) -> set[str]:
         """Every key that holds something, fences and outboxes included."""
-        return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
+        return ({k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
+                | {k for k, v in self.sets.items() if v})
 
     def _apply(self, writes: Writes, where: Callable[[str], int]) -> None:
         """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
-        below, L RPUSH, T keep the newest `value` items of a list."""
+        below, L RPUSH, T keep the newest `value` items of a list, S SADD, R SREM."""
         keys = [self.keys.state(ref, where(ref[1])) for ref in writes.keys]
         ops = orjson.loads(writes.ops)
         for at in range(0, len(ops), 4):
@@ -152,6 +167,11 @@ class MemoryRoundStore:
                     counts[field.encode()] = _bytes(total)
                 else:
                     counts.pop(field.encode(), None)
+            elif op == "S":
+                self.sets.setdefault(key, set()).add(field.encode())
+            elif op == "R":
+                members = self.sets.setdefault(key, set())
+                members.discard(field.encode())
             elif op == "L":
                 self.lists.setdefault(key, []).append(field.encode())
             elif op == "T":

@@ -46,8 +46,8 @@ async def _rounds(decider: Decider, store: RoundStore, records: list[bytes], siz
     for start in range(0, len(records), size):
         batch = records[start:start + size]
         read = decider.decide(batch)
-        if read is not None:
-            decider.load(await store.read(read, {}))
+        while read is not None:
+            read = decider.load(await store.read(read, {}))
         decision = decider.apply()
         write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))

@@ -178,7 +178,8 @@ async def test_a_round_writes_only_keys_of_the_layout(decider: Decider) -> None:
     await processor(decider, store, Sink()).process(batch)
     layout = {keys.fence(p) for p in batch} | {keys.outbox(p) for p in batch}
     for message in messages:
-        layout.add(keys.seen(message))
+        layout |= {keys.seen(message), keys.message(message),
+                   keys.index(keys.partition_of(message), "alice")}
         for part in ("p0", "p1"):
             layout |= {keys.meta(message, part), keys.values(message, part), keys.tally(message, part)}
     written = store.state_keys()
