@@ -9,7 +9,6 @@
 -- (strings but the key index).
 --   H: HSET   D: HDEL   I: HINCRBY, dropping the field at 0 or below
 --   L: RPUSH the field   T: keep the newest `value` items of a list
---   S: SADD the field   R: SREM the field
 -- A key's writes keep their order; writes to different keys may be reordered.
 -- Every fence is checked before anything is written: one stale partition refuses the round,
 -- naming its position (1-based) so that the caller can drop it and try the rest again. A token
@@ -80,12 +79,12 @@ for _, k in ipairs(order) do
         args[#args + 1] = ops[at[r] + 3]
       end
       call_in_slices('HSET', key, args)
-    elseif op == 'L' or op == 'D' or op == 'S' or op == 'R' then
+    elseif op == 'L' or op == 'D' then
       local args = {}
       for r = j, last do
         args[#args + 1] = ops[at[r] + 2]
       end
-      call_in_slices(({L = 'RPUSH', D = 'HDEL', S = 'SADD', R = 'SREM'})[op], key, args)
+      call_in_slices(op == 'L' and 'RPUSH' or 'HDEL', key, args)
     elseif op == 'I' and last - j >= 2 then
       -- Three or more counts of one hash: read them, then write the sums and drop the
       -- fields at 0 or below, in three calls instead of one or two per field.

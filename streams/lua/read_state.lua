@@ -8,9 +8,9 @@
 -- field it lacks is absent), else HMGET's answer to the fields asked (false for an absent
 -- one, whole[i] = 0); each dedupe list whole, oldest first.
 -- v1.1, optional (a caller that reads none of it stops the ARGV after the fields): then
--- ARGV nh, nf, ns, and nf fields; KEYS then hashes read whole (nh), hashes read one field
--- each (nf), sets read whole (ns). The reply then adds {hashes, fields, sets}: HGETALL's
--- flat lists, HGET's answers (false when absent), SMEMBERS's lists.
+-- ARGV nh, nf, and nf fields; KEYS then hashes read whole (nh), hashes read one field each
+-- (nf). The reply then adds {hashes, fields}: HGETALL's flat lists, HGET's answers (false
+-- when absent).
 local np, nv, ni, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local metas, values, ids, whole = {}, {}, {}, {}
 for i = 1, np do
@@ -41,18 +41,14 @@ end
 if ARGV[at] == nil then
   return {metas, values, ids, whole}
 end
-local nh, nf, ns = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+local nh, nf = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
 local k = np + nv + ni
-local hashes, fields, sets = {}, {}, {}
+local hashes, fields = {}, {}
 for i = 1, nh do
   hashes[i] = redis.call('HGETALL', KEYS[k + i])
 end
 k = k + nh
 for i = 1, nf do
-  fields[i] = redis.call('HGET', KEYS[k + i], ARGV[at + 2 + i])
+  fields[i] = redis.call('HGET', KEYS[k + i], ARGV[at + 1 + i])
 end
-k = k + nf
-for i = 1, ns do
-  sets[i] = redis.call('SMEMBERS', KEYS[k + i])
-end
-return {metas, values, ids, whole, hashes, fields, sets}
+return {metas, values, ids, whole, hashes, fields}

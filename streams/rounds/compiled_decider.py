@@ -27,7 +27,7 @@ from msgstate.streams.storage.layout import (
     TYPE_FIELD_PREFIX,
     VALUES,
     KeyRef,
-    index_member,
+    index_field,
     part_field,
 )
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
@@ -42,17 +42,21 @@ def with_index(keys: list[KeyRef], ops: bytes) -> Writes:
     ids. The core does not make them yet."""
     decoded = orjson.loads(ops)
     refs = list(keys)
+    kinds = [kind for kind, _, _ in refs]
     at: dict[KeyRef, int] = {}
     more: list[str | int] = []
-    for i in range(0, len(decoded), 4):
-        op, k, field, _ = decoded[i:i + 4]
-        kind, message_id, part_id = refs[k - 1]
-        if kind == VALUES and op in ("H", "D"):
+    for op, k, field in zip(decoded[0::4], decoded[1::4], decoded[2::4], strict=True):
+        kind = kinds[k - 1]
+        if kind == VALUES:
+            if op != "H" and op != "D":
+                continue
+            _, message_id, part_id = refs[k - 1]
             name, _, identity = field.partition("\0")
             ref: KeyRef = (INDEX, message_id, identity)
-            member, op = index_member(message_id, part_id, name), "S" if op == "H" else "R"
+            member = index_field(message_id, part_id, name)
         elif kind == META and op == "H" and field.startswith(_TYPE_PREFIX):
-            ref, member, op = (MESSAGE, message_id, ""), part_field(part_id), "H"
+            _, message_id, part_id = refs[k - 1]
+            ref, member = (MESSAGE, message_id, ""), part_field(part_id)
         else:
             continue
         found = at.get(ref)
@@ -131,7 +135,7 @@ class CompiledDecider:
         marks: list[KeyRef] = [(MESSAGE, message_id, "") for message_id in read.messages]
         if not marks:
             return read
-        return Read(read.parts, read.value_parts, read.messages, [*read.args, len(marks), 0, 0],
+        return Read(read.parts, read.value_parts, read.messages, [*read.args, len(marks), 0],
                     hashes=marks)
 
     @property

@@ -38,10 +38,10 @@ from msgstate.streams.storage.layout import (
     decode_held,
     decode_meta,
     encode_held,
-    index_member,
+    index_field,
     part_field,
     split_field,
-    split_index_member,
+    split_index_field,
     value_field,
 )
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
@@ -93,9 +93,9 @@ class PythonDecider:
         hashes: list[KeyRef] = [(MESSAGE, m, "") for m in needs.deleted | needs.whole]
         hashes += [(TALLY, m, p) for m, p in {state[:2] for state in needs.capped}]
         hashes += [(VALUES, m, p) for m, p in whole_parts]
+        hashes += [(INDEX, "", identity) for identity in needs.identities]
         erasures = list(needs.erasures)
-        sets: list[KeyRef] = [(INDEX, "", identity) for identity in needs.identities]
-        if not (parts or by_part or messages or hashes or erasures or sets):
+        if not (parts or by_part or messages or hashes or erasures):
             self._read = None
             return None
         args: list[bytes | int] = [len(parts), len(by_part), len(messages), self.whole_part_fields]
@@ -103,10 +103,10 @@ class PythonDecider:
         for vkeys in by_part.values():
             args += [value_field(k[2], k[3]) for k in vkeys]
         fields: list[KeyRef] = []
-        if hashes or erasures or sets:
+        if hashes or erasures:
             fields = [(ERASURES, "", "")] * len(erasures)
-            args += [len(hashes), len(fields), len(sets), *(e.encode() for e in erasures)]
-        read = Read(parts, list(by_part), messages, args, hashes, fields, sets)
+            args += [len(hashes), len(fields), *(e.encode() for e in erasures)]
+        read = Read(parts, list(by_part), messages, args, hashes, fields)
         self._read = (read, list(by_part.values()), erasures)
         return read
 
@@ -143,7 +143,7 @@ class PythonDecider:
         self.cache.loaded(metas, held, seen, whole)
         if len(reply) == 4:
             return None
-        raw_hashes, raw_fields, raw_sets = reply[4:]
+        raw_hashes, raw_fields = reply[4:]
         state = self.cache.round
         for (what, message_id, part_id), raw in zip(read.hashes, raw_hashes, strict=True):
             got = _pairs(raw)
@@ -151,6 +151,8 @@ class PythonDecider:
                 self.cache.deleted_marks[message_id] = _DELETED in got
                 state.parts_of[message_id] = [f[len(_PART):].decode() for f in got
                                               if f.startswith(_PART)]
+            elif what == INDEX:  # an identity's index (its id is the ref's third item)
+                state.index[part_id] = sorted(split_index_field(f) for f in got)
             elif what == TALLY:
                 counts: dict[str, dict[bytes, int]] = defaultdict(dict)
                 for field, count in got.items():
@@ -166,8 +168,6 @@ class PythonDecider:
                 state.holdings[message_id, part_id] = holdings
         for erasure_id, value in zip(erasures, raw_fields, strict=True):
             state.erasures[erasure_id] = value is not None
-        for (_, _, whose), members in zip(read.sets, raw_sets, strict=True):
-            state.index[whose] = sorted(split_index_member(m) for m in members)
         if self._second:
             return None
         self._second = True
@@ -249,12 +249,12 @@ class PythonDecider:
             # The identity's index follows its holdings: an entry per state it holds a value of.
             if held is None:
                 add(("D", k, f"{name}\0{identity}", ""))
-                add(("R", at((INDEX, message_id, identity)), index_member(message_id, part_id, name), ""))
+                add(("D", at((INDEX, message_id, identity)), index_field(message_id, part_id, name), ""))
             else:
                 add(("H", k, f"{name}\0{identity}", encode_held(held).decode()))
                 if held_before(key) is None:
-                    add(("S", at((INDEX, message_id, identity)),
-                         index_member(message_id, part_id, name), ""))
+                    add(("H", at((INDEX, message_id, identity)),
+                         index_field(message_id, part_id, name), ""))
         for (message_id, part_id, name, encoded), change in delta.tallies.items():
             add(("I", at((TALLY, message_id, part_id)), f"{name}\0{encoded.decode()}", str(change)))
         trimmed: set[str] = set()

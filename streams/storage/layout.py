@@ -15,8 +15,9 @@ live on one Redis Cluster slot, on one master:
     <prefix>:{<tag of p>}:{<message id>}:ids          list  response ids taken, oldest first (dedupe memory)
     <prefix>:{<tag of p>}:{<message id>}:msg          hash  "deleted" -> "1" once deleted (kept for good),
                                                             "p:<part>" -> "" per part with state
-    <prefix>:{<tag of p>}:idx:<identity>              set   JSON [message, part, name] of each state the
-                                                            identity holds a value of, in p's messages
+    <prefix>:{<tag of p>}:idx:<identity>              hash  "<name>\\0<len(part)>:<part><message>" -> ""
+                                                            per state the identity holds a value of,
+                                                            in p's messages
     <prefix>:{<tag of p>}:erasures                    hash  "<erasure id>" -> "1" per erasure taken
 
 The identity index and the erasure ids are per partition: an erasure is published to every
@@ -284,15 +285,18 @@ def split_field(field: bytes) -> tuple[str, bytes]:
     return name.decode(), rest
 
 
-def index_member(message_id: str, part_id: str, name: str) -> str:
-    """A state's member of an identity's index (ids may hold any character: JSON keeps them
-    apart)."""
-    return orjson.dumps([message_id, part_id, name]).decode()
+def index_field(message_id: str, part_id: str, name: str) -> str:
+    """A state's field in an identity's index. Short, so that Redis keeps a small index hash
+    as a listpack (fields of at most 64 bytes); unambiguous, though ids may hold any character:
+    a name holds no NUL, and the part id's length says where the message id starts."""
+    return f"{name}\0{len(part_id)}:{part_id}{message_id}"
 
 
-def split_index_member(member: bytes) -> tuple[str, str, str]:
-    message_id, part_id, name = orjson.loads(member)
-    return message_id, part_id, name
+def split_index_field(field: bytes) -> tuple[str, str, str]:
+    """(message id, part id, name) of an index field."""
+    name, _, rest = field.decode().partition("\0")
+    length, _, ids = rest.partition(":")
+    return ids[int(length):], ids[:int(length)], name
 
 
 def part_field(part_id: str) -> str:

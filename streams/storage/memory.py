@@ -27,7 +27,7 @@ from msgstate.streams.storage.protocol import (
     partition_finder,
 )
 
-Snapshot = tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]], dict[str, set[bytes]]]
+Snapshot = tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]
 
 
 def _bytes(value: bytes | int | str) -> bytes:
@@ -41,7 +41,6 @@ class MemoryRoundStore:
         self._clock = 0
         self.hashes: dict[str, dict[bytes, bytes]] = {}
         self.lists: dict[str, list[bytes]] = {}
-        self.sets: dict[str, set[bytes]] = {}
         self.fail_before: list[BaseException] = []
         self.fail_after: list[BaseException] = []
         self.persists = 0  # persist calls that wrote
@@ -57,11 +56,10 @@ class MemoryRoundStore:
         return Assignment(partition, token, applied, pending)
 
     def snapshot(self) -> Snapshot:
-        return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()},
-                {k: set(v) for k, v in self.sets.items()})
+        return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()})
 
     def lose(self, snapshot: Snapshot) -> None:
-        self.hashes, self.lists, self.sets = snapshot
+        self.hashes, self.lists = snapshot
 
     async def read(self, read: Read, home: Home) -> Any:
         where = partition_finder(self.keys, home)
@@ -90,11 +88,10 @@ class MemoryRoundStore:
         def key(ref: KeyRef) -> str:
             return self.keys.state(ref, where(ref[1]))
         hashes = [self._flat(self.hashes.get(key(ref), {})) for ref in read.hashes]
-        wanted = args[at + 3:]
+        wanted = args[at + 2:]
         fields = [self.hashes.get(key(ref), {}).get(_bytes(f))
                   for ref, f in zip(read.fields, wanted, strict=True)]
-        sets = [sorted(self.sets.get(key(ref), set())) for ref in read.sets]
-        return [metas, values, ids, whole, hashes, fields, sets]
+        return [metas, values, ids, whole, hashes, fields]
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
         if self.fail_before:
@@ -145,12 +142,11 @@ class MemoryRoundStore:
 
     def state_keys(self) -> set[str]:
         """Every key that holds something, fences and outboxes included."""
-        return ({k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
-                | {k for k, v in self.sets.items() if v})
+        return {k for k, v in self.hashes.items() if v} | {k for k, v in self.lists.items() if v}
 
     def _apply(self, writes: Writes, where: Callable[[str], int]) -> None:
         """apply_round.lua's writes: H HSET, D HDEL, I HINCRBY dropping the field at 0 or
-        below, L RPUSH, T keep the newest `value` items of a list, S SADD, R SREM."""
+        below, L RPUSH, T keep the newest `value` items of a list."""
         keys = [self.keys.state(ref, where(ref[1])) for ref in writes.keys]
         ops = orjson.loads(writes.ops)
         for at in range(0, len(ops), 4):
@@ -167,11 +163,6 @@ class MemoryRoundStore:
                     counts[field.encode()] = _bytes(total)
                 else:
                     counts.pop(field.encode(), None)
-            elif op == "S":
-                self.sets.setdefault(key, set()).add(field.encode())
-            elif op == "R":
-                members = self.sets.setdefault(key, set())
-                members.discard(field.encode())
             elif op == "L":
                 self.lists.setdefault(key, []).append(field.encode())
             elif op == "T":

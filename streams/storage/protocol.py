@@ -55,10 +55,9 @@ class Read:
     messages: list[str]
     args: list[bytes | int]
     # v1.1 (the args then go on with their counts and `fields`' fields): hashes read whole,
-    # hashes read one field each, sets read whole.
+    # hashes read one field each.
     hashes: list[KeyRef] = field(default_factory=list)
     fields: list[KeyRef] = field(default_factory=list)
-    sets: list[KeyRef] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,7 @@ class RoundStore(Protocol):
         last applied offset and the outbox entries left."""
 
     async def read(self, read: Read, home: Home) -> Any:
-        """The read script's reply: [metas, values, ids, whole], and [hashes, fields, sets] when
+        """The read script's reply: [metas, values, ids, whole], and [hashes, fields] when
         the read asks for them (streams/lua/read_state.lua)."""
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> None:
