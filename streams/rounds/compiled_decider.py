@@ -66,7 +66,8 @@ def with_index(keys: list[KeyRef], ops: bytes) -> Writes:
         more += (op, found, member, "")
     if not more:
         return Writes(refs, ops)
-    return Writes(refs, orjson.dumps(decoded + more))
+    # The core's JSON array, with the new groups appended (not encoded again).
+    return Writes(refs, ops[:-1] + b"," + orjson.dumps(more)[1:])
 
 
 class CompiledDecider:
