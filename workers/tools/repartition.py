@@ -4,9 +4,11 @@ message's state moved to the keys of its new partition.
 A message's state lives under the hash tag of the partition its records are keyed to (murmur2
 of its id over the partition count, streams/storage/layout.py), and every tag depends on the
 count. So growing the count moves every key: each message's to its new partition, each
-partition's fence and outbox to that partition's new tag. The state workers must be stopped
-and must have applied every record first, or records of the old count would be applied to keys
-nobody reads again; the command refuses, in one line, while they run or lag.
+partition's fence and outbox to that partition's new tag, each entry of an identity's index to
+the index of its message's new partition; the erasure ids taken go to every new partition. The
+state workers must be stopped and must have applied every record first, or records of the old
+count would be applied to keys nobody reads again; the command refuses, in one line, while they
+run or lag.
 
 Every step is safe to run again after a crash: partitions already added are not added again,
 and a key is copied (DUMP and RESTORE, which also work across a cluster's nodes) before the old
@@ -25,8 +27,10 @@ from kafka.errors import KafkaError
 
 from msgstate.schemas.exceptions import ConfigError, MsgstateError, ServiceUnreachable
 from msgstate.streams.storage.client import SyncRedis
-from msgstate.streams.storage.layout import Keys, state_ref
+from msgstate.streams.storage.layout import ERASURES, INDEX, Keys, split_index_field, state_ref
 from msgstate.workers.config import Settings
+
+INDEX_HEAD = INDEX + ":"
 
 
 class Refused(MsgstateError):
@@ -116,11 +120,48 @@ def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved,
     for partition in range(old.partitions):
         head = old.head(partition)
         for key in _scan(redis, head):
-            target = _new_key(key[len(head):], partition, new, moved)
+            rest = key[len(head):]
+            if rest.startswith(INDEX_HEAD):
+                moved.keys += _move_index(redis, key, rest[len(INDEX_HEAD):], new)
+                continue
+            if rest == ERASURES:
+                moved.keys += _spread_erasures(redis, key, new)
+                continue
+            target = _new_key(rest, partition, new, moved)
             if target is not None and target != key:
                 _copy_then_delete(redis, key, target)
                 moved.keys += 1
                 progress(1)
+
+
+def _move_index(redis: SyncRedis, key: str, identity: str, new: Keys) -> int:
+    """An identity's index, each entry to the index of its message's new partition; returns 1
+    when entries moved. Entries go before they leave, so a run cut short can run again."""
+    moving: dict[str, list[bytes]] = {}
+    for found in redis.hkeys(key):
+        entry = found if isinstance(found, bytes) else found.encode()
+        message_id, _, _ = split_index_field(entry)
+        target = new.index(new.partition_of(message_id), identity)
+        if target != key:
+            moving.setdefault(target, []).append(entry)
+    for target, some in moving.items():
+        redis.hset(target, mapping=dict.fromkeys(some, b""))
+        redis.hdel(key, *some)
+    return int(bool(moving))
+
+
+def _spread_erasures(redis: SyncRedis, key: str, new: Keys) -> int:
+    """A partition's erasure ids, to every new partition: an erasure taken by any old partition
+    is taken for the messages each new one holds."""
+    ids = redis.hkeys(key)
+    targets = {new.erasures(p) for p in range(new.partitions)}
+    if ids:
+        for target in targets - {key}:
+            redis.hset(target, mapping=dict.fromkeys(ids, b"1"))
+    if key in targets:
+        return 0
+    redis.delete(key)
+    return 1
 
 
 def _scan(redis: SyncRedis, head: str) -> Iterator[str]:
