@@ -1,5 +1,6 @@
 """SPEC v1.1 on the real stack: deletions, erasures (sent to every partition), caps and values
-of any JSON kind, while workers are killed and restarted, end equal to `msgstate replay`."""
+of any JSON kind, while workers are killed and restarted, end equal to `msgstate replay` (and on
+the Redis Cluster, in test_redis_cluster.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ def _deletion(n: int, message_id: str) -> bytes:
 def test_deletions_and_erasures_with_workers_killed_end_equal_to_replay(
     settings: Settings, tmp_path: Path
 ) -> None:
+    check_removals(settings, tmp_path)
+
+
+def check_removals(settings: Settings, tmp_path: Path) -> None:
+    """Two workers (one compiled, one Python), the compiled one killed twice mid-run."""
     records = list(responses(3000, messages=60, identities=20, bad_share=0.03, seed=41,
                              object_share=0.15))
     # The busiest messages are deleted: records keep coming for them afterwards.

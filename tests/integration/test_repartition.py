@@ -98,7 +98,8 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
                 caught_up.output()
         else:
             assert caught_up.stop() == 0, caught_up.output()
-        keys_before = {k.decode() for k in before.redis.scan_iter(count=1000)
+        ours = f"{twelve.key_prefix}:*"  # other tests' keys may share the server
+        keys_before = {k.decode() for k in before.redis.scan_iter(match=ours, count=1000)
                        if not _partition_wide(k.decode())}
 
         done = repartition(twelve, 24)
@@ -106,7 +107,7 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
         added = "already had 24 partitions" if by_hand else "added 12 partitions"
         assert added in done.stdout and "MSGSTATE_PARTITIONS=24" in done.stdout
         twenty_four = twelve.with_(partitions=24).keys
-        every_key = {k.decode() for k in before.redis.scan_iter(count=1000)}
+        every_key = {k.decode() for k in before.redis.scan_iter(match=ours, count=1000)}
         keys_after = {k for k in every_key if not _partition_wide(k)}
         assert keys_after == {relocated(k, twelve.keys, twenty_four) for k in keys_before}
         # Each index entry is under its message's new partition; every new partition knows the
