@@ -137,8 +137,8 @@ async def persist_probe(base: Settings, rounds: int, size: int = 20) -> dict[int
             for n in (0, 1) if start // size % 2 else (1, 0):
                 decider = deciders[n]
                 read = decider.decide(batch)
-                if read is not None:
-                    decider.load(await stores[n].read(read, home))
+                while read is not None:
+                    read = decider.load(await stores[n].read(read, home))
                 decision = decider.apply()
                 write = PartitionWrite(assignments[n], start, start + len(batch) - 1,
                                        pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.registry import Entry, parse_registry
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.replay import ENGINES
 from msgstate.streams.engine.signing import Keyring, SigningKey, parse_key
@@ -98,6 +99,9 @@ class Settings:
     cache_entries: int = CACHE_ENTRIES
     # State workers write the state changelog (`msgstate rebuild` restores Redis from it).
     changelog: bool = True
+    # The state workers' registry of state types (SPEC section 3): name -> type or
+    # {"type", "max_values"}, from MSGSTATE_REGISTRY (JSON) or `msgstate worker --registry`.
+    registry: Mapping[str, Entry] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +147,7 @@ class Settings:
             engine=_choice(env, "MSGSTATE_ENGINE", ENGINES, base.engine or default_engine()),
             cache_entries=_positive_int(env, "MSGSTATE_CACHE_ENTRIES", base.cache_entries),
             changelog=_flag(env, "MSGSTATE_CHANGELOG", base.changelog),
+            registry=_registry(env.get("MSGSTATE_REGISTRY", "")),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -250,6 +255,15 @@ def _optional_port(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.strip().isdigit() or int(raw) > 65535:
         raise ConfigError(f"{name}={raw!r} is not a port (0 turns it off)")
     return int(raw)
+
+
+def _registry(text: str) -> dict[str, Entry]:
+    if not text.strip():
+        return {}
+    try:
+        return parse_registry(text)
+    except ConfigError as exc:
+        raise ConfigError(f"MSGSTATE_REGISTRY: {exc}") from exc
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

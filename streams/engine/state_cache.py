@@ -7,13 +7,20 @@ trip (the persist script, which still checks the token) per batch. The cache is 
 the assignment, and whenever a write's outcome is unknown.
 
 A message's dedupe memory is held whole (every id Redis keeps for it, oldest first), so the
-cache trims it exactly as the persist script trims the sorted set.
+cache trims it exactly as the persist script trims the sorted set. A message's deletion mark is
+held too, once read.
+
+What only deletions, erasures and caps read (a message's part ids and holdings whole, an
+identity's index, erasure ids, capped tallies) is held for one round only (`round`): it is read
+for each round that needs it, and rare. An identity's index is its partition's, and the round
+that reads it is that partition's only.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from msgstate.streams.engine.state import (
     Held,
@@ -38,10 +45,22 @@ _EMPTY = PartMeta()
 CACHE_ENTRIES = 4_000_000
 
 
+@dataclass(slots=True)
+class RoundState:
+    """The v1.1 state one round read: see the module's docstring."""
+
+    parts_of: dict[str, list[str]] = field(default_factory=dict)  # message -> its part ids
+    holdings: dict[PartKey, dict[str, dict[str, Held]]] = field(default_factory=dict)
+    index: dict[str, list[StateKey]] = field(default_factory=dict)  # identity -> its index
+    erasures: dict[str, bool] = field(default_factory=dict)  # erasure id -> taken
+    tallies: dict[PartKey, dict[str, dict[bytes, int]]] = field(default_factory=dict)
+
+
 class StateCache:
     """A StateView over what was loaded from or written to Redis."""
 
-    __slots__ = ("_seen_count", "held_by", "limit", "metas", "restarts", "seen_ids", "whole")
+    __slots__ = ("_seen_count", "deleted_marks", "held_by", "limit", "metas", "restarts", "round",
+                 "seen_ids", "whole")
 
     def __init__(self, limit: int = CACHE_ENTRIES) -> None:
         self.limit = limit  # entries (metas, values, remembered ids); past it, start again empty
@@ -52,6 +71,8 @@ class StateCache:
         self._seen_count = 0
         # Parts whose every value is held: one not in `held_by` is absent, no read needed.
         self.whole: set[PartKey] = set()
+        self.deleted_marks: dict[str, bool] = {}  # message id -> deleted
+        self.round = RoundState()
         self.restarts = 0  # times the limit emptied the cache
 
     # -- StateView -------------------------------------------------------------
@@ -65,42 +86,48 @@ class StateCache:
     def seen(self, message_id: str, response_id: str) -> bool:
         return response_id in self.seen_ids[message_id]
 
-    # The v1.1 reads (deletions, erasures, caps): the workers do not load that state
-    # from Redis yet, so they answer as for a store that never had any.
-
     def deleted(self, message_id: str) -> bool:
-        return False
+        return self.deleted_marks[message_id]
 
     def tally_count(self, key: TallyKey) -> int:
-        return 0
+        message_id, part_id, name, value = key
+        return self.round.tallies[message_id, part_id].get(name, {}).get(value, 0)
 
     def distinct(self, key: StateKey) -> int:
-        return 0
+        message_id, part_id, name = key
+        return len(self.round.tallies[message_id, part_id].get(name, ()))
 
     def parts_of(self, message_id: str) -> list[str]:
-        return []
+        return self.round.parts_of[message_id]
 
     def part_holdings(self, message_id: str, part_id: str) -> Holdings:
-        return {}
+        return self.round.holdings[message_id, part_id]
 
     def identity_index(self, identity_id: str) -> list[StateKey]:
-        return []
+        return self.round.index[identity_id]
 
     def erasure_taken(self, erasure_id: str) -> bool:
-        return False
+        return self.round.erasures[erasure_id]
 
     # -- upkeep ----------------------------------------------------------------
 
     def missing(self, needs: StateNeeds) -> StateNeeds:
         """The part of `needs` not known here; makes room first when the cache is full."""
-        if len(self.held_by) + len(self.metas) + self._seen_count > self.limit:
+        entries = len(self.held_by) + len(self.metas) + self._seen_count + len(self.deleted_marks)
+        if entries > self.limit:
             self.clear()
             self.restarts += 1
+        self.round = RoundState()
         metas, held_by, seen_ids, whole = self.metas, self.held_by, self.seen_ids, self.whole
         return StateNeeds(
             parts={p for p in needs.parts if p not in metas},
             values={v for v in needs.values if v not in held_by and v[:2] not in whole},
             response_ids={m for m in needs.response_ids if m[0] not in seen_ids},
+            deleted={m for m in needs.deleted if m not in self.deleted_marks},
+            capped=needs.capped,
+            whole=needs.whole,
+            identities=needs.identities,
+            erasures=needs.erasures,
         )
 
     def clear(self) -> None:
@@ -109,6 +136,8 @@ class StateCache:
         self.seen_ids.clear()
         self._seen_count = 0
         self.whole.clear()
+        self.deleted_marks.clear()
+        self.round = RoundState()
 
     def loaded(self, metas: Mapping[PartKey, PartMeta], held: Mapping[ValueKey, Held | None],
                seen: Mapping[str, list[str]], whole: Collection[PartKey] = ()) -> None:
@@ -126,6 +155,8 @@ class StateCache:
         """Take in a batch's writes, once Redis holds them."""
         self.metas.update(delta.parts)
         self.held_by.update(delta.values)
+        for message_id in delta.deleted:
+            self.deleted_marks[message_id] = True
         trimmed = set()
         for message_id, response_id in delta.taken:
             self.seen_ids[message_id][response_id] = None

@@ -7,6 +7,10 @@
 -- whole as HGETALL's flat list when it has at most that many fields (whole[i] = 1: every
 -- field it lacks is absent), else HMGET's answer to the fields asked (false for an absent
 -- one, whole[i] = 0); each dedupe list whole, oldest first.
+-- v1.1, optional (a caller that reads none of it stops the ARGV after the fields): then
+-- ARGV nh, nf, and nf fields; KEYS then hashes read whole (nh), hashes read one field each
+-- (nf). The reply then adds {hashes, fields}: HGETALL's flat lists, HGET's answers (false
+-- when absent).
 local np, nv, ni, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local metas, values, ids, whole = {}, {}, {}, {}
 for i = 1, np do
@@ -34,4 +38,17 @@ end
 for i = 1, ni do
   ids[i] = redis.call('LRANGE', KEYS[np + nv + i], 0, -1)
 end
-return {metas, values, ids, whole}
+if ARGV[at] == nil then
+  return {metas, values, ids, whole}
+end
+local nh, nf = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+local k = np + nv + ni
+local hashes, fields = {}, {}
+for i = 1, nh do
+  hashes[i] = redis.call('HGETALL', KEYS[k + i])
+end
+k = k + nh
+for i = 1, nf do
+  fields[i] = redis.call('HGET', KEYS[k + i], ARGV[at + 1 + i])
+end
+return {metas, values, ids, whole, hashes, fields}

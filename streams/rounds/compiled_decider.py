@@ -19,7 +19,56 @@ from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.rounds.python_decider import PythonDecider
+from msgstate.streams.storage.layout import (
+    DELETED_FIELD,
+    INDEX,
+    MARK,
+    MESSAGE,
+    META,
+    TYPE_FIELD_PREFIX,
+    VALUES,
+    KeyRef,
+    index_field,
+    part_field,
+)
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
+
+_TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
+_DELETED = DELETED_FIELD.encode()
+
+
+def with_index(keys: list[KeyRef], ops: bytes) -> Writes:
+    """The compiled core's writes, with what SPEC v1.1 keeps beside them (as `PythonDecider`
+    writes it): each holding's entry in its identity's index, each part in its message's part
+    ids. The core does not make them yet."""
+    decoded = orjson.loads(ops)
+    refs = list(keys)
+    kinds = [kind for kind, _, _ in refs]
+    at: dict[KeyRef, int] = {}
+    more: list[str | int] = []
+    for op, k, field in zip(decoded[0::4], decoded[1::4], decoded[2::4], strict=True):
+        kind = kinds[k - 1]
+        if kind == VALUES:
+            if op != "H" and op != "D":
+                continue
+            _, message_id, part_id = refs[k - 1]
+            name, _, identity = field.partition("\0")
+            ref: KeyRef = (INDEX, message_id, identity)
+            member = index_field(message_id, part_id, name)
+        elif kind == META and op == "H" and field.startswith(_TYPE_PREFIX):
+            _, message_id, part_id = refs[k - 1]
+            ref, member = (MESSAGE, message_id, ""), part_field(part_id)
+        else:
+            continue
+        found = at.get(ref)
+        if found is None:
+            refs.append(ref)
+            found = at[ref] = len(refs)
+        more += (op, found, member, MARK if op == "H" else "")
+    if not more:
+        return Writes(refs, ops)
+    # The core's JSON array, with the new groups appended (not encoded again).
+    return Writes(refs, ops[:-1] + b"," + orjson.dumps(more)[1:])
 
 
 class CompiledDecider:
@@ -28,12 +77,14 @@ class CompiledDecider:
     The compiled cache reads neither a part's whole tally nor a message's or an identity's
     every holding, so rounds that need them (SPEC v1.1: any round under a registry with
     `max_values`, a round holding a record with a "kind") are decided by the reference,
-    `PythonDecider`. Each decider's cache misses the other's writes: both are dropped when the
-    round changes hands.
+    `PythonDecider`; and it keeps no deletion marks, so each message it reads (not cached) has
+    its mark read beside it, and a round naming a deleted message goes to the reference too.
+    Each decider's cache misses the other's writes: both are dropped when the round changes
+    hands (so a deleted message is never in the compiled cache: it is read again each time).
     """
 
     __slots__ = ("_capped", "_core", "_every", "_on_reference", "_reference", "_restarts",
-                 "_unchecked", "limit", "whole_part_fields", "window")
+                 "_round", "_unchecked", "limit", "whole_part_fields", "window")
 
     def __init__(
         self,
@@ -58,6 +109,8 @@ class CompiledDecider:
         self._every = max(1, min(10_000, limit // 100))
         self._unchecked = 0
         self._restarts = 0  # times the limit emptied the compiled cache
+        # The round's records, for the reference should its read find a deleted message.
+        self._round: tuple[Sequence[bytes], Sequence[bool] | None] = ((), None)
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is not None and len(authentic) != len(values):
@@ -76,17 +129,31 @@ class CompiledDecider:
                 self._core.clear()
                 self._restarts += 1
         request = self._core.decide(values, authentic, self.whole_part_fields)
-        return None if request is None else Read(*request)
+        if request is None:
+            return None
+        self._round = (values, authentic)
+        read = Read(*request)
+        # Each message read anew: its deletion mark too.
+        marks: list[KeyRef] = [(MESSAGE, message_id, "") for message_id in read.messages]
+        if not marks:
+            return read
+        return Read(read.parts, read.value_parts, read.messages, [*read.args, len(marks), 0],
+                    hashes=marks)
 
     @property
     def restarts(self) -> int:
         return self._restarts + self._reference.restarts
 
-    def load(self, reply: Any) -> None:
+    def load(self, reply: Any) -> Read | None:
         if self._on_reference:
-            self._reference.load(reply)
-            return
-        self._core.load(reply)
+            return self._reference.load(reply)
+        if len(reply) > 4 and any(_DELETED in raw[::2] for raw in reply[4]):
+            # A message of the round was deleted: the reference decides it, from a new read.
+            self.clear()
+            self._on_reference = True
+            return self._reference.decide(*self._round)
+        self._core.load(reply[:4])
+        return None
 
     def apply(self) -> Decision:
         if self._on_reference:
@@ -95,7 +162,7 @@ class CompiledDecider:
         keys, ops = self._core.writes()
         return Decision(events=events,
                         rejections=[(index, orjson.loads(line)) for index, line in rejections],
-                        writes=Writes(keys, ops))
+                        writes=with_index(keys, ops))
 
     def commit(self) -> None:
         if self._on_reference:

@@ -1,10 +1,12 @@
 """The engine over a cache of the state in Redis, as a worker's round uses it: the `Decider`.
 
 A round goes: `decide` (decode the records; returns the `Read` of what the cache lacks, or
-None) → the store reads it → `load` the reply → `apply` (the `Decision`: events, rejections and
-the `Writes` to persist) → `commit` once the store holds the writes, or `clear` when their fate
-is unknown. Two implementations, held equal by property tests: `PythonDecider` (the reference,
-streams/rounds/python_decider.py) and `CompiledDecider` (streams/rounds/compiled_decider.py).
+None) → the store reads it → `load` the reply (which may return a second `Read`: what a
+deletion or an erasure found it needs, read and loaded the same way) → `apply` (the
+`Decision`: events, rejections and the `Writes` to persist) → `commit` once the store holds the
+writes, or `clear` when their fate is unknown. Two implementations, held equal by property
+tests: `PythonDecider` (the reference, streams/rounds/python_decider.py) and `CompiledDecider`
+(streams/rounds/compiled_decider.py).
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class Decider(Protocol):
         """Take a round's record values (and each one's signature verdict, all True when
         omitted); returns what they read that the cache does not hold, or None."""
 
-    def load(self, reply: Any) -> None:
-        """Take in the store's reply to the `Read`."""
+    def load(self, reply: Any) -> Read | None:
+        """Take in the store's reply to the `Read`; returns what the round reads next, or None."""
 
     def apply(self) -> Decision:
         """Decide the round taken by `decide`."""

@@ -98,8 +98,12 @@ class RoundProcessor:
 
     async def process(self, batches: Mapping[int, Sequence[InRecord]]) -> RoundStats:
         """Apply a fetch (partition -> its records, in offset order): one round, or one round per
-        partition where the store's atomic step cannot span partitions (Redis Cluster)."""
-        if self.store.cross_partition or len(batches) <= 1:
+        partition where the store's atomic step cannot span partitions (Redis Cluster) or a
+        record has no key (an erasure)."""
+        # An erasure (a record without a message id for key) erases in its own partition's
+        # messages, through that partition's index: its round is that partition's alone.
+        if len(batches) <= 1 or (self.store.cross_partition and not any(
+                not r.key for records in batches.values() for r in records)):
             return await self._round(batches)
         total = RoundStats()
         for partition, records in batches.items():
@@ -276,9 +280,9 @@ class RoundProcessor:
         decider = self.decider
         read = decider.decide([r.value for r in records],
                               None if all(r.authentic for r in records) else [r.authentic for r in records])
-        if read is not None:
+        while read is not None:
             started = time.perf_counter()
-            decider.load(await self.store.read(read, home))
+            read = decider.load(await self.store.read(read, home))
             self._timed("load", started)
         decision = decider.apply()
         try:

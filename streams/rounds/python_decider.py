@@ -10,14 +10,26 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.codec import dumps
-from msgstate.schemas.records import Deletion, Erasure, decode_response
-from msgstate.schemas.rejections import INVALID, Rejection, of_record
+from msgstate.schemas.records import Deletion, decode_response
 from msgstate.streams.engine.engine import Engine, Item
-from msgstate.streams.engine.state import Held, PartKey, PartMeta, StateDelta, ValueKey
+from msgstate.streams.engine.state import (
+    Held,
+    PartKey,
+    PartMeta,
+    StateDelta,
+    StateNeeds,
+    ValueKey,
+)
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES, StateCache
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.storage.layout import (
+    DELETED_FIELD,
+    ERASURES,
+    INDEX,
+    MARK,
+    MESSAGE,
     META,
+    PART_FIELD_PREFIX,
     SEEN,
     TALLY,
     TYPE_FIELD_PREFIX,
@@ -27,23 +39,22 @@ from msgstate.streams.storage.layout import (
     decode_held,
     decode_meta,
     encode_held,
+    index_field,
+    part_field,
     split_field,
+    split_index_field,
     value_field,
 )
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 _VERSION = VERSION_FIELD.decode()
-# The records of SPEC section 3a need state the workers do not keep in Redis yet (deletion
-# marks, the identity index, erasure ids): refused plainly rather than applied in part.
-_NOT_YET = (Deletion, Erasure)
-
-
-def _not_yet(record: Deletion | Erasure) -> Rejection:
-    kind = "delete_message" if type(record) is Deletion else "erase_identity"
-    return of_record(record._asdict(), INVALID,
-                     f"the state workers do not apply {kind} records yet")
-
 _TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
+_DELETED = DELETED_FIELD.encode()
+_PART = PART_FIELD_PREFIX.encode()
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class PythonDecider:
@@ -54,7 +65,9 @@ class PythonDecider:
         self.whole_part_fields = whole_part_fields
         self.cache = StateCache(limit)
         self._items: list[Item] = []
-        self._read: tuple[Read, list[list[ValueKey]]] | None = None
+        # The read asked for: the read, the value keys asked per part, the erasure ids asked.
+        self._read: tuple[Read, list[list[ValueKey]], list[str]] | None = None
+        self._second = False  # the read asked for is the round's second
         self._delta: StateDelta | None = None
 
     @property
@@ -63,55 +76,126 @@ class PythonDecider:
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is None:
-            items = [decode_response(value) for value in values]
+            self._items = [decode_response(value) for value in values]
         else:
-            items = [decode_response(value, authentic=ok)
-                     for value, ok in zip(values, authentic, strict=True)]
-        self._items = [_not_yet(item) if isinstance(item, _NOT_YET) else item for item in items]
+            self._items = [decode_response(value, authentic=ok)
+                           for value, ok in zip(values, authentic, strict=True)]
         self._delta = None
-        needs = self.cache.missing(self.engine.needs(self._items))
+        self._second = False
+        return self._read_for(self.cache.missing(self.engine.needs(self._items)))
+
+    def _read_for(self, needs: StateNeeds, whole_parts: Sequence[PartKey] = ()) -> Read | None:
+        """The read of `needs` (what the cache lacks), and of `whole_parts`' holdings whole."""
         by_part: dict[PartKey, list[ValueKey]] = defaultdict(list)
         for key in needs.values:
             by_part[key[:2]].append(key)
         parts = list(needs.parts)
         messages = list({message_id for message_id, _ in needs.response_ids})
-        if not (parts or by_part or messages):
+        hashes: list[KeyRef] = [(MESSAGE, m, "") for m in needs.deleted | needs.whole]
+        hashes += [(TALLY, m, p) for m, p in {state[:2] for state in needs.capped}]
+        hashes += [(VALUES, m, p) for m, p in whole_parts]
+        hashes += [(INDEX, "", identity) for identity in needs.identities]
+        erasures = list(needs.erasures)
+        if not (parts or by_part or messages or hashes or erasures):
             self._read = None
             return None
         args: list[bytes | int] = [len(parts), len(by_part), len(messages), self.whole_part_fields]
         args += [len(vkeys) for vkeys in by_part.values()]
         for vkeys in by_part.values():
             args += [value_field(k[2], k[3]) for k in vkeys]
-        read = Read(parts, list(by_part), messages, args)
-        self._read = (read, list(by_part.values()))
+        fields: list[KeyRef] = []
+        if hashes or erasures:
+            fields = [(ERASURES, "", "")] * len(erasures)
+            args += [len(hashes), len(fields), *(e.encode() for e in erasures)]
+        read = Read(parts, list(by_part), messages, args, hashes, fields)
+        self._read = (read, list(by_part.values()), erasures)
         return read
 
-    def load(self, reply: Any) -> None:
+    def load(self, reply: Any) -> Read | None:
         if self._read is None:
             raise RuntimeError("no read was asked for")
-        (read, asked), self._read = self._read, None
-        raw_metas, raw_values, raw_ids, raw_whole = reply
-        metas = {part: decode_meta(dict(zip(raw[::2], raw[1::2], strict=True)))
-                 for part, raw in zip(read.parts, raw_metas, strict=True)}
+        (read, asked, erasures), self._read = self._read, None
+        raw_metas, raw_values, raw_ids, raw_whole = reply[:4]
+        metas = {part: decode_meta(_pairs(raw)) for part, raw in zip(read.parts, raw_metas, strict=True)}
+        # A holding's type: the part's, from what is loaded now or was before.
+        def kind(message_id: str, part_id: str, name: str) -> str:
+            meta = metas.get((message_id, part_id)) or self.cache.part_meta(message_id, part_id)
+            return meta.types.get(name, "")
+
         held: dict[ValueKey, Held | None] = {}
         whole: set[PartKey] = set()
         for part, vkeys, raw, is_whole in zip(read.value_parts, asked, raw_values, raw_whole,
                                               strict=True):
+            message_id, part_id = part
             if is_whole:
                 whole.add(part)
-                message_id, part_id = part
                 for field, value in zip(raw[::2], raw[1::2], strict=True):
                     name, identity = split_field(field)
-                    held[message_id, part_id, name, identity.decode()] = decode_held(value)
+                    held[message_id, part_id, name, identity.decode()] = decode_held(
+                        value, kind(message_id, part_id, name))
                 # Every value asked for has its answer, as in a read field by field.
                 for key in vkeys:
                     held.setdefault(key, None)
             else:
                 for key, value in zip(vkeys, raw, strict=True):
-                    held[key] = None if value is None else decode_held(value)
+                    held[key] = None if value is None else decode_held(value, kind(*key[:3]))
         seen = {message_id: [rid.decode() for rid in ids]
                 for message_id, ids in zip(read.messages, raw_ids, strict=True)}
         self.cache.loaded(metas, held, seen, whole)
+        if len(reply) == 4:
+            return None
+        raw_hashes, raw_fields = reply[4:]
+        state = self.cache.round
+        for (what, message_id, part_id), raw in zip(read.hashes, raw_hashes, strict=True):
+            got = _pairs(raw)
+            if what == MESSAGE:
+                self.cache.deleted_marks[message_id] = _DELETED in got
+                state.parts_of[message_id] = [f[len(_PART):].decode() for f in got
+                                              if f.startswith(_PART)]
+            elif what == INDEX:  # an identity's index (its id is the ref's third item)
+                state.index[part_id] = sorted(split_index_field(f) for f in got)
+            elif what == TALLY:
+                counts: dict[str, dict[bytes, int]] = defaultdict(dict)
+                for field, count in got.items():
+                    name, encoded = split_field(field)
+                    counts[name][encoded] = int(count)
+                state.tallies[message_id, part_id] = counts
+            else:  # a part's holdings whole, for a deletion
+                holdings: dict[str, dict[str, Held]] = defaultdict(dict)
+                for field, value in got.items():
+                    name, identity = split_field(field)
+                    holdings[name][identity.decode()] = decode_held(
+                        value, kind(message_id, part_id, name))
+                state.holdings[message_id, part_id] = holdings
+        for erasure_id, value in zip(erasures, raw_fields, strict=True):
+            state.erasures[erasure_id] = value is not None
+        if self._second:
+            return None
+        self._second = True
+        return self._second_read()
+
+    def _second_read(self) -> Read | None:
+        """What deletions and erasures read once the first read named it: each deleted
+        message's parts, and each erased identity's holdings with their parts' metas."""
+        cache, state = self.cache, self.cache.round
+        needs = StateNeeds()
+        whole_parts: list[PartKey] = []
+        for message_id, part_ids in state.parts_of.items():
+            if message_id in self._whole_messages():
+                whole_parts += [(message_id, part_id) for part_id in part_ids]
+        for message_id, part_id in whole_parts:
+            needs.parts.add((message_id, part_id))
+        for identity, entries in state.index.items():
+            for message_id, part_id, name in entries:
+                needs.parts.add((message_id, part_id))
+                needs.values.add((message_id, part_id, name, identity))
+        missing = StateNeeds(
+            parts={p for p in needs.parts if p not in cache.metas},
+            values={v for v in needs.values if v not in cache.held_by and v[:2] not in cache.whole})
+        return self._read_for(missing, whole_parts)
+
+    def _whole_messages(self) -> set[str]:
+        return {item.message_id for item in self._items if isinstance(item, Deletion)}
 
     def apply(self) -> Decision:
         outcome = self.engine.apply_batch(self._items, self.cache)
@@ -154,15 +238,24 @@ class PythonDecider:
             k = at((META, message_id, part_id))
             if meta.version != old.version:
                 add(("H", k, _VERSION, str(meta.version)))
+            if not old.types and meta.types:  # the part's first state: the message lists it
+                add(("H", at((MESSAGE, message_id, "")), part_field(part_id), MARK))
             for name, kind in meta.types.items():
                 if name not in old.types:
                     add(("H", k, _TYPE_PREFIX + name, kind))
-        for (message_id, part_id, name, identity), held in delta.values.items():
+        held_before = self.cache.held
+        for key, held in delta.values.items():
+            message_id, part_id, name, identity = key
             k = at((VALUES, message_id, part_id))
+            # The identity's index follows its holdings: an entry per state it holds a value of.
             if held is None:
                 add(("D", k, f"{name}\0{identity}", ""))
+                add(("D", at((INDEX, message_id, identity)), index_field(message_id, part_id, name), ""))
             else:
                 add(("H", k, f"{name}\0{identity}", encode_held(held).decode()))
+                if held_before(key) is None:
+                    add(("H", at((INDEX, message_id, identity)),
+                         index_field(message_id, part_id, name), MARK))
         for (message_id, part_id, name, encoded), change in delta.tallies.items():
             add(("I", at((TALLY, message_id, part_id)), f"{name}\0{encoded.decode()}", str(change)))
         trimmed: set[str] = set()
@@ -172,4 +265,8 @@ class PythonDecider:
         window = str(self.window)
         for message_id in trimmed:
             add(("T", at((SEEN, message_id, "")), "", window))
+        for message_id in delta.deleted:
+            add(("H", at((MESSAGE, message_id, "")), DELETED_FIELD, "1"))
+        for erasure_id in delta.erasures:
+            add(("H", at((ERASURES, "", "")), erasure_id, "1"))
         return Writes(refs, orjson.dumps(ops))

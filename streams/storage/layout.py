@@ -13,6 +13,17 @@ live on one Redis Cluster slot, on one master:
     <prefix>:{<tag of p>}:{<message id>}:vals:<part>  hash  "<name>\\0<identity>" -> holding (JSON)
     <prefix>:{<tag of p>}:{<message id>}:tally:<part> hash  "<name>\\0<value JSON>" -> count
     <prefix>:{<tag of p>}:{<message id>}:ids          list  response ids taken, oldest first (dedupe memory)
+    <prefix>:{<tag of p>}:{<message id>}:msg          hash  "deleted" -> "1" once deleted (kept for good),
+                                                            "p:<part>" -> "1" per part with state
+    <prefix>:{<tag of p>}:idx:<identity>              hash  "<name>\\0<len(part)>:<part><message>" -> "1"
+                                                            per state the identity holds a value of,
+                                                            in p's messages
+    <prefix>:{<tag of p>}:erasures                    hash  "<erasure id>" -> "1" per erasure taken
+
+The identity index and the erasure ids are per partition: an erasure is published to every
+partition, and each partition's holder erases in the messages it holds. A `KeyRef` of a
+partition's own key (`ERASURES`, an `INDEX` read) names the message id "": it is in the round's
+only partition (a round holding an erasure is one partition).
 
 A message lives in the partition its records are keyed to: Kafka's default partitioner, murmur2
 of the message id, over the topic's partitions, which is how readers find it. Only the first
@@ -44,11 +55,20 @@ from msgstate.streams.engine.state import Held, PartMeta
 # The kinds of a message's state keys, as a `KeyRef` names them.
 META, VALUES, TALLY, SEEN = "meta", "vals", "tally", "ids"
 STATE_KINDS = (META, VALUES, TALLY, SEEN)
-# (kind, message id, part id; "" for SEEN, which is per message)
+# v1.1: per message, its deletion mark and part ids; per partition, each identity's index
+# (the ref's third item is the identity) and the erasure ids taken.
+MESSAGE, INDEX, ERASURES = "msg", "idx", "erasures"
+# (kind, message id, part id; "" for SEEN and MESSAGE, which are per message; the identity for
+# INDEX)
 KeyRef = tuple[str, str, str]
 
 VERSION_FIELD = b"v"
 TYPE_FIELD_PREFIX = b"t:"
+DELETED_FIELD = "deleted"
+# The value of a field whose presence is its meaning (an index entry, a part id): not empty,
+# which the state changelog reads as a field gone.
+MARK = "1"
+PART_FIELD_PREFIX = "p:"
 
 
 def _escaped(text: str) -> str:
@@ -106,9 +126,13 @@ class Keys:
         kind, message_id, part_id = ref
         if partition is None:
             partition = self.partition_of(message_id)
+        if kind == INDEX:
+            return f"{self._heads[partition]}{INDEX}:{part_id}"
+        if kind == ERASURES:
+            return f"{self._heads[partition]}{ERASURES}"
         base = f"{self._heads[partition]}{{{_escaped(message_id)}}}"
-        if kind == SEEN:
-            return f"{base}:{SEEN}"
+        if kind in (SEEN, MESSAGE):
+            return f"{base}:{kind}"
         if kind not in STATE_KINDS:
             raise ValueError(f"unknown kind of state key {kind!r}")
         return f"{base}:{kind}:{part_id}"
@@ -124,6 +148,15 @@ class Keys:
 
     def seen(self, message_id: str) -> str:
         return self.state((SEEN, message_id, ""))
+
+    def message(self, message_id: str) -> str:
+        return self.state((MESSAGE, message_id, ""))
+
+    def index(self, partition: int, identity_id: str) -> str:
+        return self.state((INDEX, "", identity_id), partition)
+
+    def erasures(self, partition: int) -> str:
+        return self.state((ERASURES, "", ""), partition)
 
     def head(self, partition: int) -> str:
         """What every key of the partition starts with: `<prefix>:{<tag>}:`."""
@@ -234,7 +267,7 @@ def state_ref(rest: str) -> KeyRef | None:
         return None
     escaped, _, tail = rest[1:].partition("}:")
     kind, _, part_id = tail.partition(":")
-    if kind not in STATE_KINDS:
+    if kind not in STATE_KINDS and kind != MESSAGE:
         return None
     message_id = escaped.replace("%7D", "}").replace("%7B", "{").replace("%25", "%")
     return kind, message_id, part_id
@@ -255,13 +288,33 @@ def split_field(field: bytes) -> tuple[str, bytes]:
     return name.decode(), rest
 
 
+def index_field(message_id: str, part_id: str, name: str) -> str:
+    """A state's field in an identity's index. Short, so that Redis keeps a small index hash
+    as a listpack (fields of at most 64 bytes); unambiguous, though ids may hold any character:
+    a name holds no NUL, and the part id's length says where the message id starts."""
+    return f"{name}\0{len(part_id)}:{part_id}{message_id}"
+
+
+def split_index_field(field: bytes) -> tuple[str, str, str]:
+    """(message id, part id, name) of an index field."""
+    name, _, rest = field.decode().partition("\0")
+    length, _, ids = rest.partition(":")
+    return ids[int(length):], ids[:int(length)], name
+
+
+def part_field(part_id: str) -> str:
+    return PART_FIELD_PREFIX + part_id
+
+
 def encode_held(held: Held) -> bytes:
-    # A Set is stored as its JSON array; a scalar never starts with "[".
+    # A Set is stored as its JSON array of members; any other value as its own encoding.
     return held if isinstance(held, bytes) else b"[" + b",".join(held) + b"]"
 
 
-def decode_held(raw: bytes) -> Held:
-    if raw[:1] != b"[":
+def decode_held(raw: bytes, kind: str) -> Held:
+    """A stored holding of a state of that type: a Set's members, or one value (which may be
+    an array itself, SPEC v1.1)."""
+    if kind != "Set":
         return raw
     return tuple(orjson.dumps(member) for member in orjson.loads(raw))
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
-from msgstate.streams.storage.layout import META, SEEN, VALUES, Keys
+from msgstate.streams.storage.layout import META, SEEN, VALUES, KeyRef, Keys
 from msgstate.streams.storage.protocol import (
     Assignment,
     Evicted,
@@ -27,6 +27,8 @@ from msgstate.streams.storage.protocol import (
     Writes,
     partition_finder,
 )
+
+Snapshot = tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]
 
 
 def _bytes(value: bytes | int | str) -> bytes:
@@ -54,10 +56,10 @@ class MemoryRoundStore:
         pending = list(self.lists.get(self.keys.outbox(partition), []))
         return Assignment(partition, token, applied, pending)
 
-    def snapshot(self) -> tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]:
+    def snapshot(self) -> Snapshot:
         return ({k: dict(v) for k, v in self.hashes.items()}, {k: list(v) for k, v in self.lists.items()})
 
-    def lose(self, snapshot: tuple[dict[str, dict[bytes, bytes]], dict[str, list[bytes]]]) -> None:
+    def lose(self, snapshot: Snapshot) -> None:
         self.hashes, self.lists = snapshot
 
     async def read(self, read: Read, home: Home) -> Any:
@@ -81,7 +83,16 @@ class MemoryRoundStore:
                 whole.append(0)
             at += asked
         ids = [list(self.lists.get(self.keys.state((SEEN, m, ""), where(m)), [])) for m in read.messages]
-        return [metas, values, ids, whole]
+        if len(args) == at:
+            return [metas, values, ids, whole]
+
+        def key(ref: KeyRef) -> str:
+            return self.keys.state(ref, where(ref[1]))
+        hashes = [self._flat(self.hashes.get(key(ref), {})) for ref in read.hashes]
+        wanted = args[at + 2:]
+        fields = [self.hashes.get(key(ref), {}).get(_bytes(f))
+                  for ref, f in zip(read.fields, wanted, strict=True)]
+        return [metas, values, ids, whole, hashes, fields]
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         if self.fail_before:

@@ -54,6 +54,10 @@ class Read:
     value_parts: list[PartKey]
     messages: list[str]
     args: list[bytes | int]
+    # v1.1 (the args then go on with their counts and `fields`' fields): hashes read whole,
+    # hashes read one field each.
+    hashes: list[KeyRef] = field(default_factory=list)
+    fields: list[KeyRef] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,13 @@ def partition_finder(keys: Keys, home: Home) -> Callable[[str], int]:
     partition_of = keys.partition_of
 
     def where(message_id: str) -> int:
+        if not message_id:
+            # A partition's own key (an identity's index, the erasure ids): the round's only
+            # partition.
+            partitions = set(home.values())
+            if len(partitions) != 1:
+                raise ValueError(f"a partition's own key in a round of partitions {partitions}")
+            return partitions.pop()
         found = home.get(message_id.encode())
         return partition_of(message_id) if found is None else found
 
@@ -99,7 +110,8 @@ class RoundStore(Protocol):
         last applied offset and the outbox entries left."""
 
     async def read(self, read: Read, home: Home) -> Any:
-        """The read script's reply: [metas, values, ids, whole] (streams/lua/read_state.lua)."""
+        """The read script's reply: [metas, values, ids, whole], and [hashes, fields] when
+        the read asks for them (streams/lua/read_state.lua)."""
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
         """In one atomic step: check every partition's token and fence (Fenced, AlreadyApplied

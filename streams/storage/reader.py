@@ -11,7 +11,15 @@ from msgstate.schemas.values import Value
 from msgstate.streams.engine.state import Held
 from msgstate.streams.engine.summary import decode_held as held_as_json
 from msgstate.streams.engine.summary import render_summary
-from msgstate.streams.storage.layout import Keys, decode_held, decode_meta, split_field, value_field
+from msgstate.streams.storage.layout import (
+    DELETED_FIELD,
+    TYPE_FIELD_PREFIX,
+    Keys,
+    decode_held,
+    decode_meta,
+    split_field,
+    value_field,
+)
 
 
 class SummaryReader:
@@ -30,21 +38,31 @@ class SummaryReader:
         pipe.hgetall(self.keys.meta(message_id, part))
         pipe.hgetall(self.keys.values(message_id, part))
         pipe.hgetall(self.keys.tally(message_id, part))
-        meta_raw, values_raw, tally_raw = pipe.execute()
+        pipe.hexists(self.keys.message(message_id), DELETED_FIELD)
+        meta_raw, values_raw, tally_raw, deleted = pipe.execute()
+        meta = decode_meta(meta_raw)
+        if deleted:  # SPEC section 3a: any part of a deleted message reads so
+            return {"message_id": message_id, "part_id": part, "version": meta.version,
+                    "states": {}, "deleted": True}
         holdings: dict[str, dict[str, Held]] = defaultdict(dict)
         for field, raw in values_raw.items():
             name, identity = split_field(field)
-            holdings[name][identity.decode()] = decode_held(raw)
+            holdings[name][identity.decode()] = decode_held(raw, meta.types.get(name, ""))
         tallies: dict[str, dict[bytes, int]] = defaultdict(dict)
         for field, count in tally_raw.items():
             name, encoded = split_field(field)
             tallies[name][encoded] = int(count)
-        return render_summary(message_id, part, decode_meta(meta_raw), holdings, tallies, clip)
+        return render_summary(message_id, part, meta, holdings, tallies, clip)
 
     def get_state(self, message_id: str, name: str, identity_id: str, part: str = "root"
                   ) -> Value | list[Value] | None:
         """One identity's value of one state: a value, a Set's members, or None."""
-        raw = self.client.hget(self.keys.values(message_id, part), value_field(name, identity_id))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self.keys.values(message_id, part), value_field(name, identity_id))
+        pipe.hget(self.keys.meta(message_id, part), TYPE_FIELD_PREFIX + name.encode())
+        raw, kind = pipe.execute()
         if raw is None:
             return None
-        return held_as_json(decode_held(raw if isinstance(raw, bytes) else raw.encode()))
+        raw = raw if isinstance(raw, bytes) else raw.encode()
+        kind = kind.decode() if isinstance(kind, bytes) else kind or ""
+        return held_as_json(decode_held(raw, kind))

@@ -11,12 +11,12 @@ the changelog is complete up to, last, so that an interrupted restore is done ag
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import orjson
 
-from msgstate.streams.storage.layout import META, SEEN, TALLY, VALUES, Keys, decode_held
+from msgstate.streams.storage.layout import META, SEEN, TALLY, TYPE_FIELD_PREFIX, VALUES, Keys, decode_held
 
 # (kind, message id, part id) of a logged key, as a `KeyRef`
 Ref = tuple[str, str, str]
@@ -96,15 +96,18 @@ class ChangelogState:
             self.unreadable += 1
 
 
-def tally_of(values: dict[str, bytes | None]) -> dict[bytes, bytes]:
+def tally_of(values: dict[str, bytes | None], types: Mapping[str, bytes | None]
+             ) -> dict[bytes, bytes]:
     """A part's tally hash, counted from its values hash (the engine's counts: a Set counts each
-    member, another kind its value)."""
+    member, another kind its value); `types` is the part's meta hash ("t:<name>" -> type)."""
     counts: Counter[bytes] = Counter()
     for name_identity, held in values.items():
         if held is None:
             continue
-        name = name_identity.partition("\0")[0].encode() + b"\0"
-        decoded = decode_held(held)
+        state = name_identity.partition("\0")[0]
+        name = state.encode() + b"\0"
+        kind = types.get(TYPE_FIELD_PREFIX.decode() + state) or b""
+        decoded = decode_held(held, kind.decode())
         if isinstance(decoded, bytes):
             counts[name + decoded] += 1
         else:
@@ -119,20 +122,25 @@ def restore_commands(keys: Keys, partition: int, state: PartitionState, window: 
     def key(ref: Ref) -> str:
         return keys.state(ref, partition)
 
+    # Several refs may name one key (an identity's index: a ref per message it holds values
+    # in): each key is emptied once and written with all of its fields.
+    hashes: dict[str, dict[bytes, bytes]] = {}
     for ref, fields in state.hashes.items():
-        yield Delete(key(ref))
-        live = {f.encode(): v for f, v in fields.items() if v is not None}
-        if live:
-            yield SetFields(key(ref), live)
+        live = hashes.setdefault(key(ref), {})
+        live.update({f.encode(): v for f, v in fields.items() if v is not None})
         kind, message_id, part_id = ref
         if kind == VALUES:
             tally = (TALLY, message_id, part_id)
             yield Delete(key(tally))
-            counts = tally_of(fields)
+            counts = tally_of(fields, state.hashes.get((META, message_id, part_id), {}))
             if counts:
                 yield SetFields(key(tally), counts)
         elif kind == META and (VALUES, message_id, part_id) not in state.hashes:
             yield Delete(key((TALLY, message_id, part_id)))  # no value left, no count
+    for target, live in hashes.items():
+        yield Delete(target)
+        if live:
+            yield SetFields(target, live)
     for message_id, taken in state.ids.items():
         ref = (SEEN, message_id, "")
         yield Delete(key(ref))

@@ -74,6 +74,7 @@ class RedisRoundStore:
         keys = [state((META_KIND, *part), where(part[0])) for part in read.parts]
         keys += [state((VALUES, *part), where(part[0])) for part in read.value_parts]
         keys += [state((SEEN, message_id, ""), where(message_id)) for message_id in read.messages]
+        keys += [state(ref, where(ref[1])) for ref in (*read.hashes, *read.fields)]
         return await self._read(keys=keys, args=read.args)
 
     async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:

@@ -42,12 +42,16 @@ def workload(count: int, seed: int) -> list[bytes]:
 class Expected:
     """What `msgstate replay` says of the records."""
 
-    def __init__(self, records: list[bytes], tmp: Path) -> None:
+    def __init__(self, records: list[bytes], tmp: Path, registry: dict[str, Any] | None = None) -> None:
         source, changes, rejections = tmp / "in.jsonl", tmp / "changes.jsonl", tmp / "rejections.jsonl"
         source.write_bytes(b"".join(r + b"\n" for r in records))
+        more: list[str] = []
+        if registry is not None:
+            (tmp / "registry.json").write_bytes(orjson.dumps(registry))
+            more = ["--registry", str(tmp / "registry.json")]
         done = subprocess.run(
             [sys.executable, "-m", "msgstate.workers", "replay", str(source), "--changes", str(changes),
-             "--rejections", str(rejections)], cwd=ROOT, capture_output=True, check=False)
+             "--rejections", str(rejections), *more], cwd=ROOT, capture_output=True, check=False)
         assert done.returncode == 0, done.stderr.decode()
         self.summaries = [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
         self.events = [orjson.loads(line) for line in changes.read_bytes().splitlines()]
@@ -66,15 +70,23 @@ class Pipeline:
         self.workers: list[WorkerProcess] = []
         self.redis = settings.redis_client()
 
-    def start_worker(self, *args: str, engine: str | None = None) -> WorkerProcess:
+    def start_worker(self, *args: str, engine: str | None = None,
+                     env: dict[str, str] | None = None) -> WorkerProcess:
+        more = {**(env or {}), **({} if engine is None else {"MSGSTATE_ENGINE": engine})}
         proc = WorkerProcess(self.settings, ["-m", "msgstate.workers", "worker", "-l", "info", *args],
-                             env=None if engine is None else {"MSGSTATE_ENGINE": engine})
+                             env=more)
         self.workers.append(proc)
         return proc
 
-    def publish(self, records: list[bytes]) -> None:
-        futures = [self.producer.send(self.settings.topics.responses, key=record_key(r), value=r)
-                   for r in records]
+    def publish(self, records: list[bytes], everywhere: bool = False) -> None:
+        """Keyed by message id; `everywhere`: each record to every partition, without a key (as
+        an erasure is sent)."""
+        topic = self.settings.topics.responses
+        if everywhere:
+            futures = [self.producer.send(topic, key=None, value=r, partition=p)
+                       for r in records for p in range(self.settings.partitions)]
+        else:
+            futures = [self.producer.send(topic, key=record_key(r), value=r) for r in records]
         self.producer.flush(timeout=60)
         for future in futures:
             meta = future.get(timeout=60)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
@@ -78,6 +79,23 @@ async def test_summary_and_state_read_what_the_worker_wrote(
 
     unknown = await get_json(client, "/messages/no%2Fsuch%2Fmessage/summary?part=p1")
     assert unknown == {"message_id": "no/such/message", "part_id": "p1", "version": 0, "states": {}}
+
+
+async def test_a_deleted_messages_summary_reads_as_deleted_for_any_part(
+    client: TestClient[Any, Any], pipeline: Pipeline
+) -> None:
+    pipeline.start_worker()
+    deletion = orjson.dumps({"kind": "delete_message", "id": "d1", "message_id": MESSAGE,
+                             "identity_id": "mod"})
+    await asyncio.to_thread(pipeline.publish, [react("r1", MESSAGE, "frodo", "👍"), deletion])
+    await asyncio.to_thread(pipeline.await_applied)
+    for part in ("root", "p1"):
+        summary = await get_json(client, f"/messages/{path_of(MESSAGE)}/summary?part={part}")
+        check_schema("Summary", summary)
+        assert summary == {"message_id": MESSAGE, "part_id": part, "version": 2 if part == "root" else 0,
+                           "states": {}, "deleted": True}
+    state = await get_json(client, f"/messages/{path_of(MESSAGE)}/states/reactions?identity=u%2Ffrodo")
+    assert state["value"] is None
 
 
 @pytest.mark.parametrize(("path", "status", "words"), [

@@ -41,6 +41,7 @@ from .http_helpers import running_http
 from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, workload
 from .processes import WorkerProcess
 from .test_analytics import change
+from .test_pipeline_removals import check_removals
 from .test_repartition import check_repartition
 from .test_sdk import PollModel, client_for
 
@@ -87,6 +88,11 @@ def test_the_pipeline_on_the_cluster_equals_replay(cluster: Settings, tmp_path: 
         assert_same_as_replay(pipeline, expected)
     finally:
         pipeline.close()
+
+
+def test_deletions_erasures_and_caps_on_the_cluster_equal_replay(cluster: Settings, tmp_path: Path) -> None:
+    """Each round one partition, one slot: an erasure's index and ids are its partition's."""
+    check_removals(fresh(cluster), tmp_path)
 
 
 def test_repartition_moves_the_state_across_the_masters(cluster: Settings, tmp_path: Path) -> None:

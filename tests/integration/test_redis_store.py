@@ -11,7 +11,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from msgstate.schemas.records import decode_response
+from msgstate.schemas.records import Deletion, Response, decode_response
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.memory_store import MemoryStore
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
@@ -28,11 +28,24 @@ from msgstate.workers.tools.workload import responses
 
 def _odd_records() -> list[bytes]:
     """A workload with key names and fields that need escaping: braces and % in a message id,
-    quotes, newlines and non-ASCII in ids and values."""
-    records = list(responses(900, messages=12, identities=8, bad_share=0.08, seed=7))
+    quotes, newlines and non-ASCII in ids and values; SPEC v1.1's object, float and array
+    values, deletions and erasures (some sent twice)."""
+    records = list(responses(900, messages=12, identities=8, bad_share=0.08, seed=7, object_share=0.2))
+    messages = sorted({item.message_id for item in map(decode_response, records[:300])
+                       if isinstance(item, Response)})
+    removals = [{"kind": "erase_identity", "id": "e-1", "identity_id": "layer:///identities/user3"},
+                {"kind": "delete_message", "id": "d-1", "message_id": messages[0], "identity_id": "mod"},
+                {"kind": "erase_identity", "id": "e-1", "identity_id": "layer:///identities/user3"},
+                {"kind": "delete_message", "id": "d-2", "message_id": "m{1}%", "identity_id": "mod",
+                 "status_text": "gone"},
+                {"kind": "erase_identity", "id": "e-2", "identity_id": 'u"1'},
+                {"kind": "erase_identity", "id": "e-3", "identity_id": "layer:///identities/user3"}]
+    for n, removal in enumerate(removals):
+        records.insert(150 * n + 120, orjson.dumps(removal))
     odd = [("m{1}%", 'u"1', "Set", "add", "a\nb"), ("m{1}%", 'u"1', "Set", "add", "é"),
            ("m{1}%", 'u"1', "Set", "remove", "a\nb"), ("📦", "ü\n", "LWWN", "add", 7),
-           ("📦", "ü\n", "LWWN", "remove", None), ("📦", "v", "FWW", "add", True)]
+           ("📦", "ü\n", "LWWN", "remove", None), ("📦", "v", "FWW", "add", True),
+           ("📦", "w", "LWW", "add", [1, "a"]), ("📦", "w", "Set", "add", 1.5)]
     for n, (message, identity, kind, operation, value) in enumerate(odd * 3):
         change = {"operation": operation, "type": kind, "name": f"n.{kind}", "value": value}
         records.insert(97 * n % len(records), orjson.dumps({
@@ -41,17 +54,21 @@ def _odd_records() -> list[bytes]:
     return records
 
 
+# The rounds here are partition 0's of one (a round holding an erasure is one partition's).
+ONE_PARTITION = {b"": 0}
+
+
 async def _rounds(decider: Decider, store: RoundStore, records: list[bytes], size: int) -> None:
     assignment = await store.take(0)
     for start in range(0, len(records), size):
         batch = records[start:start + size]
         read = decider.decide(batch)
-        if read is not None:
-            decider.load(await store.read(read, {}))
+        while read is not None:
+            read = decider.load(await store.read(read, ONE_PARTITION))
         decision = decider.apply()
         write = PartitionWrite(assignment, start, start + len(batch) - 1,
                                pack_outbox(OutRecord(EVENT, k, v) for k, v in decision.events))
-        await store.persist([write], decision.writes, {})
+        await store.persist([write], decision.writes, ONE_PARTITION)
         decider.commit()
 
 
@@ -73,9 +90,13 @@ async def _dump(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
     return dumped
 
 
-@pytest.mark.parametrize("whole", [10_000, 3])
-async def test_both_deciders_leave_in_redis_what_the_memory_store_holds(settings: Settings,
-                                                                        whole: int) -> None:
+@pytest.mark.parametrize(("whole", "registry"), [
+    (10_000, {}), (3, {}),
+    # Caps (SPEC v1.1): a full tally refuses new values.
+    (3, {"reactions": {"type": "Set", "max_values": 3}, "latest_color": {"type": "LWW", "max_values": 2}}),
+])
+async def test_both_deciders_leave_in_redis_what_the_memory_store_holds(
+        settings: Settings, whole: int, registry: dict[str, Any]) -> None:
     """Byte for byte: state, tallies, metas, dedupe memories (a window of 7, so they are
     trimmed), fences and outboxes; the compiled cache starts again often (limit 60), and
     values hashes are read whole or field by field past 3 fields."""
@@ -84,14 +105,15 @@ async def test_both_deciders_leave_in_redis_what_the_memory_store_holds(settings
     try:
         dumps = {}
         for name in ("python", "compiled"):
-            keys = Keys(f"{settings.key_prefix}:{name}")
-            decider: Decider = (PythonDecider(Engine(), window=7, whole_part_fields=whole) if name == "python"
-                                else CompiledDecider(window=7, whole_part_fields=whole, limit=60))
+            keys = Keys(f"{settings.key_prefix}:{name}", partitions=1)
+            decider: Decider = (
+                PythonDecider(Engine(registry), window=7, whole_part_fields=whole) if name == "python"
+                else CompiledDecider(registry, window=7, whole_part_fields=whole, limit=60))
             await _rounds(decider, RedisRoundStore(client, keys), records, 41)
             dumps[name] = {key[len(keys.prefix):]: content
                            for key, content in (await _dump(client, keys.prefix)).items()}
-        memory = MemoryRoundStore(Keys(""))
-        await _rounds(PythonDecider(Engine(), window=7, whole_part_fields=whole), memory, records, 41)
+        memory = MemoryRoundStore(Keys("", partitions=1))
+        await _rounds(PythonDecider(Engine(registry), window=7, whole_part_fields=whole), memory, records, 41)
         held = {k: v for k, v in {**memory.hashes, **memory.lists}.items() if v}
         assert len(dumps["python"]) > 30
         # Tokens come from each server's clock: only their being there is compared.
@@ -100,22 +122,31 @@ async def test_both_deciders_leave_in_redis_what_the_memory_store_holds(settings
                 if key.endswith(":fence"):
                     assert int(content.pop(b"token")) > 0
         assert dumps["python"] == dumps["compiled"] == held
+        # The v1.1 state is there: deletion marks, erasure ids, identity indexes.
+        assert sum(content.get(b"deleted") == b"1" for key, content in held.items()
+                   if key.endswith(":msg")) == 2
+        assert [held[key] for key in held if key.endswith(":erasures")] == [
+            {b"e-1": b"1", b"e-2": b"1", b"e-3": b"1"}]
+        assert any(":idx:" in key for key in held)
     finally:
         await client.aclose()
 
 
 async def test_every_key_a_round_writes_is_the_layouts(settings: Settings) -> None:
     client = aioredis.from_url(settings.redis)
-    keys = Keys(f"{settings.key_prefix}:layout")
+    keys = Keys(f"{settings.key_prefix}:layout", partitions=1)
     records = _odd_records()
     try:
         await _rounds(CompiledDecider(), RedisRoundStore(client, keys), records, 50)
-        layout = {keys.fence(0), keys.outbox(0)}
+        layout = {keys.fence(0), keys.outbox(0), keys.erasures(0)}
         for item in map(decode_response, records):
-            if isinstance(item, dict):
+            if isinstance(item, Deletion):
+                layout |= {keys.message(item.message_id), keys.seen(item.message_id)}
+            if not isinstance(item, Response):
                 continue
             layout |= {keys.meta(item.message_id, item.part_id), keys.values(item.message_id, item.part_id),
-                       keys.tally(item.message_id, item.part_id), keys.seen(item.message_id)}
+                       keys.tally(item.message_id, item.part_id), keys.seen(item.message_id),
+                       keys.message(item.message_id), keys.index(0, item.identity_id)}
         written = set(await _dump(client, keys.prefix))
         assert len(written) > 30 and written <= layout
     finally:

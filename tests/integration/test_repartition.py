@@ -9,9 +9,10 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 from kafka import KafkaAdminClient
 
-from msgstate.streams.storage.layout import Keys, state_ref
+from msgstate.streams.storage.layout import Keys, split_index_field, state_ref
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.workers.config import Settings
 
@@ -52,6 +53,15 @@ def test_repartition_from_12_to_24_mid_workload_equals_replay(settings: Settings
     check_repartition(settings, tmp_path, 3000)
 
 
+ERASE_1 = orjson.dumps({"kind": "erase_identity", "id": "e-1", "identity_id": "layer:///identities/user3"})
+ERASE_2 = orjson.dumps({"kind": "erase_identity", "id": "e-2", "identity_id": "layer:///identities/user4"})
+
+
+def _partition_wide(key: str) -> bool:
+    """An identity's index or the erasure ids: a partition's own, not one message's."""
+    return ":idx:" in key or key.endswith(":erasures")
+
+
 def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand: bool = False) -> None:
     """Half the workload on 12 partitions, `msgstate repartition --partitions 24` (refused while
     workers run, and while they lag), the rest on 24: the whole equals replay, and so does Redis
@@ -66,6 +76,7 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
         before.start_worker()
         before.start_worker()
         before.publish(first)
+        before.publish([ERASE_1], everywhere=True)
         before.await_applied()
         running = repartition(twelve, 24)
         assert running.returncode == 1, running.stdout
@@ -90,15 +101,27 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
                 caught_up.output()
         else:
             assert caught_up.stop() == 0, caught_up.output()
-        keys_before = {k.decode() for k in before.redis.scan_iter(count=1000)}
+        ours = f"{twelve.key_prefix}:*"  # other tests' keys may share the server
+        keys_before = {k.decode() for k in before.redis.scan_iter(match=ours, count=1000)
+                       if not _partition_wide(k.decode())}
 
         done = repartition(twelve, 24)
         assert done.returncode == 0, done.stderr
         added = "already had 24 partitions" if by_hand else "added 12 partitions"
         assert added in done.stdout and "MSGSTATE_PARTITIONS=24" in done.stdout
         twenty_four = twelve.with_(partitions=24).keys
-        keys_after = {k.decode() for k in before.redis.scan_iter(count=1000)}
+        every_key = {k.decode() for k in before.redis.scan_iter(match=ours, count=1000)}
+        keys_after = {k for k in every_key if not _partition_wide(k)}
         assert keys_after == {relocated(k, twelve.keys, twenty_four) for k in keys_before}
+        # Each index entry is under its message's new partition; every new partition knows the
+        # erasure taken.
+        indexes = [k for k in every_key if ":idx:" in k]
+        assert indexes
+        for key in indexes:
+            for field in before.redis.hkeys(key):
+                message_id, _, _ = split_index_field(field)
+                assert key.startswith(twenty_four.head(twenty_four.partition_of(message_id)))
+        assert all(before.redis.hget(twenty_four.erasures(p), "e-1") for p in range(24))
         assert misplaced(keys_after, twenty_four) == []
         again = repartition(twelve, 24)
         assert again.returncode == 0 and "already had 24 partitions; moved 0 keys" in again.stdout
@@ -113,9 +136,12 @@ def check_repartition(settings: Settings, tmp_path: Path, count: int, *, by_hand
         after.start_worker()
         after.start_worker()
         after.publish(second)
+        # A new erasure, and the first one sent again (taken already: skipped everywhere).
+        after.publish([ERASE_2, ERASE_1], everywhere=True)
         assert max(after.last_offsets) >= 12, "records go to the new partitions too"
         after.await_applied()
-        expected = Expected(records, tmp_path)
+        expected = Expected([*first, ERASE_1, *late, *second, ERASE_2, ERASE_1], tmp_path)
+        assert sum(e["cause"] == "erase_identity" for e in expected.events) > 2
         assert_same_as_replay(after, expected)
         # The changelog followed the move: Redis rebuilt from it alone ends the same.
         for worker in after.workers:

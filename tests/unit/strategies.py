@@ -159,12 +159,6 @@ def lines(draw: st.DrawFn, ids: list[str] | None = None, with_removals: bool = T
 
 
 workloads = st.lists(lines(), min_size=1, max_size=40)
-# Without deletions, erasures and caps: what the state workers apply so far.
-workloads_without_removals = st.lists(lines(with_removals=False), min_size=1, max_size=40)
-type_registries = st.one_of(
-    st.just({}),
-    st.dictionaries(st.sampled_from(NAMES), st.sampled_from(TYPES), max_size=3),
-)
 registries = st.one_of(
     st.just({}),
     st.dictionaries(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,8 @@ from tests.unit.helpers import add, line
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 WINDOW = 10_000
+# The rounds here are one partition's (of one), as a round holding an erasure is.
+HOME = {b"": 0}
 
 
 def deciders(registry: dict[str, str], whole: int, window: int = WINDOW) -> dict[str, Decider]:
@@ -38,10 +41,10 @@ def round_trip(decider: Decider, store: MemoryRoundStore, values: list[bytes],
                authentic: list[bool] | None, keep: bool) -> tuple[list[tuple[bytes, bytes]], list[object]]:
     async def go() -> tuple[list[tuple[bytes, bytes]], list[object]]:
         read = decider.decide(values, authentic)
-        if read is not None:
-            decider.load(await store.read(read, {}))
+        while read is not None:
+            read = decider.load(await store.read(read, HOME))
         decision = decider.apply()
-        await store.persist([], decision.writes, {})
+        await store.persist([], decision.writes, HOME)
         if keep:
             decider.commit()
         else:
@@ -69,9 +72,7 @@ def assert_holds(store: MemoryRoundStore, truth: MemoryStore) -> None:
 
 
 @SETTINGS
-# The workers do not keep the v1.1 state (deletion marks, the identity index, capped
-# tallies) in Redis yet: their workloads have no deletion, erasure or cap.
-@given(ws.workloads_without_removals, ws.type_registries,
+@given(ws.workloads, ws.registries,
        st.lists(st.integers(1, 12), min_size=1, max_size=6),
        st.lists(st.booleans(), min_size=1, max_size=6), st.sampled_from([1, 3, 10_000]),
        st.sampled_from([2, WINDOW]), st.data())
@@ -85,7 +86,7 @@ def test_both_deciders_write_the_engines_state(lines: list[bytes], registry: dic
     exact = window == WINDOW
     engine, truth = Engine(registry), MemoryStore()
     runs = deciders(registry, whole, window)
-    stores = {name: MemoryRoundStore(Keys("t")) for name in runs}
+    stores = {name: MemoryRoundStore(Keys("t", partitions=1)) for name in runs}
     start = turn = 0
     while start < len(lines):
         size = sizes[min(turn, len(sizes) - 1)]
@@ -126,7 +127,7 @@ def test_a_part_read_whole_needs_no_read_for_a_new_identity(name: str) -> None:
     by_field = deciders({}, 0)[name]
     read = by_field.decide([line("r5", add("LWW", "c", 5))])
     assert read is not None and read.value_parts == [("m1", "root")]
-    assert read.args[4:] == [1, b"c\0alice"]
+    assert read.args[4:6] == [1, b"c\0alice"]
 
 
 @pytest.mark.parametrize("name", ["python", "compiled"])
@@ -167,17 +168,19 @@ def test_an_applied_batch_must_be_committed_or_cleared() -> None:
     assert read is not None and read.parts == [("m1", "root")]
 
 
-def test_the_python_decider_refuses_deletions_and_erasures_plainly_for_now() -> None:
-    store = MemoryRoundStore()
+def test_the_python_decider_applies_deletions_and_erasures() -> None:
+    store = MemoryRoundStore(Keys("t", partitions=1))
     decider = deciders({}, 10_000)["python"]
     events, rejections = round_trip(decider, store, [
         line("r1", add("LWW", "c", 1)),
-        b'{"kind": "delete_message", "id": "d1", "message_id": "m1", "identity_id": "mod"}',
+        line("r2", add("LWW", "c", 2), message="m2"),
         b'{"kind": "erase_identity", "id": "e1", "identity_id": "alice"}',
-        line("r2", add("LWW", "c", 2)),
+        b'{"kind": "delete_message", "id": "d1", "message_id": "m2", "identity_id": "mod"}',
+        line("r3", add("LWW", "c", 3), message="m2"),
     ], None, True)
-    assert len(events) == 2  # the message was neither deleted nor erased
-    assert [(index, r["reason"], r["detail"]) for index, r in rejections] == [  # type: ignore[index]
-        (1, "invalid", "the state workers do not apply delete_message records yet"),
-        (2, "invalid", "the state workers do not apply erase_identity records yet"),
-    ]
+    causes = [orjson.loads(event)["cause"] for _, event in events]
+    assert causes == ["response", "response", "erase_identity", "erase_identity"]
+    assert [(index, r["reason"]) for index, r in rejections] == [(4, "message_deleted")]  # type: ignore[index]
+    # The index follows the holdings: alice's is empty.
+    assert not any(fields for key, fields in store.hashes.items() if ":idx:" in key)
+    assert store.hashes[store.keys.message("m2")] == {b"deleted": b"1", b"p:root": b"1"}

@@ -179,7 +179,8 @@ async def test_a_round_writes_only_keys_of_the_layout(decider: Decider) -> None:
     await processor(decider, store, Sink()).process(batch)
     layout = {keys.fence(p) for p in batch} | {keys.outbox(p) for p in batch}
     for message in messages:
-        layout.add(keys.seen(message))
+        layout |= {keys.seen(message), keys.message(message),
+                   keys.index(keys.partition_of(message), "alice")}
         for part in ("p0", "p1"):
             layout |= {keys.meta(message, part), keys.values(message, part), keys.tally(message, part)}
     written = store.state_keys()
@@ -215,3 +216,30 @@ async def test_a_store_without_cross_partition_steps_gets_one_round_per_partitio
         1: records(0, line("r2", add("LWW", "c", 2), message="m2"), message=b"m2")})
     assert store.persists == 2 and stats.applied == {0: 1, 1: 1} and stats.events == 2
     assert vals(store, "m1", 0) == {b"c\0alice": b"1"} and vals(store, "m2", 1) == {b"c\0alice": b"2"}
+
+
+async def test_an_erasure_on_every_partition_erases_each_partitions_messages_in_its_own_round(
+        decider: Decider) -> None:
+    """A fetch holding an erasure is one round per partition: each reads and writes its own
+    partition's index and erasure ids. Later rounds find the erasure taken and skip it."""
+    store, keys = MemoryRoundStore(Keys("er", partitions=3)), Keys("er", partitions=3)
+    messages = {keys.partition_of(m): m for m in (f"m{i}" for i in range(40))}
+    assert len(messages) == 3
+    erase = b'{"kind": "erase_identity", "id": "e1", "identity_id": "alice"}'
+    sink = Sink()
+    run = processor(decider, store, sink)
+    first = {p: [InRecord(0, line("r1", add("LWW", "c", p), message=m), True, m.encode()),
+                 InRecord(1, line("r2", add("LWW", "c", 9), message=m, identity="bob"), True, m.encode())]
+             for p, m in messages.items()}
+    # The erasure reaches partition 0 in the first fetch, the others later.
+    first[0].append(InRecord(2, erase, True, None))
+    await run.process(first)
+    assert not store.hashes.get(keys.index(0, "alice"))
+    assert all(store.hashes[keys.index(p, "alice")] for p in (1, 2))  # not erased there yet
+    later = {p: [InRecord(2, erase, True, None), InRecord(3, erase, True, None)] for p in (1, 2)}
+    await run.process(later)
+    for p, m in messages.items():
+        assert list(vals(store, m, p)) == [b"c\0bob"]
+        assert store.hashes[keys.erasures(p)] == {b"e1": b"1"}
+    erased = [e for e in sink.events() if e["cause"] == "erase_identity"]
+    assert sorted(e["message_id"] for e in erased) == sorted(messages.values())

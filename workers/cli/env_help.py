@@ -22,6 +22,8 @@ VARIABLES = {
     "MSGSTATE_HTTP_TOKEN_KEYS": "kid:base64secret,... keys of the read tokens (unset: loopback only)",
     "MSGSTATE_KEY_PREFIX": f"prefix of msgstate's Redis keys (default {_DEFAULTS.key_prefix})",
     "MSGSTATE_APPS": "module:attr,... of the installed apps (default: the msgstate.apps entry points)",
+    "MSGSTATE_REGISTRY": 'state-type registry, JSON: name -> type or {"type", "max_values"} '
+                         "(default none; --registry FILE instead)",
     "MSGSTATE_ANALYTICS_RETENTION": "seconds the per-minute counts are kept "
                                     f"(default {_DEFAULTS.analytics_retention})",
 }

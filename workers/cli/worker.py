@@ -12,10 +12,12 @@ import asyncio
 import gc
 import logging
 import signal
+from pathlib import Path
 
 import click
 
 from msgstate.schemas.exceptions import ConfigError
+from msgstate.schemas.registry import parse_registry
 from msgstate.workers import logs
 from msgstate.workers.cli.env_help import with_environment
 from msgstate.workers.config import Settings
@@ -35,7 +37,7 @@ HELP = with_environment(
 
     It creates msgstate's topics when they are missing, then applies the responses until SIGTERM
     or SIGINT. With --apps it runs the apps worker instead (see `msgstate apps --help`).""",
-    "MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_PARTITIONS", "MSGSTATE_APP_ID")
+    "MSGSTATE_KAFKA", "MSGSTATE_REDIS", "MSGSTATE_PARTITIONS", "MSGSTATE_APP_ID", "MSGSTATE_REGISTRY")
 
 
 @click.command(help=HELP)
@@ -44,10 +46,20 @@ HELP = with_environment(
               help="Serve /metrics, /healthz, /readyz here (default MSGSTATE_METRICS_PORT; 0 = off).")
 @click.option("--apps", "apps", is_flag=True,
               help="Run the apps worker instead: the installed apps on chat messages and state changes.")
-def worker(loglevel: str, metrics_port: int | None, apps: bool) -> None:
+@click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
+              help='State-type registry (instead of MSGSTATE_REGISTRY): a JSON object of name -> '
+              'type or {"type", "max_values"}, e.g. {"reactions": {"type": "Set", "max_values": 20}}.')
+def worker(loglevel: str, metrics_port: int | None, apps: bool, registry: Path | None) -> None:
     settings = Settings.from_env()
     if metrics_port is not None:
         settings = settings.with_(metrics_port=metrics_port)
+    if registry is not None:
+        try:
+            settings = settings.with_(registry=parse_registry(registry.read_bytes()))
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {registry}: {exc.strerror or exc}") from exc
+        except ConfigError as exc:
+            raise click.ClickException(f"{registry}: {exc}") from exc
     probes.require_kafka(settings.kafka, options=settings.kafka_security.kafka_python())
     probes.require_redis(settings.redis)
     ensure_topics(settings)

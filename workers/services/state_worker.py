@@ -79,8 +79,9 @@ class StateWorker:
                  metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        self.registry = registry or {}  # as written: the compiled decider reads its caps too
-        self.engine = Engine(registry)
+        # As written: the compiled decider reads its caps too.
+        self.registry = settings.registry if registry is None else registry
+        self.engine = Engine(self.registry)
         self.client = async_client(settings.redis, cluster=settings.redis_cluster, socket_timeout=10,
                                    socket_connect_timeout=5)
         self.store = RedisRoundStore(self.client, settings.keys, ReplicaWait(

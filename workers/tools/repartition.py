@@ -4,11 +4,12 @@ message's state moved to the keys of its new partition.
 A message's state lives under the hash tag of the partition its records are keyed to (murmur2
 of its id over the partition count, streams/storage/layout.py), and every tag depends on the
 count. So growing the count moves every key: each message's to its new partition, each
-partition's fence and outbox to that partition's new tag. The state workers must be stopped
-and must have applied every record first, or records of the old count would be applied to keys
-nobody reads again; the command refuses, in one line, while they run or lag. The state
-changelog grows with the responses topic, and a message that changed partition has its state
-logged anew under its new partition (changelog records are keyed by partition).
+partition's fence and outbox to that partition's new tag, each entry of an identity's index to
+the index of its message's new partition; the erasure ids taken go to every new partition. The
+state workers must be stopped and must have applied every record first, or records of the old
+count would be applied to keys nobody reads again; the command refuses, in one line, while they
+run or lag. The state changelog grows with the responses topic, and what moved to another
+partition is logged anew under it (changelog records are keyed by partition).
 
 Every step is safe to run again after a crash: partitions already added are not added again,
 and a key is copied (DUMP and RESTORE, which also work across a cluster's nodes) before the old
@@ -28,8 +29,19 @@ from kafka.errors import KafkaError
 from msgstate.schemas.exceptions import ConfigError, MsgstateError, ServiceUnreachable
 from msgstate.streams.rounds.changelog import DERIVED, state_key
 from msgstate.streams.storage.client import SyncRedis
-from msgstate.streams.storage.layout import SEEN, KeyRef, Keys, state_ref
+from msgstate.streams.storage.layout import (
+    ERASURES,
+    INDEX,
+    MARK,
+    SEEN,
+    KeyRef,
+    Keys,
+    split_index_field,
+    state_ref,
+)
 from msgstate.workers.config import Settings
+
+INDEX_HEAD = INDEX + ":"
 
 
 class Refused(MsgstateError):
@@ -135,6 +147,12 @@ def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved, relog: Relog | N
         copied: list[str] = []
         for key in _scan(redis, head):
             rest = key[len(head):]
+            if rest.startswith(INDEX_HEAD):
+                moved.keys += _move_index(redis, key, rest[len(INDEX_HEAD):], partition, new, relog)
+                continue
+            if rest == ERASURES:
+                moved.keys += _spread_erasures(redis, key, partition, new, relog)
+                continue
             target = _new_key(rest, partition, new, moved)
             if target is None or target == key:
                 continue
@@ -154,6 +172,53 @@ def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved, relog: Relog | N
             pipe.delete(key)
         pipe.execute()
         moved.keys += len(copied)
+
+
+def _move_index(redis: SyncRedis, key: str, identity: str, partition: int, new: Keys,
+                relog: Relog | None) -> int:
+    """An identity's index, each entry to the index of its message's new partition; returns 1
+    when entries moved. Entries go (and are logged) before they leave, so a run cut short can
+    run again."""
+    moving: dict[int, list[bytes]] = {}
+    for found in redis.hkeys(key):
+        entry = found if isinstance(found, bytes) else found.encode()
+        message_id, _, _ = split_index_field(entry)
+        target = new.partition_of(message_id)
+        if new.index(target, identity) != key:
+            moving.setdefault(target, []).append(entry)
+    for target, entries in moving.items():
+        redis.hset(new.index(target, identity), mapping=dict.fromkeys(entries, MARK.encode()))
+        if relog is not None and target != partition:
+            for entry in entries:
+                ref = (INDEX, split_index_field(entry)[0], identity)
+                relog.field(ref, entry.decode(), MARK.encode(), partition, target)
+    if relog is not None:
+        relog.flush()
+    for entries in moving.values():
+        redis.hdel(key, *entries)
+    return int(bool(moving))
+
+
+def _spread_erasures(redis: SyncRedis, key: str, partition: int, new: Keys,
+                     relog: Relog | None) -> int:
+    """A partition's erasure ids, to every new partition: an erasure taken by any old partition
+    is taken for the messages each new one holds."""
+    ids = redis.hkeys(key)
+    targets = {p: new.erasures(p) for p in range(new.partitions)}
+    if ids:
+        for p, target in targets.items():
+            if target != key:
+                redis.hset(target, mapping=dict.fromkeys(ids, b"1"))
+            if relog is not None and p != partition:
+                for found in ids:
+                    rid = found.decode() if isinstance(found, bytes) else found
+                    relog.field((ERASURES, "", ""), rid, b"1", None, p)
+    if relog is not None:
+        relog.flush()
+    if key in targets.values():
+        return 0
+    redis.delete(key)
+    return 1
 
 
 class Relog:
@@ -177,8 +242,12 @@ class Relog:
             found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
             fields = list(found.items())
         for raw, value in fields:
-            name = raw.decode()
-            self.producer.send(self.topic, key=state_key(new, ref, name), value=value, partition=new)
+            self.field(ref, raw.decode(), value, old, new)
+
+    def field(self, ref: KeyRef, name: str, value: bytes, old: int | None, new: int) -> None:
+        """One field logged under its new partition, and tombstoned under the old one."""
+        self.producer.send(self.topic, key=state_key(new, ref, name), value=value, partition=new)
+        if old is not None:
             self.producer.send(self.topic, key=state_key(old, ref, name), value=None, partition=old)
 
     def flush(self) -> None:
