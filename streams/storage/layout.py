@@ -37,6 +37,7 @@ Apps and analytics (one hash tag each, so their scripts run on Redis Cluster too
 
     <prefix>:app:{<app>}:ids | rev | done | seq | dead | rec:<id> | links:<id> | assoc:<model:id>
     <prefix>:{analytics}:seen:<event id> | names:<minute> | values:<minute> | messages:<minute>
+                       | removed:<minute>
     <prefix>:apps:invalid                  stream  input records no app could be given
 """
 
@@ -255,6 +256,9 @@ class AnalyticsKeys:
 
     def messages(self, minute: int) -> str:
         return f"{self.base}:messages:{minute}"
+
+    def removed(self, minute: int) -> str:
+        return f"{self.base}:removed:{minute}"
 
 
 # -- hash fields and values ----------------------------------------------------------------

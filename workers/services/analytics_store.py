@@ -105,7 +105,7 @@ class AnalyticsStore:
 
     def removed(self, minute: int) -> str:
         """The minute's zset of holdings deletions and erasures took away."""
-        return f"{self.keys.base}:removed:{minute}"
+        return self.keys.removed(minute)
 
     def top(self, minutes: int, limit: int, now: float | None = None) -> dict[str, list[tuple[Any, int]]]:
         """The busiest state names, values and messages over the last `minutes` minutes."""
