@@ -60,9 +60,13 @@ def rounds_of(values: list[bytes], keys: Keys, size: int) -> list[dict[int, list
     placed: list[tuple[int, InRecord]] = []
     for value in values:
         key = record_key(value)
-        p = 0 if key is None else keys.partition_of(key.decode())
-        placed.append((p, InRecord(offsets[p], value, True, key)))
-        offsets[p] += 1
+        # An erasure goes to every partition (SPEC section 3a); another record without a key
+        # to the first.
+        everywhere = key is None and b'"erase_identity"' in value
+        for p in (range(keys.partitions) if everywhere else
+                  [0 if key is None else keys.partition_of(key.decode())]):
+            placed.append((p, InRecord(offsets[p], value, True, key)))
+            offsets[p] += 1
     out = []
     for at in range(0, len(placed), size):
         batch: dict[int, list[InRecord]] = {}
@@ -114,6 +118,29 @@ async def test_a_rebuild_from_the_changelog_gives_back_what_the_store_holds(deci
     # Tallies are counted again, never logged.
     assert not any(orjson.loads(r.key)[1] == TALLY for r in logged if r.key != marker_key(0)
                    and len(orjson.loads(r.key)) > 1)
+
+
+@pytest.mark.parametrize("engine", ["python", "compiled"])
+async def test_a_rebuild_gives_back_the_v1_1_state_deletions_erasures_and_caps(engine: str) -> None:
+    registry: dict[str, Any] = {"reactions": {"type": "Set", "max_values": 3}}
+    decider: Decider = (PythonDecider(Engine(registry), window=WINDOW) if engine == "python"
+                        else CompiledDecider(registry, window=WINDOW))
+    keys = Keys("t", partitions=PARTITIONS)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(decider, store, sink, "t")
+    values = list(responses(1200, messages=10, identities=12, bad_share=0.02, seed=9,
+                            object_share=0.2))
+    mids = sorted({orjson.loads(v)["message_id"] for v in values[:200] if record_key(v)})
+    values[300:300] = [orjson.dumps({"kind": "delete_message", "id": "d-1", "message_id": mids[0],
+                                     "identity_id": "mod"})]
+    values[600:600] = [orjson.dumps({"kind": "erase_identity", "id": "e-1",
+                                     "identity_id": "layer:///identities/user3"})]
+    for batch in rounds_of(values, keys, 40):
+        await processor.process(batch)
+    hashes, _ = live(store)
+    assert any(k.endswith(":msg") and b"deleted" in v for k, v in hashes.items())
+    assert any(":idx:" in k for k in hashes) and any(k.endswith(":erasures") for k in hashes)
+    assert live(rebuilt(keys, [r for r in sink.sent if r.kind == STATE])) == live(store)
 
 
 async def test_a_round_logs_each_key_once_with_its_last_value_then_where_it_is_complete(
