@@ -13,7 +13,8 @@ partition whose state they are (the record goes to that partition of the changel
     [p]                              -> "<offset>": partition p's changelog is complete up to
                                         that input offset (the round's last record)
 
-Tallies are not logged: a rebuild counts them from the values. A round logs each key once, its
+Tallies, the identity index and a message's part ids are not logged: a rebuild makes them again
+from the values and the metas (they would add a record per response). A round logs each key once, its
 last write. Ids that leave the dedupe window are tombstoned after the round is persisted (the
 store says which, `Evicted`): one lost to a crash leaves an extra id record that a rebuild drops,
 since it keeps each message's newest `window` ids by their order.
@@ -27,11 +28,12 @@ from functools import partial
 import orjson
 
 from msgstate.streams.rounds.outbox import STATE, OutRecord
-from msgstate.streams.storage.layout import SEEN, TALLY, KeyRef
+from msgstate.streams.storage.layout import INDEX, MESSAGE, PART_FIELD_PREFIX, SEEN, TALLY, KeyRef
 from msgstate.streams.storage.protocol import Evicted, Writes
 
-# Kinds a rebuild recomputes instead of reading them from the changelog.
-DERIVED = frozenset({TALLY})
+# Kinds a rebuild recomputes instead of reading them from the changelog (and, of a message's
+# hash, its part ids).
+DERIVED = frozenset({TALLY, INDEX})
 # An OutRecord made without the Python-level constructor of a NamedTuple: a round makes several
 # per response.
 _record = partial(tuple.__new__, OutRecord)
@@ -77,7 +79,8 @@ def round_records(writes: Writes, where: Callable[[str], int],
     dump = orjson.dumps
     for (k, field), value in latest.items():
         head = heads[k]
-        if head is not None:
+        if head is not None and not (field.startswith(PART_FIELD_PREFIX)
+                                     and writes.keys[k - 1][0] == MESSAGE):
             records[outbox[k]].append(_record((STATE, head + dump(field) + b"]", value.encode())))
     for k, ids in taken.items():
         head, carrier = heads[k], outbox[k]

@@ -2,8 +2,9 @@
 
 `ChangelogState` takes the records of `msgstate.state` in order, the latest per key winning as
 compaction would keep it; `restore_commands` turns one input partition's into the commands that
-make its keys hold exactly that: each logged key is emptied and written again, tallies are
-counted from the values, each dedupe memory keeps its newest `window` ids, the partition's
+make its keys hold exactly that: each logged key is emptied and written again, tallies and the
+identity index are made from the values and each message's part ids from its metas (the
+changelog does not log them), each dedupe memory keeps its newest `window` ids, the partition's
 outbox is dropped (the changelog holds what its entries held) and its fence moves to the offset
 the changelog is complete up to, last, so that an interrupted restore is done again whole.
 """
@@ -16,10 +17,24 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from msgstate.streams.storage.layout import META, SEEN, TALLY, TYPE_FIELD_PREFIX, VALUES, Keys, decode_held
+from msgstate.streams.storage.layout import (
+    INDEX,
+    MARK,
+    MESSAGE,
+    META,
+    SEEN,
+    TALLY,
+    TYPE_FIELD_PREFIX,
+    VALUES,
+    Keys,
+    decode_held,
+    index_field,
+    part_field,
+)
 
 # (kind, message id, part id) of a logged key, as a `KeyRef`
 Ref = tuple[str, str, str]
+_TYPE = TYPE_FIELD_PREFIX.decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +140,23 @@ def restore_commands(keys: Keys, partition: int, state: PartitionState, window: 
     # Several refs may name one key (an identity's index: a ref per message it holds values
     # in): each key is emptied once and written with all of its fields.
     hashes: dict[str, dict[bytes, bytes]] = {}
+    mark = MARK.encode()
     for ref, fields in state.hashes.items():
         live = hashes.setdefault(key(ref), {})
         live.update({f.encode(): v for f, v in fields.items() if v is not None})
         kind, message_id, part_id = ref
+        if kind == META and any(f.startswith(_TYPE) and v is not None for f, v in fields.items()):
+            # A part with a state is listed in its message's hash.
+            listed = hashes.setdefault(key((MESSAGE, message_id, "")), {})
+            listed[part_field(part_id).encode()] = mark
         if kind == VALUES:
+            # An entry in an identity's index per state it holds; an identity whose value is
+            # gone has its index key emptied too.
+            for name_identity, held in fields.items():
+                name, _, identity = name_identity.partition("\0")
+                index = hashes.setdefault(key((INDEX, message_id, identity)), {})
+                if held is not None:
+                    index[index_field(message_id, part_id, name).encode()] = mark
             tally = (TALLY, message_id, part_id)
             yield Delete(key(tally))
             counts = tally_of(fields, state.hashes.get((META, message_id, part_id), {}))

@@ -33,6 +33,8 @@ from msgstate.streams.storage.layout import (
     ERASURES,
     INDEX,
     MARK,
+    MESSAGE,
+    PART_FIELD_PREFIX,
     SEEN,
     KeyRef,
     Keys,
@@ -148,7 +150,7 @@ def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved, relog: Relog | N
         for key in _scan(redis, head):
             rest = key[len(head):]
             if rest.startswith(INDEX_HEAD):
-                moved.keys += _move_index(redis, key, rest[len(INDEX_HEAD):], partition, new, relog)
+                moved.keys += _move_index(redis, key, rest[len(INDEX_HEAD):], new)
                 continue
             if rest == ERASURES:
                 moved.keys += _spread_erasures(redis, key, partition, new, relog)
@@ -174,11 +176,10 @@ def _move(redis: SyncRedis, old: Keys, new: Keys, moved: Moved, relog: Relog | N
         moved.keys += len(copied)
 
 
-def _move_index(redis: SyncRedis, key: str, identity: str, partition: int, new: Keys,
-                relog: Relog | None) -> int:
+def _move_index(redis: SyncRedis, key: str, identity: str, new: Keys) -> int:
     """An identity's index, each entry to the index of its message's new partition; returns 1
-    when entries moved. Entries go (and are logged) before they leave, so a run cut short can
-    run again."""
+    when entries moved. Entries go before they leave, so a run cut short can run again. The
+    changelog does not log the index: a rebuild makes it from the values."""
     moving: dict[int, list[bytes]] = {}
     for found in redis.hkeys(key):
         entry = found if isinstance(found, bytes) else found.encode()
@@ -188,12 +189,6 @@ def _move_index(redis: SyncRedis, key: str, identity: str, partition: int, new: 
             moving.setdefault(target, []).append(entry)
     for target, entries in moving.items():
         redis.hset(new.index(target, identity), mapping=dict.fromkeys(entries, MARK.encode()))
-        if relog is not None and target != partition:
-            for entry in entries:
-                ref = (INDEX, split_index_field(entry)[0], identity)
-                relog.field(ref, entry.decode(), MARK.encode(), partition, target)
-    if relog is not None:
-        relog.flush()
     for entries in moving.values():
         redis.hdel(key, *entries)
     return int(bool(moving))
@@ -242,7 +237,9 @@ class Relog:
             found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
             fields = list(found.items())
         for raw, value in fields:
-            self.field(ref, raw.decode(), value, old, new)
+            name = raw.decode()
+            if not (kind == MESSAGE and name.startswith(PART_FIELD_PREFIX)):  # made by a rebuild
+                self.field(ref, name, value, old, new)
 
     def field(self, ref: KeyRef, name: str, value: bytes, old: int | None, new: int) -> None:
         """One field logged under its new partition, and tombstoned under the old one."""
