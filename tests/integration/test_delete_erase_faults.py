@@ -26,7 +26,7 @@ from msgstate.workers.tools.fault_check import Record, read_topic
 from msgstate.workers.tools.workload import responses
 
 from ..waiting import wait_for
-from .pipeline_harness import Expected, Pipeline, assert_same_as_replay
+from .pipeline_harness import Expected, Pipeline, assert_same_as_replay, keys_holding
 from .processes import WorkerProcess
 from .test_analytics import await_committed
 from .test_delete_erase import msgstate
@@ -74,14 +74,6 @@ def stored_counts(pipeline: Pipeline) -> Counts:
             for member, score in rows:
                 counts[kind, minute, member] = int(score)
     return counts
-
-
-def keys_holding(pipeline: Pipeline, identity: str) -> list[bytes]:
-    """The value hashes in Redis that hold a value of the identity."""
-    suffix = b"\0" + identity.encode()
-    return [key for key in pipeline.redis.scan_iter(match=f"{pipeline.settings.key_prefix}:*:vals:*",
-                                                     count=1000)
-            if any(f.endswith(suffix) for f in cast(list[bytes], pipeline.redis.hkeys(key)))]
 
 
 def metrics(port: int) -> dict[str, float]:
