@@ -6,7 +6,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -149,6 +149,14 @@ class Pipeline:
             proc.stop()
         self.producer.close(timeout=5)
         self.redis.close()
+
+
+def keys_holding(pipeline: Pipeline, identity: str) -> list[bytes]:
+    """The value hashes in Redis that hold a value of the identity."""
+    suffix = b"\0" + identity.encode()
+    return [key for key in pipeline.redis.scan_iter(match=f"{pipeline.settings.key_prefix}:*:vals:*",
+                                                     count=1000)
+            if any(f.endswith(suffix) for f in cast(list[bytes], pipeline.redis.hkeys(key)))]
 
 
 def assert_same_as_replay(pipeline: Pipeline, expected: Expected) -> None:

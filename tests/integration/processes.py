@@ -35,11 +35,11 @@ class WorkerProcess:
         if not self.alive():
             raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.output()}")
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
+    def kill(self) -> int:
+        """SIGKILL, as a crash would. Returns the exit code: -SIGKILL if it ran until then."""
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        return self.proc.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""

@@ -4,6 +4,7 @@ the Redis Cluster, in test_redis_cluster.py)."""
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -72,10 +73,10 @@ def check_removals(settings: Settings, tmp_path: Path) -> None:
                 wait_for(lambda: sum(o + 1 for o in pipeline.applied().values() if o >= 0),
                          lambda done: done > 900, timeout=120,
                          what="some records applied")
-                victim.kill()
+                assert victim.kill() == -signal.SIGKILL  # it was running, and died of it
                 victim = pipeline.start_worker(env=env)
             if n == 2:
-                victim.kill()
+                assert victim.kill() == -signal.SIGKILL  # it was running, and died of it
                 pipeline.start_worker(env=env)
         pipeline.await_applied(timeout=240)
         assert_same_as_replay(pipeline, expected)

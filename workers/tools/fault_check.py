@@ -35,6 +35,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: int = 0  # ms, as Kafka keeps it
 
 
 @dataclass(slots=True)
@@ -74,7 +75,8 @@ def read_topic(settings: Settings, topic: str) -> list[Record]:
         remaining = {tp for tp in partitions if ends[tp] > 0}
         while remaining:
             for tp, messages in consumer.poll(timeout_ms=1000, max_records=5000).items():
-                out.extend(Record(m.partition, m.offset, m.key, m.value) for m in messages)
+                out.extend(Record(m.partition, m.offset, m.key, m.value, m.timestamp)
+                           for m in messages)
                 if consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
