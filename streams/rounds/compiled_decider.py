@@ -7,7 +7,7 @@ a worker's CPU. Same decisions and writes as `PythonDecider` (held equal by prop
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from msgstate.schemas.registry import check_registry
 from msgstate.streams.engine import native_engine
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES
+from msgstate.streams.rounds.changelog import RoundLog
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.layout import DELETED_FIELD, MESSAGE, KeyRef
@@ -117,6 +118,11 @@ class CompiledDecider:
         return Decision(events=events,
                         rejections=[(index, orjson.loads(line)) for index, line in rejections],
                         writes=Writes(list(keys), ops))
+
+    def changelog(self, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+        if self._on_reference:
+            return self._reference.changelog(where, last)
+        return RoundLog(*self._core.changelog(where, list(last.items())))
 
     def commit(self) -> None:
         if self._on_reference:
