@@ -40,7 +40,10 @@ PARTITIONS = 3
 
 
 class Sink:
-    def __init__(self) -> None:
+    """Takes the outputs; Kafka acknowledges them at once, or never (`ack`)."""
+
+    def __init__(self, *, ack: bool = True) -> None:
+        self.ack = ack
         self.sent: list[OutRecord] = []
         self.logged: list[tuple[int, bytes, bytes | None]] = []  # (changelog partition, key, value)
         self.calls: list[list[tuple[int, bytes, bytes | None]]] = []  # the same, call by call
@@ -52,7 +55,8 @@ class Sink:
             self.logged += [(p, key, value) for key, value in items]
         self.calls.append(self.logged[len(self.logged) - sum(map(len, logged.values())):])
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        if self.ack:
+            future.set_result(None)
         return future
 
 
@@ -198,6 +202,22 @@ async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_s
     assert sorted(r.key for r in unpack_outbox(entry) if r.kind == STATE) == sorted(
         key for _, key, _ in sink.logged)
     assert live(rebuilt(keys, logged)) == live(store)
+
+
+async def test_an_earlier_holders_changelog_records_are_produced_again_to_their_partitions(
+        decider: Decider) -> None:
+    keys = Keys("t", partitions=4)
+    message = next(f"m{n}" for n in range(100) if keys.partition_of(f"m{n}") != 0)
+    store, crashed = MemoryRoundStore(keys), Sink(ack=False)
+    # A record keyed otherwise: partition 0's outbox carries records of another partition.
+    await RoundProcessor(decider, store, crashed, "t").process(
+        {0: [InRecord(0, line("r1", add("LWW", "c", 1), message=message))]})
+    sink = Sink()
+    await RoundProcessor(CompiledDecider(window=WINDOW), store, sink, "t").process(
+        {0: [InRecord(1, line("r2", add("LWW", "c", 2)), True, b"m1")]})
+    (first,), (replayed, _) = crashed.calls, sink.calls
+    assert {p for p, _, _ in first} == {0, keys.partition_of(message)}
+    assert replayed == first
 
 
 def test_a_write_the_changelog_cannot_log_is_an_error_not_a_silent_gap() -> None:
