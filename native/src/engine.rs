@@ -37,6 +37,9 @@ pub struct Journal {
     pub before: IndexMap<u32, (u64, usize), FxBuildHasher>,
     /// (part, name, identity) -> the holding after the batch (None: deleted).
     pub values: IndexMap<(u32, Sym, Sym), Option<Held>, FxBuildHasher>,
+    /// The values of `values` that had no holding before the batch (their identity's index
+    /// gains an entry when they hold one after it).
+    pub unheld: FxHashSet<(u32, Sym, Sym)>,
     /// (part, name, encoding) -> count change.
     pub tallies: IndexMap<(u32, Sym, Sym), i64, FxBuildHasher>,
     /// (message, response id, index in the batch) of each taken id, in order.
@@ -279,6 +282,10 @@ impl Engine {
             };
             if let (Some(journal), false) = (&mut self.journal, matches!(new, New::Same)) {
                 let i = *ident.get_or_insert_with(|| store.strings.intern(r.ident));
+                // The first change of the batch to a value sees its holding from before the batch.
+                if old.is_none() && !journal.values.contains_key(&(p as u32, name, i)) {
+                    journal.unheld.insert((p as u32, name, i));
+                }
                 journal.values.insert((p as u32, name, i), now.clone());
                 if self.tallies {
                     if kind == Kind::Set {
@@ -1147,6 +1154,9 @@ mod tests {
                 ((0, sym("w"), sym("u1")), None),
             ]
         );
+        // l was held before the batch; s and w were not.
+        let unheld: FxHashSet<_> = [(0, sym("s"), sym("u1")), (0, sym("w"), sym("u1"))].into_iter().collect();
+        assert_eq!(journal.unheld, unheld);
         let tallies: Vec<_> = journal.tallies.iter().map(|(&(p, n, e), &c)| ((p, n, e), c)).collect();
         assert_eq!(
             tallies,

@@ -3,6 +3,7 @@
 //! applied to an in-memory store and rendered as JSON lines without Python objects.
 
 mod alloc;
+mod changelog;
 mod decode;
 mod engine;
 mod fast;
@@ -391,6 +392,32 @@ impl NativeCache {
         let journal = self.last.as_ref().ok_or_else(|| PyRuntimeError::new_err("no applied batch"))?;
         let (keys, ops) = redis_writes::writes(&self.core.store, journal, self.window);
         Ok((keys, PyBytes::new(py, &ops)))
+    }
+
+    /// The applied batch's state changelog records (streams/rounds/changelog.py): (round
+    /// partition -> the records as outbox frames, changelog partition -> [(key, value; None for
+    /// a tombstone)]). `find` says a message's partition; `last`: (round partition, its last
+    /// offset), in the round's order.
+    fn changelog<'py>(
+        &self,
+        py: Python<'py>,
+        find: &Bound<'py, PyAny>,
+        last: Vec<(i64, i64)>,
+    ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
+        let journal = self.last.as_ref().ok_or_else(|| PyRuntimeError::new_err("no applied batch"))?;
+        let log = changelog::records(&self.core.store, journal, |mid| find.call1((mid,))?.extract::<i64>(), &last)?;
+        let frames = PyDict::new(py);
+        for (p, bytes) in &log.frames {
+            frames.set_item(p, PyBytes::new(py, bytes))?;
+        }
+        let records = PyDict::new(py);
+        for (p, logged) in &log.records {
+            let pairs = logged.iter().map(|(key, value)| {
+                (PyBytes::new(py, key), value.as_ref().map(|value| PyBytes::new(py, value)))
+            });
+            records.set_item(p, PyList::new(py, pairs)?)?;
+        }
+        Ok((frames, records))
     }
 
     /// Redis holds the applied batch: the cache keeps it (its dedupe memories trimmed as

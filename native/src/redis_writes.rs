@@ -7,7 +7,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::engine::Journal;
 use crate::json::write_str;
-use crate::store::Store;
+use crate::store::{Store, Strings};
 
 /// A state key as the store's layout names it (streams/storage/layout.py): (kind, message id,
 /// part id; "" for the dedupe memory, which is per message).
@@ -19,6 +19,10 @@ struct KeyIndex {
     /// (part, kind) of a part's key, or (message, "ids"), -> its index, from 1
     parts: FxHashMap<(u32, &'static str), usize>,
     messages: FxHashMap<u32, usize>,
+    /// A message's hash (part ids), by message
+    marks: FxHashMap<u32, usize>,
+    /// An identity's index in a message, by (message, identity)
+    index: FxHashMap<(u32, u32), usize>,
 }
 
 impl KeyIndex {
@@ -26,6 +30,36 @@ impl KeyIndex {
         self.keys.push(key);
         self.keys.len()
     }
+
+    fn message(&mut self, strings: &Strings, mid: u32) -> usize {
+        if let Some(&found) = self.marks.get(&mid) {
+            return found;
+        }
+        let found = self.add(("msg", strings.text(mid).to_owned(), String::new()));
+        self.marks.insert(mid, found);
+        found
+    }
+
+    fn index(&mut self, strings: &Strings, mid: u32, ident: u32) -> usize {
+        if let Some(&found) = self.index.get(&(mid, ident)) {
+            return found;
+        }
+        let found = self.add(("idx", strings.text(mid).to_owned(), strings.text(ident).to_owned()));
+        self.index.insert((mid, ident), found);
+        found
+    }
+}
+
+/// A state's field in an identity's index (`layout.index_field`): the part id's length in
+/// characters says where the message id starts.
+fn index_field(out: &mut String, name: &str, pid: &str, mid: &str) {
+    out.clear();
+    out.push_str(name);
+    out.push('\0');
+    out.push_str(itoa::Buffer::new().format(pid.chars().count()));
+    out.push(':');
+    out.push_str(pid);
+    out.push_str(mid);
 }
 
 fn group(out: &mut Vec<u8>, op: &str, key: usize, field: &str, value: &str) {
@@ -67,6 +101,11 @@ pub fn writes(store: &Store, journal: &Journal, window: usize) -> (Vec<KeyRef>, 
         if part.version != version {
             group(&mut out, "H", k, "v", itoa::Buffer::new().format(part.version));
         }
+        if names == 0 && !part.names.is_empty() {
+            // The part's first state: the message lists it (`layout.part_field`).
+            let m = keys.message(strings, part.key.0);
+            group(&mut out, "H", m, &format!("p:{}", strings.text(part.key.1)), "1");
+        }
         for &(name, kind) in &part.names[names..] {
             let field = format!("t:{}", strings.text(name));
             group(&mut out, "H", k, &field, kind.name());
@@ -80,12 +119,24 @@ pub fn writes(store: &Store, journal: &Journal, window: usize) -> (Vec<KeyRef>, 
         field.push_str(strings.text(name));
         field.push('\0');
         field.push_str(strings.text(ident));
+        // The identity's index follows its holdings: an entry per state it holds a value of.
+        let (mid, pid) = store.parts[p as usize].key;
         match held {
-            None => group(&mut out, "D", k, &field, ""),
+            None => {
+                group(&mut out, "D", k, &field, "");
+                let i = keys.index(strings, mid, ident);
+                index_field(&mut field, strings.text(name), strings.text(pid), strings.text(mid));
+                group(&mut out, "D", i, &field, "");
+            }
             Some(held) => {
                 value.clear();
                 store.write_held(&mut value, Some(held));
                 group(&mut out, "H", k, &field, text(&value));
+                if journal.unheld.contains(&(p, name, ident)) {
+                    let i = keys.index(strings, mid, ident);
+                    index_field(&mut field, strings.text(name), strings.text(pid), strings.text(mid));
+                    group(&mut out, "H", i, &field, "1");
+                }
             }
         }
     }

@@ -2,8 +2,10 @@
 `msgstate.state`, whose latest record per key is the whole truth for that key.
 
 Derived from the round's `Writes` (streams/storage/protocol.py), so both deciders log alike
-and any hash a round writes rides along. Keys are compact JSON arrays, the first item the input
-partition whose state they are (the record goes to that partition of the changelog):
+and any hash a round writes rides along (`round_records`, the reference; the compiled core
+makes the same records from its journal in one pass, native/src/changelog.rs). Keys are
+compact JSON arrays, the first item the input partition whose state they are (the record goes
+to that partition of the changelog):
 
     [p, kind, message, part, field]  -> the field's value; a tombstone once the field is gone
                                         (kinds with hash fields: meta, vals, ...)
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
+from typing import NamedTuple
 
 import orjson
 
-from msgstate.streams.rounds.outbox import STATE, OutRecord
+from msgstate.streams.rounds.outbox import STATE, OutRecord, pack_frames
 from msgstate.streams.storage.layout import INDEX, MESSAGE, PART_FIELD_PREFIX, SEEN, TALLY, KeyRef
 from msgstate.streams.storage.protocol import Evicted, Writes
 
@@ -37,7 +40,17 @@ DERIVED = frozenset({TALLY, INDEX})
 # An OutRecord made without the Python-level constructor of a NamedTuple: a round makes several
 # per response.
 _record = partial(tuple.__new__, OutRecord)
-TOMBSTONE = b""  # an outbox holds bytes; the worker produces an empty STATE value as null
+
+
+# Changelog partition -> its records to produce, in order: (key, value; None for a tombstone).
+Logged = dict[int, list[tuple[bytes, bytes | None]]]
+
+
+class RoundLog(NamedTuple):
+    """A round's changelog records, ready to go."""
+
+    frames: dict[int, bytes]  # round partition -> its records as outbox frames (`pack_frames`)
+    records: Logged  # the same records by the changelog partition their key names
 
 
 def state_key(partition: int, ref: KeyRef, field: str) -> bytes:
@@ -93,11 +106,37 @@ def round_records(writes: Writes, where: Callable[[str], int],
     return records
 
 
+def changelog_partition(key: bytes) -> int:
+    """The changelog partition of a record: its key's first item."""
+    return int(orjson.loads(key)[0])
+
+
+def by_partition(records: Iterable[OutRecord]) -> tuple[list[OutRecord], Logged]:
+    """The records other than the changelog's, and the changelog's by partition."""
+    others: list[OutRecord] = []
+    logged: Logged = {}
+    for record in records:
+        if record.kind == STATE:
+            logged.setdefault(changelog_partition(record.key), []).append(
+                (record.key, record.value or None))
+        else:
+            others.append(record)
+    return others, logged
+
+
+def round_log(writes: Writes, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+    """`round_records` ready to go."""
+    records = round_records(writes, where, last)
+    return RoundLog({p: pack_frames(logged) for p, logged in records.items()},
+                    by_partition(r for logged in records.values() for r in logged)[1])
+
+
 def evicted_records(writes: Writes, evicted: Evicted, where: Callable[[str], int]
-                    ) -> Iterable[OutRecord]:
-    """Tombstones for the response ids that left a dedupe window in a persisted round."""
+                    ) -> Iterable[tuple[int, bytes]]:
+    """(changelog partition, key) of a tombstone for each response id that left a dedupe
+    window in a persisted round."""
     for k, ids in evicted:
         ref = writes.keys[k - 1]
         p = where(ref[1])
         for rid in ids:
-            yield OutRecord(STATE, state_key(p, ref, rid.decode()), TOMBSTONE)
+            yield p, state_key(p, ref, rid.decode())

@@ -7,7 +7,7 @@ a worker's CPU. Same decisions and writes as `PythonDecider` (held equal by prop
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,58 +17,13 @@ from msgstate.schemas.registry import check_registry
 from msgstate.streams.engine import native_engine
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES
+from msgstate.streams.rounds.changelog import RoundLog
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.layout import (
-    DELETED_FIELD,
-    INDEX,
-    MARK,
-    MESSAGE,
-    META,
-    TYPE_FIELD_PREFIX,
-    VALUES,
-    KeyRef,
-    index_field,
-    part_field,
-)
+from msgstate.streams.storage.layout import DELETED_FIELD, MESSAGE, KeyRef
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
-_TYPE_PREFIX = TYPE_FIELD_PREFIX.decode()
 _DELETED = DELETED_FIELD.encode()
-
-
-def with_index(keys: list[KeyRef], ops: bytes) -> Writes:
-    """The compiled core's writes, with what SPEC v1.1 keeps beside them (as `PythonDecider`
-    writes it): each holding's entry in its identity's index, each part in its message's part
-    ids. The core does not make them yet."""
-    decoded = orjson.loads(ops)
-    refs = list(keys)
-    kinds = [kind for kind, _, _ in refs]
-    at: dict[KeyRef, int] = {}
-    more: list[str | int] = []
-    for op, k, field in zip(decoded[0::4], decoded[1::4], decoded[2::4], strict=True):
-        kind = kinds[k - 1]
-        if kind == VALUES:
-            if op != "H" and op != "D":
-                continue
-            _, message_id, part_id = refs[k - 1]
-            name, _, identity = field.partition("\0")
-            ref: KeyRef = (INDEX, message_id, identity)
-            member = index_field(message_id, part_id, name)
-        elif kind == META and op == "H" and field.startswith(_TYPE_PREFIX):
-            _, message_id, part_id = refs[k - 1]
-            ref, member = (MESSAGE, message_id, ""), part_field(part_id)
-        else:
-            continue
-        found = at.get(ref)
-        if found is None:
-            refs.append(ref)
-            found = at[ref] = len(refs)
-        more += (op, found, member, MARK if op == "H" else "")
-    if not more:
-        return Writes(refs, ops)
-    # The core's JSON array, with the new groups appended (not encoded again).
-    return Writes(refs, ops[:-1] + b"," + orjson.dumps(more)[1:])
 
 
 class CompiledDecider:
@@ -162,7 +117,12 @@ class CompiledDecider:
         keys, ops = self._core.writes()
         return Decision(events=events,
                         rejections=[(index, orjson.loads(line)) for index, line in rejections],
-                        writes=with_index(keys, ops))
+                        writes=Writes(list(keys), ops))
+
+    def changelog(self, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+        if self._on_reference:
+            return self._reference.changelog(where, last)
+        return RoundLog(*self._core.changelog(where, list(last.items())))
 
     def commit(self) -> None:
         if self._on_reference:

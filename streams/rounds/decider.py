@@ -3,7 +3,8 @@
 A round goes: `decide` (decode the records; returns the `Read` of what the cache lacks, or
 None) → the store reads it → `load` the reply (which may return a second `Read`: what a
 deletion or an erasure found it needs, read and loaded the same way) → `apply` (the
-`Decision`: events, rejections and the `Writes` to persist) → `commit` once the store holds the
+`Decision`: events, rejections and the `Writes` to persist) → `changelog` (the writes as
+changelog records, when the worker logs them) → `commit` once the store holds the
 writes, or `clear` when their fate is unknown. Two implementations, held equal by property
 tests: `PythonDecider` (the reference, streams/rounds/python_decider.py) and `CompiledDecider`
 (streams/rounds/compiled_decider.py).
@@ -11,11 +12,12 @@ tests: `PythonDecider` (the reference, streams/rounds/python_decider.py) and `Co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from msgstate.schemas.rejections import Rejection
+from msgstate.streams.rounds.changelog import RoundLog
 from msgstate.streams.storage.protocol import Read, Writes
 
 
@@ -44,6 +46,11 @@ class Decider(Protocol):
 
     def apply(self) -> Decision:
         """Decide the round taken by `decide`."""
+
+    def changelog(self, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+        """The applied round's state changelog records (streams/rounds/changelog.py), as
+        `round_records` makes them of its writes; `where` finds a message's partition, `last`
+        is each round partition's last offset. Asked before `commit`."""
 
     def commit(self) -> None:
         """The store holds the round's writes: the cache keeps them."""

@@ -34,13 +34,19 @@ class OutRecord(NamedTuple):
         return cls(raw[:1], raw[5:5 + size], raw[5 + size:])
 
 
-def pack_outbox(outputs: Iterable[OutRecord]) -> bytes:
-    """A partition's outputs of one round as one outbox entry."""
+def pack_frames(outputs: Iterable[OutRecord]) -> bytes:
+    """Records as frames of an outbox entry (see `pack_outbox`)."""
     frame = _FRAME.pack
-    parts: list[bytes] = [_ROUND]
+    parts: list[bytes] = []
     for kind, key, value in outputs:
         parts += (frame(kind, len(key), len(value)), key, value)
     return b"".join(parts)
+
+
+def pack_outbox(outputs: Iterable[OutRecord], frames: bytes = b"") -> bytes:
+    """A partition's outputs of one round as one outbox entry; `frames`: more of them, packed
+    by `pack_frames` (or alike), last."""
+    return b"".join((_ROUND, pack_frames(outputs), frames))
 
 
 def unpack_outbox(entry: bytes) -> list[OutRecord]:

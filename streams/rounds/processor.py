@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 from msgstate.schemas.codec import dumps
 from msgstate.schemas.exceptions import AlreadyApplied, Fenced, StoreBehind
 from msgstate.schemas.rejections import Rejection
-from msgstate.streams.rounds.changelog import evicted_records, round_records
+from msgstate.streams.rounds.changelog import Logged, RoundLog, by_partition, evicted_records
 from msgstate.streams.rounds.decider import Decider, Decision
 from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, pack_outbox, unpack_outbox
 from msgstate.streams.storage.protocol import (
@@ -49,9 +49,10 @@ class InRecord(NamedTuple):
     key: bytes | None = None  # the record key: the message id
 
 
-# Hands the records to the producer, in order, and returns a future that is done once Kafka
-# acknowledged all of them (or failed with the first error).
-Sink = Callable[[Sequence[OutRecord]], Awaitable["asyncio.Future[Any]"]]
+# Hands the records to the producer, in order: events and rejections, then the changelog's
+# records by changelog partition. Returns a future that is done once Kafka acknowledged all of
+# them (or failed with the first error).
+Sink = Callable[[Sequence[OutRecord], Logged], Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclass(slots=True)
@@ -149,9 +150,9 @@ class RoundProcessor:
                             del batches[partition]
                     if not batches:
                         break
-                outputs, added = await self._apply(batches)
-                if outputs:
-                    await self._send(outputs, added)
+                outputs, logged, added = await self._apply(batches)
+                if outputs or logged:
+                    await self._send(outputs, logged, added)
                 break
             except Fenced as exc:
                 if exc.partition is None or exc.partition not in batches:
@@ -210,9 +211,9 @@ class RoundProcessor:
                 self.assignments.pop(partition, None)
                 self._rewound.pop(partition, None)
 
-    async def _send(self, outputs: Sequence[OutRecord], added: dict[int, int]) -> None:
+    async def _send(self, outputs: Sequence[OutRecord], logged: Logged, added: dict[int, int]) -> None:
         started = time.perf_counter()
-        acked = await self.sink(outputs)
+        acked = await self.sink(outputs, logged)
 
         def delivered(_: asyncio.Future[Any]) -> None:
             self._delivered.append(time.perf_counter() - started)
@@ -253,15 +254,17 @@ class RoundProcessor:
             if assignment.pending:
                 self.log.info("producing %d outbox entries left by an earlier holder of partition %d",
                               len(assignment.pending), assignment.partition)
-                left = [record for entry in assignment.pending for record in unpack_outbox(entry)]
-                await (await self.sink(left))
+                left = by_partition(record for entry in assignment.pending
+                                    for record in unpack_outbox(entry))
+                await (await self.sink(*left))
                 assignment.acked = len(assignment.pending)
                 assignment.pending = []
             self.assignments[assignment.partition] = assignment
 
     async def _apply(self, batches: Mapping[int, Sequence[InRecord]]
-                     ) -> tuple[list[OutRecord], dict[int, int]]:
-        """Decide and persist; returns the outputs to deliver and the outbox entries added."""
+                     ) -> tuple[list[OutRecord], Logged, dict[int, int]]:
+        """Decide and persist; returns the outputs to deliver (the changelog's apart) and the
+        outbox entries added."""
         stats = self.stats
         stats.skipped = 0
         fresh: dict[int, Sequence[InRecord]] = {}
@@ -273,7 +276,7 @@ class RoundProcessor:
             if new:
                 fresh[partition] = new
         if not fresh:
-            return [], {}
+            return [], {}, {}
         records = [r for new in fresh.values() for r in new]
         # A message's state lives in the partition its records arrive on (keyed by its id).
         home = {r.key: p for p, new in fresh.items() for r in new}
@@ -287,13 +290,13 @@ class RoundProcessor:
         decision = decider.apply()
         try:
             outputs = self._route(fresh, records, decision, home)
-            if self.changelog:
-                where = partition_finder(self.store.keys, home)
-                last = {p: new[-1].offset for p, new in fresh.items()}
-                for p, logged in round_records(decision.writes, where, last).items():
-                    outputs.setdefault(p, []).extend(logged)
+            where = partition_finder(self.store.keys, home)
+            log = (decider.changelog(where, {p: new[-1].offset for p, new in fresh.items()})
+                   if self.changelog else RoundLog({}, {}))
+            kept = [p for p in fresh if p in outputs or p in log.frames]
             writes = [PartitionWrite(self.assignments[p], new[0].offset, new[-1].offset,
-                                     pack_outbox(outputs[p]) if p in outputs else b"")
+                                     pack_outbox(outputs.get(p, ()), log.frames.get(p, b""))
+                                     if p in kept else b"")
                       for p, new in fresh.items()]
             started = time.perf_counter()
             evicted = await self.store.persist(writes, decision.writes, home)
@@ -309,8 +312,9 @@ class RoundProcessor:
         sent = [output for p in fresh for output in outputs.get(p, ())]
         if self.changelog and evicted:
             # Not in the outbox: one lost with a crash costs an id record a rebuild drops.
-            sent += evicted_records(decision.writes, evicted, where)
-        return sent, {p: 1 for p in outputs}
+            for p, key in evicted_records(decision.writes, evicted, where):
+                log.records.setdefault(p, []).append((key, None))
+        return sent, log.records, {p: 1 for p in kept}
 
     def _route(self, fresh: Mapping[int, Sequence[InRecord]], records: Sequence[InRecord],
                decision: Decision, home: Mapping[bytes | None, int]) -> dict[int, list[OutRecord]]:

@@ -4,7 +4,7 @@ store's reads and writes (streams/storage/protocol.py) in Python."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from msgstate.streams.engine.state import (
     ValueKey,
 )
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES, StateCache
+from msgstate.streams.rounds.changelog import RoundLog, round_log
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.storage.layout import (
     DELETED_FIELD,
@@ -69,6 +70,7 @@ class PythonDecider:
         self._read: tuple[Read, list[list[ValueKey]], list[str]] | None = None
         self._second = False  # the read asked for is the round's second
         self._delta: StateDelta | None = None
+        self._applied: Writes | None = None  # the applied round's writes
 
     @property
     def restarts(self) -> int:
@@ -200,11 +202,17 @@ class PythonDecider:
     def apply(self) -> Decision:
         outcome = self.engine.apply_batch(self._items, self.cache)
         self._delta = outcome.delta
+        self._applied = self._writes(outcome.delta)
         return Decision(
             events=[(event["message_id"].encode(), dumps(event)) for event in outcome.events],
             rejections=outcome.rejections,
-            writes=self._writes(outcome.delta),
+            writes=self._applied,
         )
+
+    def changelog(self, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+        if self._applied is None:
+            raise RuntimeError("no applied round")
+        return round_log(self._applied, where, last)
 
     def commit(self) -> None:
         if self._delta is not None:
@@ -214,6 +222,7 @@ class PythonDecider:
     def clear(self) -> None:
         self.cache.clear()
         self._delta = None
+        self._applied = None
         self._read = None
 
     def _writes(self, delta: StateDelta) -> Writes:

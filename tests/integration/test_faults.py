@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ import redis.asyncio as aioredis
 
 from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.streams.engine.engine import Engine
+from msgstate.streams.rounds.changelog import Logged
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import EVENT, OutRecord
-from msgstate.streams.rounds.processor import InRecord, RoundProcessor
+from msgstate.streams.rounds.processor import InRecord, RoundProcessor, Sink
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.reader import SummaryReader
 from msgstate.streams.storage.redis_round_store import RedisRoundStore
@@ -107,7 +108,7 @@ async def test_the_check_sees_a_lost_summary_a_missing_event_and_a_second_applic
     # The worker's own processor writes the same records into Redis.
     async_client = aioredis.from_url(settings.redis)
     try:
-        async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        async def sink(out: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
             return acknowledged()
 
         processor = RoundProcessor(_decider(),
@@ -148,8 +149,8 @@ async def test_a_stale_holder_cannot_write_after_the_partition_moved(settings: S
         keys = settings.keys
         outputs: dict[str, list[OutRecord]] = {"a": [], "b": []}
 
-        def sink_for(name: str) -> Callable[[Sequence[OutRecord]], Awaitable[asyncio.Future[Any]]]:
-            async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        def sink_for(name: str) -> Sink:
+            async def sink(out: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
                 outputs[name].extend(out)
                 return acknowledged()
             return sink
@@ -188,7 +189,7 @@ async def test_a_round_with_a_stale_partition_applies_the_others(settings: Setti
         keys = settings.keys
         sent: list[OutRecord] = []
 
-        async def sink(out: Sequence[OutRecord]) -> asyncio.Future[Any]:
+        async def sink(out: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
             sent.extend(out)
             return acknowledged()
 

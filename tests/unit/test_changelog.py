@@ -4,22 +4,24 @@ the store holds (tallies counted again, dedupe memories trimmed), with both deci
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from msgstate.streams.engine.engine import Engine
-from msgstate.streams.rounds.changelog import marker_key, round_records
+from msgstate.streams.rounds.changelog import Logged, RoundLog, marker_key, round_log, round_records
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
-from msgstate.streams.rounds.decider import Decider
-from msgstate.streams.rounds.outbox import STATE, OutRecord, unpack_outbox
+from msgstate.streams.rounds.decider import Decider, Decision
+from msgstate.streams.rounds.outbox import REJECTION, STATE, OutRecord, unpack_outbox
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.layout import TALLY, Keys
 from msgstate.streams.storage.memory import MemoryRoundStore
-from msgstate.streams.storage.protocol import Writes
+from msgstate.streams.storage.protocol import Evicted, Home, PartitionWrite, Writes
 from msgstate.streams.storage.rebuild import (
     ChangelogState,
     Delete,
@@ -30,6 +32,7 @@ from msgstate.streams.storage.rebuild import (
 )
 from msgstate.workers.cli.publish import record_key
 from msgstate.workers.tools.workload import responses
+from tests.unit import strategies as ws
 from tests.unit.helpers import add, line
 
 WINDOW = 5  # small, so that ids leave the dedupe memories
@@ -37,13 +40,23 @@ PARTITIONS = 3
 
 
 class Sink:
-    def __init__(self) -> None:
-        self.sent: list[OutRecord] = []
+    """Takes the outputs; Kafka acknowledges them at once, or never (`ack`)."""
 
-    async def __call__(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+    def __init__(self, *, ack: bool = True) -> None:
+        self.ack = ack
+        self.sent: list[OutRecord] = []
+        self.logged: list[tuple[int, bytes, bytes | None]] = []  # (changelog partition, key, value)
+        self.calls: list[list[tuple[int, bytes, bytes | None]]] = []  # the same, call by call
+
+    async def __call__(self, records: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
         self.sent += records
+        for p, items in logged.items():
+            self.sent += [OutRecord(STATE, key, value or b"") for key, value in items]
+            self.logged += [(p, key, value) for key, value in items]
+        self.calls.append(self.logged[len(self.logged) - sum(map(len, logged.values())):])
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        if self.ack:
+            future.set_result(None)
         return future
 
 
@@ -183,7 +196,28 @@ async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_s
     await processor.process({0: [InRecord(0, line("r1", add("LWW", "c", 1), message=message))]})
     logged = [r for r in sink.sent if r.kind == STATE]
     assert {orjson.loads(r.key)[0] for r in logged} == {0, keys.partition_of(message)}
+    # Produced to the partition the key names, though partition 0's outbox carries them all.
+    assert all(orjson.loads(key)[0] == p for p, key, _ in sink.logged)
+    (entry,) = store.outbox(0)
+    assert sorted(r.key for r in unpack_outbox(entry) if r.kind == STATE) == sorted(
+        key for _, key, _ in sink.logged)
     assert live(rebuilt(keys, logged)) == live(store)
+
+
+async def test_an_earlier_holders_changelog_records_are_produced_again_to_their_partitions(
+        decider: Decider) -> None:
+    keys = Keys("t", partitions=4)
+    message = next(f"m{n}" for n in range(100) if keys.partition_of(f"m{n}") != 0)
+    store, crashed = MemoryRoundStore(keys), Sink(ack=False)
+    # A record keyed otherwise: partition 0's outbox carries records of another partition.
+    await RoundProcessor(decider, store, crashed, "t").process(
+        {0: [InRecord(0, line("r1", add("LWW", "c", 1), message=message))]})
+    sink = Sink()
+    await RoundProcessor(CompiledDecider(window=WINDOW), store, sink, "t").process(
+        {0: [InRecord(1, line("r2", add("LWW", "c", 2)), True, b"m1")]})
+    (first,), (replayed, _) = crashed.calls, sink.calls
+    assert {p for p, _, _ in first} == {0, keys.partition_of(message)}
+    assert replayed == first
 
 
 def test_a_write_the_changelog_cannot_log_is_an_error_not_a_silent_gap() -> None:
@@ -193,3 +227,77 @@ def test_a_write_the_changelog_cannot_log_is_an_error_not_a_silent_gap() -> None
         writes = Writes([ref], orjson.dumps([op, 1, "f", "1"]))
         with pytest.raises(ValueError, match="cannot log"):
             round_records(writes, lambda _: 0, {0: 0})
+
+
+class Recording(MemoryRoundStore):
+    """A memory store that keeps every outbox entry it was given."""
+
+    def __init__(self, keys: Keys) -> None:
+        super().__init__(keys)
+        self.entries: list[tuple[int, bytes]] = []
+
+    async def persist(self, parts: Sequence[PartitionWrite], writes: Writes, home: Home) -> Evicted:
+        self.entries += [(w.assignment.partition, w.outbox) for w in parts]
+        return await super().persist(parts, writes, home)
+
+
+class Checked(CompiledDecider):
+    """The compiled core's changelog records, each round checked against the reference's
+    making of them (`round_log`) from the same writes: byte for byte, in order."""
+
+    def apply(self) -> Decision:
+        self.decision = super().apply()
+        return self.decision
+
+    def changelog(self, where: Callable[[str], int], last: Mapping[int, int]) -> RoundLog:
+        log = super().changelog(where, last)
+        assert log == round_log(self.decision.writes, where, last)
+        assert all(records[-1][0] == marker_key(p) for p, records in log.records.items()
+                   if p in last)
+        return log
+
+
+def in_key_order(entry: bytes) -> tuple[list[OutRecord], list[OutRecord]]:
+    """An outbox entry's events and rejections in order, and its changelog records by key (the
+    deciders may write a round's keys in another order)."""
+    records = unpack_outbox(entry) if entry else []
+    return [r for r in records if r.kind != STATE], sorted(r for r in records if r.kind == STATE)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.one_of(ws.workloads, st.lists(ws.lines(with_removals=False), min_size=1, max_size=40)),
+       ws.registries, st.integers(1, 12))
+def test_both_deciders_log_the_same_records_to_the_same_partitions(
+        values: list[bytes], registry: dict[str, Any], size: int) -> None:
+    """The same outbox entries (events, rejections, then the changelog's frames) and the same
+    changelog records produced to the same partitions, tombstones too; the compiled core's
+    records in the order the reference makes them of its writes."""
+    keys = Keys("t", partitions=PARTITIONS)
+    runs: dict[str, tuple[Recording, Sink]] = {}
+    for name, decider in (("python", PythonDecider(Engine(registry), window=WINDOW)),
+                          ("compiled", Checked(registry, window=WINDOW))):
+        store, sink = Recording(keys), Sink()
+        processor = RoundProcessor(decider, store, sink, "t")
+        for batch in rounds_of(values, keys, size):
+            asyncio.run(processor.process(batch))
+        runs[name] = store, sink
+    (python, python_sink), (compiled, compiled_sink) = runs["python"], runs["compiled"]
+    assert [(p, in_key_order(e)) for p, e in compiled.entries] == [
+        (p, in_key_order(e)) for p, e in python.entries]
+    assert [sorted(call) for call in compiled_sink.calls] == [sorted(call) for call in python_sink.calls]
+    assert python_sink.logged and python.entries
+
+
+async def test_the_compiled_keys_escape_ids_as_orjson_does() -> None:
+    keys = Keys("t", partitions=1)
+    store, sink = MemoryRoundStore(keys), Sink()
+    processor = RoundProcessor(Checked(window=WINDOW), store, sink, "t")
+    odd = 'm"\\\x01\x1f\u2028é😀'
+    await processor.process({0: [InRecord(0, line("r\n1", add("LWW", "c", "x"), message=odd,
+                                                  identity="a\x01b", part="p\x7f"), True,
+                                          odd.encode())]})
+    assert not [r for r in sink.sent if r.kind == REJECTION]
+    assert [orjson.loads(key) for _, key, _ in sink.logged] == [
+        [0, "meta", odd, "p\x7f", "v"], [0, "meta", odd, "p\x7f", "t:c"],
+        [0, "vals", odd, "p\x7f", "c\0a\x01b"], [0, "ids", odd, "", "r\n1"], [0]]

@@ -20,10 +20,19 @@ from msgstate.streams.engine.memory_store import MemoryStore
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.layout import Keys, decode_meta, encode_held, tally_field, value_field
+from msgstate.streams.storage.layout import (
+    INDEX,
+    MARK,
+    MESSAGE,
+    Keys,
+    decode_meta,
+    encode_held,
+    tally_field,
+    value_field,
+)
 from msgstate.streams.storage.memory import MemoryRoundStore
 from tests.unit import strategies as ws
-from tests.unit.helpers import add, line
+from tests.unit.helpers import add, line, remove
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -153,6 +162,39 @@ def test_past_its_limit_the_cache_starts_again_counts_it_and_reads_what_it_needs
     assert decider.restarts >= 3
     assert_holds(store, truth)
     assert decider.decide([line("r99", add("Set", "s", 1), message="m1")]) is not None
+
+
+def test_both_deciders_keep_the_identity_index_and_the_part_ids_alike() -> None:
+    """Held equal op by op: an index entry when an identity first holds a value of a state
+    (a part id counted in characters), a deletion when it holds none, a part id when a part
+    gets its first state; nothing when a held value only changes."""
+    rounds = [
+        [line("r1", add("LWW", "c", 1), add("Set", "s", "a"), message='m"1', part="pé",
+              identity="ann\\x")],
+        [line("r2", add("LWW", "c", 2), remove("Set", "s", "a"), message='m"1', part="pé",
+              identity="ann\\x")],
+    ]
+    ops: dict[str, list[list[object]]] = {}
+    for name, decider in deciders({}, 10_000).items():
+        store = MemoryRoundStore()
+        for values in rounds:
+            read = decider.decide(values)
+            while read is not None:
+                read = decider.load(asyncio.run(store.read(read, HOME)))
+            writes = decider.apply().writes
+            decider.commit()
+            asyncio.run(store.persist([], writes, HOME))
+            decoded = orjson.loads(writes.ops)
+            ops.setdefault(name, []).append(sorted(
+                (op, writes.keys[k - 1], field, value) for op, k, field, value
+                in zip(decoded[0::4], decoded[1::4], decoded[2::4], decoded[3::4], strict=True)
+                if writes.keys[k - 1][0] in (INDEX, MESSAGE)))
+    first, second = ops["compiled"]
+    assert first == sorted([("H", (MESSAGE, 'm"1', ""), "p:pé", MARK),
+                            ("H", (INDEX, 'm"1', "ann\\x"), "c\x002:pém\"1", MARK),
+                            ("H", (INDEX, 'm"1', "ann\\x"), "s\x002:pém\"1", MARK)])
+    assert second == [("D", (INDEX, 'm"1', "ann\\x"), "s\x002:pém\"1", "")]
+    assert ops["compiled"] == ops["python"]
 
 
 def test_an_applied_batch_must_be_committed_or_cleared() -> None:

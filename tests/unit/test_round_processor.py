@@ -15,9 +15,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from msgstate.streams.engine.engine import Engine
+from msgstate.streams.rounds.changelog import Logged
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
-from msgstate.streams.rounds.outbox import EVENT, REJECTION, OutRecord, unpack_outbox
+from msgstate.streams.rounds.outbox import EVENT, REJECTION, STATE, OutRecord, unpack_outbox
 from msgstate.streams.rounds.processor import InRecord, RoundProcessor
 from msgstate.streams.rounds.python_decider import PythonDecider
 from msgstate.streams.storage.layout import TALLY, VALUES, Keys
@@ -35,8 +36,10 @@ class Sink:
         self.sent: list[OutRecord] = []
         self.pending: list[asyncio.Future[Any]] = []
 
-    async def __call__(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
+    async def __call__(self, records: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
         self.sent += records
+        self.sent += [OutRecord(STATE, key, value or b"") for items in logged.values()
+                      for key, value in items]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.ack:
             future.set_result(None)

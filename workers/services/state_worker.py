@@ -27,6 +27,7 @@ from msgstate.schemas.limits import DEDUPE_WINDOW
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.native_engine import default_engine
 from msgstate.streams.engine.signing import is_authentic
+from msgstate.streams.rounds.changelog import Logged
 from msgstate.streams.rounds.compiled_decider import CompiledDecider
 from msgstate.streams.rounds.decider import Decider
 from msgstate.streams.rounds.outbox import EVENT, STATE, OutRecord
@@ -280,36 +281,30 @@ class StateWorker:
                 self.positions[tp] = self.applied_to[tp] = records[-1].offset + 1
         self.metrics.round(stats)
 
-    async def _send(self, records: Sequence[OutRecord]) -> asyncio.Future[Any]:
-        """Hand a batch's outputs to the producer, one Kafka batch per output partition; returns
+    async def _send(self, records: Sequence[OutRecord], logged: Logged) -> asyncio.Future[Any]:
+        """Hand a round's outputs to the producer, one Kafka batch per output partition; returns
         a future done once Kafka acknowledged every one. Order per key holds: a key's records
-        share one Kafka batch, and batches to one partition are sent in order."""
+        share one Kafka batch, and batches to one partition are sent in order. The changelog's
+        records come grouped by their partition (the input partition), several per response."""
         producer = self.producer
-        # Grouped first, then appended in one tight loop per partition: with the changelog a
-        # round has several records per response, and this loop was a worker's largest cost.
         grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-        state_topic = self.outputs[STATE]
         for kind, raw_key, value in records:
-            if kind == STATE:
-                # The changelog partition is the input partition, the key's first item; an
-                # empty value is a tombstone.
-                where = (state_topic, int(raw_key[1:raw_key.find(b",")]))
-                item: tuple[bytes | None, bytes | None] = (raw_key, value or None)
-            else:
-                topic = self.outputs.get(kind, self.rejections)
-                partitions = self._partitions.get(topic)
-                if partitions is None:
-                    partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-                key = raw_key or None
-                where = (topic, self.partitioner(key, partitions, partitions))
-                item = (key, value)
+            topic = self.outputs.get(kind, self.rejections)
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+            key = raw_key or None
+            where = (topic, self.partitioner(key, partitions, partitions))
             group = grouped.get(where)
             if group is None:
-                grouped[where] = [item]
+                grouped[where] = [(key, value)]
             else:
-                group.append(item)
+                group.append((key, value))
+        state_topic = self.outputs[STATE]
+        sends: list[tuple[tuple[str, int], Sequence[tuple[bytes | None, bytes | None]]]] = [
+            *grouped.items(), *(((state_topic, p), items) for p, items in logged.items())]
         futures = []
-        for (topic, partition), items in grouped.items():
+        for (topic, partition), items in sends:
             builder = producer.create_batch()
             append = builder.append
             for out_key, out_value in items:
