@@ -285,7 +285,10 @@ def test_both_deciders_log_the_same_records_to_the_same_partitions(
     (python, python_sink), (compiled, compiled_sink) = runs["python"], runs["compiled"]
     assert [(p, in_key_order(e)) for p, e in compiled.entries] == [
         (p, in_key_order(e)) for p, e in python.entries]
-    assert [sorted(call) for call in compiled_sink.calls] == [sorted(call) for call in python_sink.calls]
+    # By key, a key's records kept in their order (a response id logged, then tombstoned when
+    # the round's own ids push it out of a short dedupe window).
+    assert ([sorted(call, key=lambda r: r[:2]) for call in compiled_sink.calls]
+            == [sorted(call, key=lambda r: r[:2]) for call in python_sink.calls])
     assert python_sink.logged and python.entries
 
 
