@@ -88,6 +88,24 @@ impl Engine {
         Engine { store, registry, caps, counts, erasures, events, journal: None, tallies: false }
     }
 
+    /// Whether `name` is a capped state (the registry gives it `max_values`).
+    pub fn capped(&self, name: &str) -> bool {
+        !self.caps.is_empty() && self.store.strings.get(name).is_some_and(|n| self.caps.contains_key(&n))
+    }
+
+    /// Take in a capped state's tally in a part as the store holds it: each value's count of
+    /// holders. The workers' cache holds them for one round only (`forget_counts`).
+    pub fn load_count(&mut self, part: usize, name: &str, encoding: &[u8], count: u32) {
+        let Some(name) = self.store.strings.get(name).filter(|n| self.caps.contains_key(n)) else { return };
+        let encoding = self.store.encodings.intern(encoding);
+        self.counts.entry((part as u32, name)).or_default().insert(encoding, count);
+    }
+
+    /// Drop every count held: the next round reads the tallies it needs again.
+    pub fn forget_counts(&mut self) {
+        self.counts.clear();
+    }
+
     pub fn reject_whole(&self, whole: &Whole, out: &mut Lines) {
         out.rejections.push(rejection_line(
             whole.reason,
@@ -996,6 +1014,22 @@ mod tests {
         assert!(run.send(&response("r7", "u2", &[add("LWW", "pick", r#""a""#)])).1.is_empty());
         // The cap is per part.
         assert!(run.send(&in_part("r8", "m", "p2", "u1", &[add("LWW", "pick", r#""b""#)])).1.is_empty());
+    }
+
+    #[test]
+    fn the_workers_cache_checks_a_cap_against_the_tally_loaded_for_the_batch() {
+        let mut run = Run::capped(&[("reactions", Kind::Set), ("free", Kind::Set)], &[("reactions", 2)]);
+        assert!(run.engine.capped("reactions") && !run.engine.capped("free") && !run.engine.capped("never"));
+        run.send(&response("r1", "u1", &[add("Set", "reactions", "1")]));
+        // A new batch: the store's tally says someone else holds 2 as well (an uncapped
+        // state's count is not kept).
+        run.engine.forget_counts();
+        run.engine.load_count(0, "reactions", b"1", 1);
+        run.engine.load_count(0, "reactions", b"2", 1);
+        run.engine.load_count(0, "free", b"9", 1);
+        let (_, rejections) = run.send(&response("r2", "u2", &[add("Set", "reactions", "3"), add("Set", "reactions", "2")]));
+        assert_eq!(reasons(&rejections), refused("limit_exceeded", 0));
+        assert_eq!(run.engine.counts.len(), 1);
     }
 
     #[test]

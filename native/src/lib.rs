@@ -265,31 +265,45 @@ struct NativeCache {
     /// The writes of the applied batch, until it is committed or cleared.
     last: Option<Journal>,
     registry: Vec<(String, Kind)>,
+    caps: Vec<(String, usize)>,
     window: usize,
     /// What the decided batch reads, once `decide` asked for it.
     plan: Option<ReadPlan>,
 }
 
-type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>);
-/// The read's parts, value parts, messages and the read script's ARGV (`streams.storage.protocol.Read`).
-type ReadRequest<'py> = (Vec<(String, String)>, Vec<(String, String)>, Vec<String>, Bound<'py, PyList>);
+/// (parts, values, dedupe memories, parts whose capped tallies the batch adds to)
+type Needs = (Vec<(String, String)>, Vec<(String, String, String, String)>, Vec<(String, String)>, Vec<(String, String)>);
+/// The read's parts, value parts, messages and the read script's ARGV (`streams.storage.protocol.Read`),
+/// and the parts whose tally hashes it reads whole.
+type ReadRequest<'py> =
+    (Vec<(String, String)>, Vec<(String, String)>, Vec<String>, Bound<'py, PyList>, Vec<(String, String)>);
 /// (events as (key, value), rejections as (index of the record, line))
 type Outcome<'py> = (Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>, Vec<(usize, Bound<'py, PyBytes>)>);
 
 #[pymethods]
 impl NativeCache {
+    /// `registry`: name -> type, already checked; `caps`: name -> `max_values`, for the capped
+    /// states; `orjson`: the orjson module.
     #[new]
-    fn new(py: Python<'_>, registry: &Bound<'_, PyDict>, window: i64, orjson: &Bound<'_, PyModule>) -> PyResult<NativeCache> {
+    fn new(
+        py: Python<'_>,
+        registry: &Bound<'_, PyDict>,
+        caps: &Bound<'_, PyDict>,
+        window: i64,
+        orjson: &Bound<'_, PyModule>,
+    ) -> PyResult<NativeCache> {
         let window = checked_window(window)?;
         let registry = checked_registry(registry)?;
+        let caps = checked_caps(caps)?;
         Ok(NativeCache {
-            core: cache_engine(&registry, window),
+            core: cache_engine(&registry, &caps, window),
             keys: Keys::new(py),
             orjson: Orjson::new(orjson)?,
             batch: Vec::new(),
             applied: false,
             last: None,
             registry,
+            caps,
             window,
             plan: None,
         })
@@ -298,7 +312,8 @@ impl NativeCache {
     /// Take a batch of record values (and their signature verdicts); what it reads that the
     /// cache does not hold, as the store's read (streams/lua/read_state.lua), or None when it
     /// reads nothing; `load` takes the reply. `whole_fields`: the most fields a values hash may
-    /// have to be read whole.
+    /// have to be read whole. The tallies of the capped states the batch adds to are read for
+    /// each batch, and held for it only.
     #[pyo3(signature = (values, authentic, whole_fields))]
     fn decide<'py>(
         &mut self,
@@ -308,8 +323,8 @@ impl NativeCache {
         whole_fields: usize,
     ) -> PyResult<Option<ReadRequest<'py>>> {
         self.plan = None;
-        let (parts, values, ids) = self.needs(py, values, authentic)?;
-        let plan = ReadPlan::new(parts, values, ids);
+        let (parts, values, ids, tallies) = self.needs(py, values, authentic)?;
+        let plan = ReadPlan::new(parts, values, ids, tallies);
         if plan.is_empty() {
             return Ok(None);
         }
@@ -318,8 +333,10 @@ impl NativeCache {
         Ok(Some(request))
     }
 
-    /// Take in the read script's reply to what `decide` asked.
-    fn load(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>) -> PyResult<()> {        let plan = self.plan.take().ok_or_else(|| PyRuntimeError::new_err("no read was asked for"))?;
+    /// Take in the read script's reply to what `decide` asked: its four lists, and the tally
+    /// hashes asked for (HGETALL's flat lists, in the order asked).
+    fn load(&mut self, py: Python<'_>, reply: &Bound<'_, PyAny>, tallies: &Bound<'_, PyAny>) -> PyResult<()> {
+        let plan = self.plan.take().ok_or_else(|| PyRuntimeError::new_err("no read was asked for"))?;
         let orjson = &self.orjson;
         // `decode_held`: each member of the parsed array written again by orjson.
         let long_way = |raw: &[u8]| -> PyResult<Vec<Vec<u8>>> {
@@ -331,7 +348,8 @@ impl NativeCache {
             }
             Ok(out)
         };
-        plan.take(&mut self.core.store, reply, &long_way)
+        plan.take(&mut self.core.store, reply, &long_way)?;
+        plan.take_tallies(&mut self.core, tallies)
     }
 
     /// Apply the decided batch to the cache; returns (events as (key: the message id, value),
@@ -434,7 +452,7 @@ impl NativeCache {
 
     /// Drop everything held (the next batch loads from Redis again), the decided batch too.
     fn clear(&mut self) {
-        self.core = cache_engine(&self.registry, self.window);
+        self.core = cache_engine(&self.registry, &self.caps, self.window);
         self.batch.clear();
         self.applied = false;
         self.last = None;
@@ -466,10 +484,13 @@ impl NativeCache {
         }
         let verdicts = verdicts(authentic)?;
         self.batch.clear();
-        let store = &self.core.store;
+        self.core.forget_counts(); // the last batch's tallies
+        let core = &self.core;
+        let store = &core.store;
         let mut parts = Vec::new();
         let mut needed_values = Vec::new();
         let mut ids = Vec::new();
+        let mut tallies = Vec::new();
         for (index, value) in values.try_iter()?.enumerate() {
             let authentic = verdict(&verdicts, index)?;
             let value = value?;
@@ -504,6 +525,9 @@ impl NativeCache {
                     if !part.is_some_and(|p| store.knows_value(p, change.name, r.ident)) {
                         needed_values.push((r.mid.to_owned(), r.pid.to_owned(), change.name.to_owned(), r.ident.to_owned()));
                     }
+                    if change.is_add && core.capped(change.name) {
+                        tallies.push((r.mid.to_owned(), r.pid.to_owned()));
+                    }
                 }
             }
             self.batch.push(match record {
@@ -511,7 +535,7 @@ impl NativeCache {
                 None => Pending::Plain(value.cast_into::<PyBytes>()?.unbind()),
             });
         }
-        Ok((parts, needed_values, ids))
+        Ok((parts, needed_values, ids, tallies))
     }
 }
 
@@ -523,8 +547,8 @@ fn no_removals() -> PyErr {
 }
 
 /// An engine whose store keeps tallies (the cache's writes carry them), with events.
-fn cache_engine(registry: &[(String, Kind)], window: usize) -> engine::Engine {
-    let mut core = engine::Engine::new(registry, &[], window, true);
+fn cache_engine(registry: &[(String, Kind)], caps: &[(String, usize)], window: usize) -> engine::Engine {
+    let mut core = engine::Engine::new(registry, caps, window, true);
     core.tallies = true;
     core
 }

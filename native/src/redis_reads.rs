@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyList};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::decode::Kind;
+use crate::engine::Engine;
 use crate::json::split_array;
 use crate::store::{Held, Store};
 
@@ -19,37 +20,47 @@ type Part = (String, String);
 pub type LongWay<'a> = &'a dyn Fn(&[u8]) -> PyResult<Vec<Vec<u8>>>;
 
 /// What a round reads that the cache does not hold, in the script's order: the parts' metas,
-/// the values asked of each part (name, identity), the messages' dedupe memories.
+/// the values asked of each part (name, identity), the messages' dedupe memories; and the parts
+/// whose tallies it reads whole, as hashes read after those (for the capped states it adds to,
+/// read each round: the cache holds no tally).
 #[derive(Default)]
 pub struct ReadPlan {
     parts: IndexSet<Part, FxBuildHasher>,
     values: IndexMap<Part, IndexSet<(String, String), FxBuildHasher>, FxBuildHasher>,
     messages: IndexSet<String, FxBuildHasher>,
+    tallies: IndexSet<Part, FxBuildHasher>,
 }
 
 impl ReadPlan {
-    pub fn new(parts: Vec<Part>, values: Vec<(String, String, String, String)>, ids: Vec<(String, String)>) -> ReadPlan {
+    pub fn new(
+        parts: Vec<Part>,
+        values: Vec<(String, String, String, String)>,
+        ids: Vec<(String, String)>,
+        tallies: Vec<Part>,
+    ) -> ReadPlan {
         let mut plan = ReadPlan { parts: parts.into_iter().collect(), ..ReadPlan::default() };
         for (mid, pid, name, ident) in values {
             plan.values.entry((mid, pid)).or_default().insert((name, ident));
         }
         plan.messages = ids.into_iter().map(|(mid, _)| mid).collect();
+        plan.tallies = tallies.into_iter().collect();
         plan
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty() && self.values.is_empty() && self.messages.is_empty()
+        self.parts.is_empty() && self.values.is_empty() && self.messages.is_empty() && self.tallies.is_empty()
     }
 
     /// The read: (the parts whose metas it reads, the parts whose value hashes it reads, the
-    /// messages whose dedupe memories it reads, the script's ARGV); `whole_fields`: the most
-    /// fields a values hash may have to be read whole.
+    /// messages whose dedupe memories it reads, the script's ARGV up to its fields, the parts
+    /// whose tallies it reads whole); `whole_fields`: the most fields a values hash may have to
+    /// be read whole.
     #[allow(clippy::type_complexity)]
     pub fn request<'py>(
         &self,
         py: Python<'py>,
         whole_fields: usize,
-    ) -> PyResult<(Vec<Part>, Vec<Part>, Vec<String>, Bound<'py, PyList>)> {
+    ) -> PyResult<(Vec<Part>, Vec<Part>, Vec<String>, Bound<'py, PyList>, Vec<Part>)> {
         let args = PyList::empty(py);
         for n in [self.parts.len(), self.values.len(), self.messages.len(), whole_fields] {
             args.append(n)?;
@@ -70,14 +81,15 @@ impl ReadPlan {
         let parts = self.parts.iter().cloned().collect();
         let value_parts = self.values.keys().cloned().collect();
         let messages = self.messages.iter().cloned().collect();
-        Ok((parts, value_parts, messages, args))
+        let tallies = self.tallies.iter().cloned().collect();
+        Ok((parts, value_parts, messages, args, tallies))
     }
 
     /// Take the script's reply `[metas, values, ids, whole]` into the store (as
     /// `PythonDecider.load` takes it). `long_way` parses a
     /// Set holding `split_array` refuses, as `decode_held` does.
     pub fn take(
-        self,
+        &self,
         store: &mut Store,
         reply: &Bound<'_, PyAny>,
         long_way: LongWay<'_>,
@@ -131,6 +143,29 @@ impl ReadPlan {
                 taken.push(text(&bytes(&id)?)?.to_owned());
             }
             store.load_taken(mid, taken);
+        }
+        Ok(())
+    }
+
+    /// Take the tally hashes asked for (HGETALL's flat lists, "name\0encoding" -> count) into
+    /// the engine's counts of its capped states, after `take` (which loaded their parts).
+    pub fn take_tallies(&self, core: &mut Engine, tallies: &Bound<'_, PyAny>) -> PyResult<()> {
+        let tallies = as_list(tallies)?;
+        if tallies.len() != self.tallies.len() {
+            return Err(bad("a read reply does not answer every tally asked"));
+        }
+        for ((mid, pid), raw) in self.tallies.iter().zip(tallies.iter()) {
+            let raw = as_list(&raw)?;
+            let p = part_of(&mut core.store, mid, pid);
+            for pair in 0..raw.len() / 2 {
+                let field = bytes(&raw.get_item(2 * pair)?)?;
+                let at = field.iter().position(|&b| b == 0).ok_or_else(|| bad("a tally field without its NUL"))?;
+                // The persist script drops a count at 0 or below: each one read is above 0.
+                let count = text(&bytes(&raw.get_item(2 * pair + 1)?)?)?
+                    .parse::<u32>()
+                    .map_err(|_| bad("a tally count is not a count"))?;
+                core.load_count(p, text(&field[..at])?, &field[at + 1..], count);
+            }
         }
         Ok(())
     }

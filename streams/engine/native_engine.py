@@ -131,10 +131,11 @@ def caps(registry: Mapping[str, Any]) -> dict[str, int]:
             if isinstance(entry, Mapping) and entry.get("max_values") is not None}
 
 
-def cache_core(registry: Mapping[str, str], window: int) -> _native.Cache:
-    """The compiled engine over a cache of Redis's state, for `CompiledDecider`."""
+def cache_core(registry: Mapping[str, str], caps: Mapping[str, int], window: int) -> _native.Cache:
+    """The compiled engine over a cache of Redis's state, for `CompiledDecider`; `registry`
+    checked (name -> type), `caps` the capped states' `max_values`."""
     _require()
-    return _native.Cache(registry, window, orjson)
+    return _native.Cache(registry, caps, window, orjson)
 
 
 def heap_bytes() -> int:

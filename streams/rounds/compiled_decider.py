@@ -20,7 +20,7 @@ from msgstate.streams.engine.state_cache import CACHE_ENTRIES
 from msgstate.streams.rounds.changelog import RoundLog
 from msgstate.streams.rounds.decider import Decision
 from msgstate.streams.rounds.python_decider import PythonDecider
-from msgstate.streams.storage.layout import DELETED_FIELD, MESSAGE, KeyRef
+from msgstate.streams.storage.layout import DELETED_FIELD, MESSAGE, TALLY, KeyRef
 from msgstate.streams.storage.protocol import WHOLE_PART_FIELDS, Read, Writes
 
 _DELETED = DELETED_FIELD.encode()
@@ -29,16 +29,17 @@ _DELETED = DELETED_FIELD.encode()
 class CompiledDecider:
     """Past `limit` entries, `decide` starts again empty (like `StateCache`).
 
-    The compiled cache reads neither a part's whole tally nor a message's or an identity's
-    every holding, so rounds that need them (SPEC v1.1: any round under a registry with
-    `max_values`, a round holding a record with a "kind") are decided by the reference,
-    `PythonDecider`; and it keeps no deletion marks, so each message it reads (not cached) has
-    its mark read beside it, and a round naming a deleted message goes to the reference too.
-    Each decider's cache misses the other's writes: both are dropped when the round changes
-    hands (so a deleted message is never in the compiled cache: it is read again each time).
+    A round that adds to a capped state (SPEC v1.1 `max_values`) reads that part's tally whole,
+    as the reference does, and the compiled core holds it for that round only. The compiled
+    cache reads no message's or identity's every holding, so a round holding a record with a
+    "kind" (a deletion or an erasure) is decided by the reference, `PythonDecider`; and it keeps
+    no deletion marks, so each message it reads (not cached) has its mark read beside it, and a
+    round naming a deleted message goes to the reference too. Each decider's cache misses the
+    other's writes: both are dropped when the round changes hands (so a deleted message is never
+    in the compiled cache: it is read again each time).
     """
 
-    __slots__ = ("_capped", "_core", "_every", "_on_reference", "_reference", "_restarts",
+    __slots__ = ("_core", "_every", "_marks", "_on_reference", "_reference", "_restarts",
                  "_round", "_unchecked", "limit", "whole_part_fields", "window")
 
     def __init__(
@@ -50,10 +51,9 @@ class CompiledDecider:
         limit: int = CACHE_ENTRIES,
     ) -> None:
         types = check_registry(registry or {})
-        self._core = native_engine.cache_core(types, window)
+        self._core = native_engine.cache_core(types, native_engine.caps(registry or {}), window)
         self._reference = PythonDecider(Engine(registry or {}), window=window,
                                         whole_part_fields=whole_part_fields, limit=limit)
-        self._capped = bool(native_engine.caps(registry or {}))
         self._on_reference = False
         self.window = window
         self.whole_part_fields = whole_part_fields
@@ -66,12 +66,13 @@ class CompiledDecider:
         self._restarts = 0  # times the limit emptied the compiled cache
         # The round's records, for the reference should its read find a deleted message.
         self._round: tuple[Sequence[bytes], Sequence[bool] | None] = ((), None)
+        self._marks = 0  # deletion marks read: the hashes read first, the tallies after them
 
     def decide(self, values: Sequence[bytes], authentic: Sequence[bool] | None = None) -> Read | None:
         if authentic is not None and len(authentic) != len(values):
             raise ValueError("authentic needs one verdict per value")
         # A record with a "kind" may be a deletion or an erasure; a false alarm costs speed only.
-        reference = self._capped or any(b'"kind"' in value for value in values)
+        reference = any(b'"kind"' in value for value in values)
         if reference != self._on_reference:
             self.clear()
             self._on_reference = reference
@@ -87,13 +88,14 @@ class CompiledDecider:
         if request is None:
             return None
         self._round = (values, authentic)
-        read = Read(*request)
+        parts, value_parts, messages, args, tallies = request
         # Each message read anew: its deletion mark too.
-        marks: list[KeyRef] = [(MESSAGE, message_id, "") for message_id in read.messages]
-        if not marks:
-            return read
-        return Read(read.parts, read.value_parts, read.messages, [*read.args, len(marks), 0],
-                    hashes=marks)
+        hashes: list[KeyRef] = [(MESSAGE, message_id, "") for message_id in messages]
+        self._marks = len(hashes)
+        hashes += [(TALLY, message_id, part_id) for message_id, part_id in tallies]
+        if not hashes:
+            return Read(parts, value_parts, messages, args)
+        return Read(parts, value_parts, messages, [*args, len(hashes), 0], hashes=hashes)
 
     @property
     def restarts(self) -> int:
@@ -102,12 +104,13 @@ class CompiledDecider:
     def load(self, reply: Any) -> Read | None:
         if self._on_reference:
             return self._reference.load(reply)
-        if len(reply) > 4 and any(_DELETED in raw[::2] for raw in reply[4]):
+        hashes = reply[4] if len(reply) > 4 else []
+        if any(_DELETED in raw[::2] for raw in hashes[:self._marks]):
             # A message of the round was deleted: the reference decides it, from a new read.
             self.clear()
             self._on_reference = True
             return self._reference.decide(*self._round)
-        self._core.load(reply[:4])
+        self._core.load(reply[:4], hashes[self._marks:])
         return None
 
     def apply(self) -> Decision:

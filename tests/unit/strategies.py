@@ -171,6 +171,37 @@ registries = st.one_of(
 )
 
 
+# Capped states s and t (SPEC v1.1 `max_values`), for `capped_workloads`.
+capped_registries = st.fixed_dictionaries({
+    "s": st.one_of(st.just("Set"), st.builds(lambda cap: {"type": "Set", "max_values": cap},
+                                             st.integers(1, 3))),
+    "t": st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
+                   st.sampled_from(TYPES), st.integers(1, 3)),
+})
+# One message, two parts, five identities and few values: caps fill, and identities race for
+# the last distinct value within a round and across rounds.
+capped_workloads = st.lists(
+    st.builds(
+        lambda rid, ident, part, changes: orjson.dumps({
+            "id": rid, "message_id": "m", "part_id": part, "identity_id": ident,
+            "changes": changes}),
+        st.sampled_from([f"r{n}" for n in range(40)]),
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.sampled_from(["root", "p2"]),
+        st.lists(
+            st.fixed_dictionaries({
+                "operation": st.sampled_from(["add", "add", "remove"]),
+                "type": st.sampled_from(TYPES),
+                "name": st.sampled_from(["s", "t"]),
+                "value": st.sampled_from(["x", "y", "z", 1, True]),
+            }),
+            min_size=1, max_size=4,
+        ),
+    ),
+    min_size=10, max_size=40,
+)
+
+
 def dense_lines(
     ids: int, kinds: list[str], values: list[Any], max_size: int
 ) -> st.SearchStrategy[list[bytes]]:

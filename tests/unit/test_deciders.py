@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import orjson
 import pytest
@@ -24,6 +25,7 @@ from msgstate.streams.storage.layout import (
     INDEX,
     MARK,
     MESSAGE,
+    TALLY,
     Keys,
     decode_meta,
     encode_held,
@@ -41,7 +43,7 @@ WINDOW = 10_000
 HOME = {b"": 0}
 
 
-def deciders(registry: dict[str, str], whole: int, window: int = WINDOW) -> dict[str, Decider]:
+def deciders(registry: dict[str, Any], whole: int, window: int = WINDOW) -> dict[str, Decider]:
     return {"python": PythonDecider(Engine(registry), window=window, whole_part_fields=whole),
             "compiled": CompiledDecider(registry, window=window, whole_part_fields=whole)}
 
@@ -80,16 +82,33 @@ def assert_holds(store: MemoryRoundStore, truth: MemoryStore) -> None:
         assert store.hashes.get(keys.tally(mid, pid), {}) == {f: str(n).encode() for f, n in counts.items()}
 
 
+ROUNDS = (st.lists(st.integers(1, 12), min_size=1, max_size=6),
+          st.lists(st.booleans(), min_size=1, max_size=6), st.sampled_from([1, 3, 10_000]),
+          st.sampled_from([2, WINDOW]), st.data())
+
+
 @SETTINGS
-@given(ws.workloads, ws.registries,
-       st.lists(st.integers(1, 12), min_size=1, max_size=6),
-       st.lists(st.booleans(), min_size=1, max_size=6), st.sampled_from([1, 3, 10_000]),
-       st.sampled_from([2, WINDOW]), st.data())
-def test_both_deciders_write_the_engines_state(lines: list[bytes], registry: dict[str, str],
+@given(ws.workloads, ws.registries, *ROUNDS)
+def test_both_deciders_write_the_engines_state(lines: list[bytes], registry: dict[str, Any],
                                                sizes: list[int], keeps: list[bool], whole: int,
                                                window: int, data: st.DataObject) -> None:
     """With a short dedupe window the two deciders still write alike (the truth, which may
     remember more ids than the window, is then not compared)."""
+    both_write_the_engines_state(lines, registry, sizes, keeps, whole, window, data)
+
+
+@SETTINGS
+@given(ws.capped_workloads, ws.capped_registries, *ROUNDS)
+def test_both_deciders_hold_caps_as_the_engine(lines: list[bytes], registry: dict[str, Any],
+                                               sizes: list[int], keeps: list[bool], whole: int,
+                                               window: int, data: st.DataObject) -> None:
+    """Caps that fill, within a round and across rounds, the cache kept or dropped."""
+    both_write_the_engines_state(lines, registry, sizes, keeps, whole, window, data)
+
+
+def both_write_the_engines_state(lines: list[bytes], registry: dict[str, Any], sizes: list[int],
+                                 keeps: list[bool], whole: int, window: int,
+                                 data: st.DataObject) -> None:
     verdicts = data.draw(st.lists(st.booleans(), min_size=len(lines), max_size=len(lines)))
     signed = data.draw(st.booleans())
     exact = window == WINDOW
@@ -226,3 +245,72 @@ def test_the_python_decider_applies_deletions_and_erasures() -> None:
     # The index follows the holdings: alice's is empty.
     assert not any(fields for key, fields in store.hashes.items() if ":idx:" in key)
     assert store.hashes[store.keys.message("m2")] == {b"deleted": b"1", b"p:root": b"1"}
+
+
+CAPPED: dict[str, Any] = {"reactions": {"type": "Set", "max_values": 3},
+                          "pick": {"type": "LWW", "max_values": 2}}
+
+
+def test_the_compiled_decider_decides_capped_rounds_itself() -> None:
+    decider, store = CompiledDecider(CAPPED, window=WINDOW), MemoryRoundStore()
+    round_trip(decider, store, [line("r1", add("Set", "reactions", "a"), add("LWW", "pick", 1))],
+               None, True)
+    # Its cache holds the part it decided (a round handed to the reference leaves it empty).
+    assert orjson.loads(decider.summary_line("m1", "root"))["version"] == 1
+    # Warm, a capped round reads the part's tally alone, and its cache keeps the round's writes.
+    read = decider.decide([line("r2", add("Set", "reactions", "b"), identity="bob")])
+    assert read is not None and (read.parts, read.value_parts, read.messages) == ([], [], [])
+    assert read.hashes == [(TALLY, "m1", "root")]
+    assert decider.load(asyncio.run(store.read(read, HOME))) is None
+    decider.apply()
+    decider.commit()
+    assert orjson.loads(decider.summary_line("m1", "root"))["version"] == 2
+    # A round that only removes from a capped state reads no tally.
+    assert decider.decide([line("r3", remove("Set", "reactions", "b"), identity="bob")]) is None
+
+
+def test_identities_racing_for_the_last_distinct_value_are_held_alike() -> None:
+    """Many identities add the (cap+1)-th distinct value within a round and across rounds:
+    only an add that finds a place is taken, and both deciders write and say the same."""
+    racers = [f"u{n}" for n in range(3, 12)]
+    rounds = [
+        # The cap of 3 filled, and 2 picks.
+        [line("r1", add("Set", "reactions", "a"), add("LWW", "pick", "x"), identity="u0"),
+         line("r2", add("Set", "reactions", "b"), add("LWW", "pick", "y"), identity="u1"),
+         line("r3", add("Set", "reactions", "c"), identity="u2")],
+        # u1 frees b; nine identities race for the place, each with a new value; then each adds
+        # a held value, which is never over the cap.
+        [line("r4", remove("Set", "reactions", "b"), identity="u1"),
+         *(line(f"r5{who}", add("Set", "reactions", f"new-{who}"), identity=who) for who in racers),
+         *(line(f"r6{who}", add("Set", "reactions", "a"), identity=who) for who in racers),
+         # Replacing one's own pick with a third value is over the cap too.
+         line("r7", add("LWW", "pick", "z"), identity="u0")],
+        # Across rounds: b is held by nobody now, and each new value is refused.
+        [line(f"r8{who}", add("Set", "reactions", "b"), identity=who) for who in racers],
+        # The winner drops its value: a place again, taken by the first racer of the next round.
+        [line("r9", remove("Set", "reactions", "new-u3"), identity="u3")],
+        [line(f"rA{who}", add("Set", "reactions", f"late-{who}"), identity=who)
+         for who in racers],
+    ]
+    made: dict[str, list[Any]] = {}
+    for name, decider in deciders(CAPPED, 10_000).items():
+        store = MemoryRoundStore(Keys("t", partitions=1))
+        made[name] = [round_trip(decider, store, values, None, True) for values in rounds]
+        made[name].append(store.snapshot())
+    assert made["compiled"] == made["python"]
+    refused = [[(index, r["reason"], r["detail"]) for index, r in rejections]  # type: ignore[index]
+               for _, rejections in made["compiled"][:-1]]
+    full = "reactions already holds max_values=3 distinct values in this part"
+    assert refused == [
+        [],
+        [*((at, "limit_exceeded", full) for at in range(2, 10)),
+         (19, "limit_exceeded", "pick already holds max_values=2 distinct values in this part")],
+        [(at, "limit_exceeded", full) for at in range(9)],
+        [],
+        [(at, "limit_exceeded", full) for at in range(1, 9)],
+    ]
+    hashes, _ = made["compiled"][-1]
+    tally = hashes[Keys("t", partitions=1).tally("m1", "root")]
+    assert {f: n for f, n in tally.items() if f.startswith(b"reactions")} == {
+        tally_field("reactions", b'"a"'): b"10", tally_field("reactions", b'"c"'): b"1",
+        tally_field("reactions", b'"late-u3"'): b"1"}

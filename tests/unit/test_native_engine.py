@@ -145,16 +145,8 @@ def test_value_heavy_workloads(lines: list[bytes], sizes: list[int]) -> None:
     same(lines, {}, sizes)
 
 
-capped_registries = st.fixed_dictionaries({
-    "s": st.one_of(st.just("Set"), st.builds(lambda cap: {"type": "Set", "max_values": cap},
-                                             st.integers(1, 3))),
-    "t": st.builds(lambda kind, cap: {"type": kind, "max_values": cap},
-                   st.sampled_from(["Set", "LWWN", "LWW", "FWW"]), st.integers(1, 3)),
-})
-
-
 @SETTINGS
-@given(value_heavy, capped_registries, st.lists(st.integers(1, 12), min_size=1, max_size=6))
+@given(value_heavy, ws.capped_registries, st.lists(st.integers(1, 12), min_size=1, max_size=6))
 def test_capped_states(lines: list[bytes], registry: dict[str, Any],
                        sizes: list[int]) -> None:
     same(lines, registry, sizes)
@@ -281,7 +273,7 @@ removal_lines = st.one_of(
 @SETTINGS
 @given(st.lists(st.one_of(value_heavy_lines, value_heavy_lines, removal_lines), min_size=1,
                 max_size=40),
-       capped_registries | st.just({}), st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       ws.capped_registries | st.just({}), st.lists(st.integers(1, 12), min_size=1, max_size=6),
        st.data())
 def test_deletions_and_erasures(lines: list[bytes], registry: dict[str, Any], sizes: list[int],
                                 data: st.DataObject) -> None:
