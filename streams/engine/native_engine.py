@@ -19,7 +19,7 @@ import orjson
 
 from msgstate.schemas.exceptions import ConfigError, ValidationError
 from msgstate.schemas.limits import DEDUPE_WINDOW
-from msgstate.schemas.registry import check_registry
+from msgstate.schemas.registry import check_registry, registry_caps
 
 try:
     from msgstate.streams import _native
@@ -77,7 +77,7 @@ class NativeEngine:
     ) -> None:
         self._registry = check_registry(registry or {})
         _require()
-        self._core = _native.Engine(self._registry, caps(registry or {}), window, events, orjson)
+        self._core = _native.Engine(self._registry, registry_caps(registry or {}), window, events, orjson)
 
     @property
     def registry(self) -> Mapping[str, str]:
@@ -123,12 +123,6 @@ class NativeEngine:
     def dedupe_bytes(self) -> int:
         """Bytes its dedupe memory holds, counted alike."""
         return self._core.memory_bytes()[1]
-
-
-def caps(registry: Mapping[str, Any]) -> dict[str, int]:
-    """The `max_values` of each capped state of a registry that `check_registry` passed."""
-    return {name: entry["max_values"] for name, entry in registry.items()
-            if isinstance(entry, Mapping) and entry.get("max_values") is not None}
 
 
 def cache_core(registry: Mapping[str, str], caps: Mapping[str, int], window: int) -> _native.Cache:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from msgstate.schemas.limits import DEDUPE_WINDOW
-from msgstate.schemas.registry import check_registry
+from msgstate.schemas.registry import check_registry, registry_caps
 from msgstate.streams.engine import native_engine
 from msgstate.streams.engine.engine import Engine
 from msgstate.streams.engine.state_cache import CACHE_ENTRIES
@@ -51,7 +51,7 @@ class CompiledDecider:
         limit: int = CACHE_ENTRIES,
     ) -> None:
         types = check_registry(registry or {})
-        self._core = native_engine.cache_core(types, native_engine.caps(registry or {}), window)
+        self._core = native_engine.cache_core(types, registry_caps(registry or {}), window)
         self._reference = PythonDecider(Engine(registry or {}), window=window,
                                         whole_part_fields=whole_part_fields, limit=limit)
         self._on_reference = False
