@@ -31,19 +31,24 @@ def topic_names(settings: Settings) -> list[str]:
     return [t.responses, t.summary_changes, t.rejections, t.messages, t.state]
 
 
+def admin_client(settings: Settings, client_id: str, **options: Any) -> KafkaAdminClient:
+    """A kafka-python admin client of the configured Kafka; one it cannot reach is named."""
+    try:
+        return KafkaAdminClient(**settings.kafka_client(), client_id=client_id, **options)
+    except KafkaError as exc:
+        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+
+
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
     """Create the missing topics with the configured partitions and replication; returns them."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     wanted = names or topic_names(settings)
     deadline = time.monotonic() + RETRY_SECONDS
     while True:
-        try:
-            # A new client each try: one keeps the broker it sends topic creations to (KRaft
-            # names a random live one in each metadata answer; a dead one, until fenced).
-            admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-admin",
-                                     request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
-        except KafkaError as exc:
-            raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+        # A new client each try: one keeps the broker it sends topic creations to (KRaft
+        # names a random live one in each metadata answer; a dead one, until fenced).
+        admin = admin_client(settings, "msgstate-admin", request_timeout_ms=10_000,
+                             bootstrap_timeout_ms=10_000)
         try:
             return _create_missing(admin, settings, wanted)
         except InvalidReplicationFactorError as exc:

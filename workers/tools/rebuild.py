@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from msgstate.schemas.exceptions import MsgstateError, ServiceUnreachable
@@ -32,6 +32,7 @@ from msgstate.streams.storage.rebuild import (
     restore_commands,
 )
 from msgstate.workers.config import Settings
+from msgstate.workers.topics import admin_client
 
 PIPELINE_COMMANDS = 2000  # per Redis round trip
 READ_SECONDS = 30.0  # the longest wait for the next records of a changelog not yet read to its end
@@ -53,11 +54,7 @@ class Outcome:
 
 def refuse_while_workers_hold(settings: Settings) -> None:
     """Raise WorkersRunning when the state workers' consumer group has members."""
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-rebuild",
-                                 request_timeout_ms=10_000)
-    except KafkaError as exc:
-        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+    admin = admin_client(settings, "msgstate-rebuild", request_timeout_ms=10_000)
     try:
         group = admin.describe_groups([settings.app_id]).get(settings.app_id, {})
     finally:

@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from msgstate.schemas.exceptions import ConfigError, MsgstateError, ServiceUnreachable
+from msgstate.schemas.exceptions import ConfigError, MsgstateError
 from msgstate.streams.rounds.changelog import DERIVED, state_key
 from msgstate.streams.storage.client import SyncRedis
 from msgstate.streams.storage.layout import (
@@ -42,6 +41,7 @@ from msgstate.streams.storage.layout import (
     state_ref,
 )
 from msgstate.workers.config import Settings
+from msgstate.workers.topics import admin_client
 
 INDEX_HEAD = INDEX + ":"
 
@@ -68,11 +68,7 @@ def repartition(settings: Settings, partitions: int,
         raise ConfigError(f"--partitions {partitions} must be more than MSGSTATE_PARTITIONS ({old}): "
                           "Kafka only adds partitions")
     redis = settings.redis_client(socket_timeout=30)
-    try:
-        admin = KafkaAdminClient(**settings.kafka_client(), client_id="msgstate-repartition",
-                                 request_timeout_ms=30_000)
-    except KafkaError as exc:
-        raise ServiceUnreachable("Kafka", settings.kafka, type(exc).__name__) from exc
+    admin = admin_client(settings, "msgstate-repartition", request_timeout_ms=30_000)
     try:
         found = _partition_count(admin, topic)
         if found not in (old, partitions):
