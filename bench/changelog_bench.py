@@ -4,7 +4,8 @@
 
 - A state worker's throughput draining a backlog with the changelog on and off, alternated
   (on, off, on, off, ...) on fresh topics holding the same records: responses/s from its first
-  applied record to its last (group join and start-up left out), read from the fences.
+  applied record to its last (group join and start-up left out), read from the fences; and the
+  CPU per response, over the same span, of the worker, Redis and the broker.
 - The changelog's bytes per live value: what compaction keeps (the latest record of each key,
   tombstones dropped), and what the worker wrote, over the live value fields.
 - `msgstate rebuild`'s read and restore of that changelog into empty keys, and of a synthetic
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -30,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from msgstate.bench.kafka_io import publish, scan
+from msgstate.bench.procs import cpu_of, stack_pids
 from msgstate.workers.config import Settings, Topics, environment
 from msgstate.workers.tools.rebuild import read_changelog, restore
 from msgstate.workers.tools.stack import private_stack
@@ -44,8 +47,14 @@ def fresh(settings: Settings) -> Settings:
     return settings.with_(topics=Topics(tag), key_prefix=tag, app_id=tag)
 
 
-def drain(settings: Settings, records: list[bytes], changelog: bool, log: Path) -> float:
-    """Responses/s of one worker through a backlog of `records` on fresh topics."""
+@dataclass
+class Drain:
+    rate: float  # responses/s
+    cpu: dict[str, float]  # process -> µs of CPU per response
+
+
+def drain(settings: Settings, records: list[bytes], changelog: bool, log: Path) -> Drain:
+    """One worker through a backlog of `records` on fresh topics."""
     ensure_topics(settings)
     sent = publish(settings, records)
     last = {p: n - 1 for p, n in sent.per_partition.items()}
@@ -55,18 +64,26 @@ def drain(settings: Settings, records: list[bytes], changelog: bool, log: Path) 
     with log.open("wb") as out:
         worker = subprocess.Popen([sys.executable, "-m", "msgstate.workers", "worker"], env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
+    pids = {"worker": worker.pid, **stack_pids(settings)}
+
+    def cpu() -> dict[str, float]:
+        return {name: cpu_of(pid) for name, pid in pids.items()}
+
     try:
-        first: tuple[float, int] | None = None
+        first: tuple[float, int, dict[str, float]] | None = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             fences = {p: int(redis.hget(settings.keys.fence(p), "offset") or -1) for p in last}
             applied = sum(f + 1 for f in fences.values())
             now = time.monotonic()
             if first is None and applied:
-                first = (now, applied)
+                first = (now, applied, cpu())
             if all(fences[p] >= o for p, o in last.items()):
                 assert first is not None
-                return (total - first[1]) / max(now - first[0], 1e-9)
+                done = total - first[1]
+                spent = {name: 1e6 * (seconds - first[2][name]) / done
+                         for name, seconds in cpu().items()}
+                return Drain(done / max(now - first[0], 1e-9), spent)
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited ({worker.returncode}); see {log}")
             time.sleep(POLL_SECONDS)
@@ -143,14 +160,16 @@ def main(count: int, pairs: int, messages: int, rebuild_values: int) -> None:
     records = list(responses(count, messages=messages, bad_share=0.02, seed=11))
     logs = Path(tempfile.mkdtemp(prefix="changelog-bench-"))
     with private_stack(Settings.from_env(), partitions=12) as stack:
-        rates: dict[bool, list[float]] = {True: [], False: []}
+        drains: dict[bool, list[Drain]] = {True: [], False: []}
         last_on = stack
         for n in range(pairs):
             for on in (True, False):
                 settings = fresh(stack)
-                rate = drain(settings, records, on, logs / f"{n}-{on}.log")
-                rates[on].append(rate)
-                console.print(f"drain {n + 1} changelog {'on ' if on else 'off'}: {rate:,.0f} responses/s")
+                result = drain(settings, records, on, logs / f"{n}-{on}.log")
+                drains[on].append(result)
+                console.print(f"drain {n + 1} changelog {'on ' if on else 'off'}: "
+                              f"{result.rate:,.0f} responses/s, CPU per response "
+                              + ", ".join(f"{name} {us:.1f} µs" for name, us in result.cpu.items()))
                 if on:
                     last_on = settings
         kept, written, values = changelog_bytes(last_on)
@@ -160,13 +179,20 @@ def main(count: int, pairs: int, messages: int, rebuild_values: int) -> None:
             synthetic = fresh(stack)
             synthetic_changelog(synthetic, rebuild_values)
             big = timed_rebuild(synthetic)
-    on, off = statistics.median(rates[True]), statistics.median(rates[False])
+    rates = {state: [d.rate for d in drains[state]] for state in drains}
+    rate_on, rate_off = statistics.median(rates[True]), statistics.median(rates[False])
+    paired = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
     table = Table(title=f"state changelog: {count:,} responses over {messages:,} messages, 12 partitions")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("worker, changelog off (median)", f"{off:,.0f} responses/s")
-    table.add_row("worker, changelog on (median)", f"{on:,.0f} responses/s")
-    table.add_row("on / off", f"{on / off:.1%}")
+    table.add_row("worker, changelog off (median)", f"{rate_off:,.0f} responses/s")
+    table.add_row("worker, changelog on (median)", f"{rate_on:,.0f} responses/s")
+    table.add_row("on / off", f"{rate_on / rate_off:.1%} (pair by pair, median "
+                  f"{statistics.median(paired):.1%}: " + ", ".join(f"{r:.0%}" for r in paired) + ")")
+    for name in drains[True][0].cpu:
+        cpu_on = statistics.median([d.cpu[name] for d in drains[True]])
+        cpu_off = statistics.median([d.cpu[name] for d in drains[False]])
+        table.add_row(f"CPU per response, {name} (on, off)", f"{cpu_on:.1f} µs, {cpu_off:.1f} µs")
     table.add_row("drains on", ", ".join(f"{r:,.0f}" for r in rates[True]))
     table.add_row("drains off", ", ".join(f"{r:,.0f}" for r in rates[False]))
     table.add_row("live value fields", f"{values:,}")
