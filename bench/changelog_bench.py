@@ -5,7 +5,8 @@
 - A state worker's throughput draining a backlog with the changelog on and off, alternated
   (on, off, on, off, ...) on fresh topics holding the same records: responses/s from its first
   applied record to its last (group join and start-up left out), read from the fences; and the
-  CPU per response, over the same span, of the worker, Redis and the broker.
+  CPU per response, over the same span, of the worker, Redis and the broker. Each drain
+  starts from the same empty stack: the topics and keys of the one before are gone.
 - The changelog's bytes per live value: what compaction keeps (the latest record of each key,
   tombstones dropped), and what the worker wrote, over the live value fields.
 - `msgstate rebuild`'s read and restore of that changelog into empty keys, and of a synthetic
@@ -31,7 +32,7 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from msgstate.bench.kafka_io import publish, scan
+from msgstate.bench.kafka_io import delete_topics, publish, scan
 from msgstate.bench.procs import cpu_of, stack_pids
 from msgstate.workers.config import Settings, Topics, environment
 from msgstate.workers.tools.rebuild import read_changelog, restore
@@ -51,6 +52,24 @@ def fresh(settings: Settings) -> Settings:
 class Drain:
     rate: float  # responses/s
     cpu: dict[str, float]  # process -> µs of CPU per response
+
+
+def clean(settings: Settings) -> None:
+    """Leave the private stack as a drain found it: the drain's topics deleted, Redis emptied and
+    its append-only file rewritten, so that no drain pays for the data of those before it."""
+    delete_topics(settings, settings.topics.prefix)
+    redis = settings.redis_client()
+    try:
+        redis.flushall()
+        redis.bgrewriteaof()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            persistence = redis.info("persistence")
+            if not (persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"]):
+                return
+            time.sleep(POLL_SECONDS)
+    finally:
+        redis.close()
 
 
 def drain(settings: Settings, records: list[bytes], changelog: bool, log: Path) -> Drain:
@@ -134,7 +153,7 @@ def synthetic_changelog(settings: Settings, values: int) -> None:
             who = f"layer:///identities/u{i}"
             send(p, ["vals", message, "root", f"rsvp\0{who}"], b'"yes"')
             send(p, ["vals", message, "root", f"reactions\0{who}"], '["👍","🎉"]'.encode())
-            send(p, ["ids", message, "", f"r-{n}-{i}"], b"%d 0" % i)
+            send(p, ["ids", message, "", f"r-{n}-{i}"], orjson.dumps([i, f"r-{n}-{i}"]))
     for p in range(partitions):
         send(p, [], b"%d" % (values // 200))
     producer.flush(120)
@@ -151,7 +170,8 @@ def timed_rebuild(settings: Settings) -> tuple[float, float, int]:
 
 @click.command()
 @click.option("--responses", "count", default=30_000, show_default=True, help="Responses per drain.")
-@click.option("--pairs", default=3, show_default=True, help="Drains with the changelog on and off, each.")
+@click.option("--pairs", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Drains with the changelog on and off, each.")
 @click.option("--messages", default=2_000, show_default=True, help="Distinct messages of the workload.")
 @click.option("--rebuild-values", default=1_000_000, show_default=True,
               help="Live values of the synthetic changelog rebuilt (0: none).")
@@ -161,7 +181,6 @@ def main(count: int, pairs: int, messages: int, rebuild_values: int) -> None:
     logs = Path(tempfile.mkdtemp(prefix="changelog-bench-"))
     with private_stack(Settings.from_env(), partitions=12) as stack:
         drains: dict[bool, list[Drain]] = {True: [], False: []}
-        last_on = stack
         for n in range(pairs):
             for on in (True, False):
                 settings = fresh(stack)
@@ -170,10 +189,11 @@ def main(count: int, pairs: int, messages: int, rebuild_values: int) -> None:
                 console.print(f"drain {n + 1} changelog {'on ' if on else 'off'}: "
                               f"{result.rate:,.0f} responses/s, CPU per response "
                               + ", ".join(f"{name} {us:.1f} µs" for name, us in result.cpu.items()))
-                if on:
-                    last_on = settings
-        kept, written, values = changelog_bytes(last_on)
-        rebuild_s, read_s, restored = timed_rebuild(last_on.with_(key_prefix=last_on.key_prefix + "r"))
+                if on and n == pairs - 1:
+                    kept, written, values = changelog_bytes(settings)
+                    rebuild_s, read_s, restored = timed_rebuild(
+                        settings.with_(key_prefix=settings.key_prefix + "r"))
+                clean(settings)
         big: tuple[float, float, int] | None = None
         if rebuild_values:
             synthetic = fresh(stack)

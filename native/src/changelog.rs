@@ -138,7 +138,8 @@ pub fn records<E>(
         }
         out.field(at, &field, &value);
     }
-    // Each id taken, by message: "<offset> <n>", the n-th of the round ending at offset.
+    // A message's ids taken, in one record keyed by the last: [offset, id, ...], offset the
+    // round's end.
     let mut taken: IndexMap<Sym, Vec<&str>, FxBuildHasher> = IndexMap::default();
     for (mid, rid, _) in &journal.taken {
         taken.entry(*mid).or_default().push(rid);
@@ -147,13 +148,16 @@ pub fn records<E>(
         let at = partition(mid)?;
         let offset = out.last[out.carrier(at)].1;
         out.head(at, "ids", strings.text(mid), "");
-        for (n, rid) in ids.into_iter().enumerate() {
-            value.clear();
-            value.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
-            value.push(b' ');
-            value.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.field(at, rid, &value);
+        value.clear();
+        value.push(b'[');
+        value.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
+        for rid in &ids {
+            value.push(b',');
+            write_str(&mut value, rid);
         }
+        value.push(b']');
+        let last = ids.last().expect("a message's entry holds an id");
+        out.field(at, last, &value);
     }
     // Each round partition's completion marker, last.
     for &(p, offset) in last {

@@ -9,17 +9,21 @@ to that partition of the changelog):
 
     [p, kind, message, part, field]  -> the field's value; a tombstone once the field is gone
                                         (kinds with hash fields: meta, vals, ...)
-    [p, "ids", message, "", id]      -> "<offset> <n>": the response id joined the message's
-                                        dedupe memory as the n-th of the round ending at offset;
-                                        a tombstone once it left the window
+    [p, "ids", message, "", id]      -> [offset, id1, ..., id]: the response ids the message's
+                                        dedupe memory took in the round ending at offset, in
+                                        order, keyed by the last; a tombstone once that one
+                                        left the window (and so every id before it)
     [p]                              -> "<offset>": partition p's changelog is complete up to
                                         that input offset (the round's last record)
 
 Tallies, the identity index and a message's part ids are not logged: a rebuild makes them again
 from the values and the metas (they would add a record per response). A round logs each key once, its
-last write. Ids that leave the dedupe window are tombstoned after the round is persisted (the
-store says which, `Evicted`): one lost to a crash leaves an extra id record that a rebuild drops,
-since it keeps each message's newest `window` ids by their order.
+last write, and a message's ids once (one record however many responses it took). Ids that
+leave the dedupe window are tombstoned after the round is persisted (the store says which,
+`Evicted`), each under its own key: the one that keys a record removes it, the others name no
+record. A record whose first ids left the window but not its last keeps them, and one whose
+tombstone was lost to a crash stays: a rebuild drops both, since it keeps each message's newest
+`window` ids by their order.
 """
 
 from __future__ import annotations
@@ -98,9 +102,8 @@ def round_records(writes: Writes, where: Callable[[str], int],
     for k, ids in taken.items():
         head, carrier = heads[k], outbox[k]
         if head is not None:
-            offset = last[carrier]
-            records[carrier] += [_record((STATE, head + dump(rid) + b"]", b"%d %d" % (offset, n)))
-                                 for n, rid in enumerate(ids)]
+            records[carrier].append(_record((STATE, head + dump(ids[-1]) + b"]",
+                                             dump([last[carrier], *ids]))))
     for p, offset in last.items():
         records[p].append(OutRecord(STATE, marker_key(p), b"%d" % offset))
     return records

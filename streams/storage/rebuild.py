@@ -71,7 +71,8 @@ class PartitionState:
 
     complete: int = -1  # the changelog is complete up to this input offset; -1: no round logged
     hashes: dict[Ref, dict[str, bytes | None]] = field(default_factory=dict)  # None: gone
-    ids: dict[str, dict[str, tuple[int, int] | None]] = field(default_factory=dict)  # order; None: gone
+    # message -> the key id of each record of its dedupe ids -> (offset, ids); None: gone
+    ids: dict[str, dict[str, tuple[int, list[str]] | None]] = field(default_factory=dict)
 
     def values(self) -> int:
         """Live value fields (for the report)."""
@@ -100,15 +101,19 @@ class ChangelogState:
                 return
             _, kind, message_id, part_id, name = item
             if kind == SEEN:
-                order = None
-                if value is not None:
-                    offset, n = value.split(b" ")
-                    order = (int(offset), int(n))
-                state.ids.setdefault(message_id, {})[name] = order
+                state.ids.setdefault(message_id, {})[name] = None if value is None else _taken(value)
             else:
                 state.hashes.setdefault((kind, message_id, part_id), {})[name] = value
         except (ValueError, TypeError, IndexError, AttributeError):
             self.unreadable += 1
+
+
+def _taken(value: bytes) -> tuple[int, list[str]]:
+    """An ids record's value `[offset, id, ...]`: the round's offset and the ids in order."""
+    offset, *ids = orjson.loads(value)
+    if type(offset) is not int or not ids or not all(isinstance(rid, str) for rid in ids):
+        raise ValueError("not a changelog ids record")
+    return offset, ids
 
 
 def tally_of(values: dict[str, bytes | None], types: Mapping[str, bytes | None]
@@ -171,7 +176,8 @@ def restore_commands(keys: Keys, partition: int, state: PartitionState, window: 
     for message_id, taken in state.ids.items():
         ref = (SEEN, message_id, "")
         yield Delete(key(ref))
-        live_ids = sorted((order, rid) for rid, order in taken.items() if order is not None)
+        live_ids = sorted(((offset, n), rid) for offset, ids in filter(None, taken.values())
+                          for n, rid in enumerate(ids))
         if live_ids:
             yield Push(key(ref), [rid.encode() for _, rid in live_ids[-window:]])
     yield Delete(keys.outbox(partition))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from msgstate.schemas.exceptions import ConfigError, MsgstateError
@@ -215,7 +216,8 @@ def _spread_erasures(redis: SyncRedis, key: str, partition: int, new: Keys,
 class Relog:
     """The changelog records of a message's state moved to another partition: its keys of the
     new partition, and tombstones of the old ones (SPEC section 7a; streams/rounds/changelog.py).
-    Its dedupe ids are logged before any round of the new partition (order offset -1)."""
+    Its dedupe ids are logged as one record before any round of the new partition (offset -1),
+    and each is tombstoned under the old partition (whichever of them keys a record there)."""
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topics.state
@@ -225,23 +227,29 @@ class Relog:
         kind = ref[0]
         if kind in DERIVED:
             return
-        fields: list[tuple[bytes, bytes]]
         if kind == SEEN:
-            ids: list[bytes] = redis.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
-            fields = [(rid, f"-1 {n}".encode()) for n, rid in enumerate(ids)]
-        else:
-            found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
-            fields = list(found.items())
-        for raw, value in fields:
+            raw_ids: list[bytes] = redis.lrange(key, 0, -1)  # type: ignore[assignment]  # sync client
+            ids = [rid.decode() for rid in raw_ids]
+            if ids:
+                self.send(new, ref, ids[-1], orjson.dumps([-1, *ids]))
+                for rid in ids:
+                    self.send(old, ref, rid, None)
+            return
+        found: dict[bytes, bytes] = redis.hgetall(key)  # type: ignore[assignment]  # sync client
+        for raw, value in found.items():
             name = raw.decode()
             if not (kind == MESSAGE and name.startswith(PART_FIELD_PREFIX)):  # made by a rebuild
                 self.field(ref, name, value, old, new)
 
     def field(self, ref: KeyRef, name: str, value: bytes, old: int | None, new: int) -> None:
         """One field logged under its new partition, and tombstoned under the old one."""
-        self.producer.send(self.topic, key=state_key(new, ref, name), value=value, partition=new)
+        self.send(new, ref, name, value)
         if old is not None:
-            self.producer.send(self.topic, key=state_key(old, ref, name), value=None, partition=old)
+            self.send(old, ref, name, None)
+
+    def send(self, partition: int, ref: KeyRef, name: str, value: bytes | None) -> None:
+        self.producer.send(self.topic, key=state_key(partition, ref, name), value=value,
+                           partition=partition)
 
     def flush(self) -> None:
         self.producer.flush(timeout=60)

@@ -649,7 +649,7 @@ def _kafka_files(service: Service, libs: Path, java: str, properties: str) -> li
 
 
 def _spawn_kafka(service: Service, java: str, jvm: list[str]) -> None:
-    _spawn(service, [java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+    _spawn(service, [java, "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
                      *jvm[1:], "kafka.Kafka", str(service.home / "server.properties")])
 
 
