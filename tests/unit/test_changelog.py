@@ -188,6 +188,27 @@ async def test_ids_that_leave_the_window_are_tombstoned(decider: Decider) -> Non
     assert tombstones == ["r0", "r1"]
 
 
+def test_a_rebuild_keeps_a_windows_newest_ids_of_records_whose_first_ids_left_it() -> None:
+    keys = Keys("t", partitions=1)
+    state = ChangelogState()
+    for key_id, value in [("r3", b'[7,"r1","r2","r3"]'), ("r6", b'[9,"r4","r5","r6"]'),
+                          ("r1", None), ("r2", None),  # tombstones naming no record
+                          ("r9", b'[12,"r7","r8","r9"]'), ("r3", None)]:  # r1-r3's record gone
+        state.take(orjson.dumps([0, "ids", "m1", "", key_id]), value)
+    assert state.unreadable == 0
+    assert state.partitions[0].ids["m1"]["r3"] is None  # the record the tombstone's id keyed
+    pushed = [c for c in restore_commands(keys, 0, state.partitions[0], WINDOW) if isinstance(c, Push)]
+    assert pushed == [Push(keys.seen("m1"), [b"r5", b"r6", b"r7", b"r8", b"r9"])]
+
+
+@pytest.mark.parametrize("value", [b"12 0", b"[12]", b'["12","r1"]', b"[12,1]", b"{}"])
+def test_an_ids_record_of_another_form_is_named_unreadable_and_restores_nothing(value: bytes) -> None:
+    state = ChangelogState()
+    state.take(orjson.dumps([0, "ids", "m1", "", "r1"]), value)
+    assert state.unreadable == 1
+    assert not state.partitions[0].ids
+
+
 async def test_a_message_whose_records_are_keyed_otherwise_is_logged_where_its_state_lives(
         decider: Decider) -> None:
     keys = Keys("t", partitions=4)
