@@ -68,6 +68,7 @@ def clean(settings: Settings) -> None:
             if not (persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"]):
                 return
             time.sleep(POLL_SECONDS)
+        raise RuntimeError("Redis did not rewrite its append-only file in 60 s")
     finally:
         redis.close()
 
